@@ -1,0 +1,129 @@
+"""Command-line entry points: ``tfgal-data`` (and later ``tfgal-train`` ...).
+
+Each entry point parses its arguments, turns tfgal's errors into one readable line and
+exit status 2, and calls into the library; no science happens here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from tfgal.errors import TfgalError
+
+
+def _quiet_tensorflow():
+    # TensorFlow's C++ start-up chatter hides the messages users need.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _run(main, argv):
+    try:
+        return main(argv) or 0
+    except TfgalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------- tfgal-data
+
+
+def _data_parser():
+    parser = argparse.ArgumentParser(
+        prog="tfgal-data", description="Build, import and check tfgal datasets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def storage_args(p):
+        p.add_argument("--out", required=True, help="dataset directory to create")
+        p.add_argument("--shard-size", type=int, default=256, help="galaxies per shard")
+        p.add_argument("--no-gzip", action="store_true", help="write uncompressed shards")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+
+    p = sub.add_parser("mock", help="render mock LSST galaxies with GalSim")
+    storage_args(p)
+    p.add_argument("--train", type=int, default=3000)
+    p.add_argument("--val", type=int, default=500)
+    p.add_argument("--test", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--class-fractions", default=None,
+                   help="spiral,elliptical,merger fractions (default balanced), e.g. 0.43,0.24,0.33")
+
+    p = sub.add_parser("import-npy", help="import the study's published .npy files")
+    storage_args(p)
+    p.add_argument("--source", required=True, help="directory with images_Y10_train.npy ...")
+    p.add_argument("--stretch", choices=("auto", "fit", "identity"), default="auto",
+                   help="fit a stretch on train Y10, or keep values (already stretched); "
+                        "auto: identity when every value lies in [0, 1]")
+
+    p = sub.add_parser("import-fits", help="import FITS cutouts listed in a label table")
+    storage_args(p)
+    p.add_argument("--table", required=True,
+                   help="CSV or FITS table with columns file, label[, split][, galaxy_id]")
+    p.add_argument("--depth", default=None,
+                   help="depth of the noise baked into the cutouts (e.g. Y10); omit for noiseless flux")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--split-fractions", default="0.7,0.1,0.2",
+                   help="train,val,test fractions when the table has no split column")
+
+    p = sub.add_parser("verify", help="read every record of a dataset and check it")
+    p.add_argument("data", help="dataset directory")
+
+    p = sub.add_parser("info", help="print a dataset's manifest summary")
+    p.add_argument("data", help="dataset directory")
+    return parser
+
+
+def _data(argv):
+    args = _data_parser().parse_args(argv)
+    _quiet_tensorflow()
+    compression = "" if getattr(args, "no_gzip", False) else "GZIP"
+    if args.command == "mock":
+        from tfgal import mocks
+        fractions = None
+        if args.class_fractions:
+            fractions = [float(v) for v in args.class_fractions.split(",")]
+        manifest = mocks.build(
+            args.out, n_train=args.train, n_val=args.val, n_test=args.test, seed=args.seed,
+            workers=args.workers, class_fractions=fractions, shard_size=args.shard_size,
+            compression=compression, overwrite=args.overwrite)
+    elif args.command == "import-npy":
+        from tfgal import importers
+        manifest = importers.import_npy(
+            args.source, args.out, stretch=args.stretch, shard_size=args.shard_size,
+            compression=compression, overwrite=args.overwrite)
+    elif args.command == "import-fits":
+        from tfgal import importers
+        manifest = importers.import_fits(
+            args.table, args.out, depth=args.depth, seed=args.seed,
+            split_fractions=[float(v) for v in args.split_fractions.split(",")],
+            shard_size=args.shard_size, compression=compression, overwrite=args.overwrite)
+    elif args.command == "verify":
+        from tfgal import records
+        manifest = records.verify(args.data)
+        print(f"ok: {args.data}")
+    else:
+        from tfgal import records
+        manifest = records.Manifest.load(args.data)
+    print(json.dumps(summary(manifest), indent=2))
+
+
+def summary(manifest):
+    """A short, printable description of a dataset."""
+    return {
+        "root": manifest.root,
+        "images": manifest.images,
+        "classes": list(manifest.class_names),
+        "splits": {s: {"count": v["count"], "class_counts": v["class_counts"],
+                       "shards": len(v["files"])} for s, v in manifest.splits.items()},
+        "stretch": manifest.stretch,
+    }
+
+
+def data_main(argv=None):
+    return _run(_data, sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,90 @@
+"""The study's arcsinh stretch, with constants fitted once and saved.
+
+The study clipped each band to its 0.1 / 99.9 percentiles and mapped
+``x -> (arcsinh(0.85 x / p99.9) + 1) / 2``, but computed the percentiles per split and
+per depth, which leaks test statistics and makes the same pixel value mean different
+things at different depths. tfgal fits the percentiles once, on the training split
+observed at a reference depth (Y10), stores them in the dataset manifest and applies
+the same constants to every split and depth.
+
+A stretch is a JSON-able dict:
+``{"kind": "arcsinh", "lo": [..], "hi": [..], "softening": 0.85, "percentiles": [0.1, 99.9],
+"depth": "Y10", "split": "train", "n_images": N, "seed": S}`` or ``{"kind": "identity"}``
+for data that were stretched before import.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfgal import survey
+from tfgal.errors import DataError
+
+DEFAULT_PERCENTILES = (0.1, 99.9)
+DEFAULT_SOFTENING = 0.85
+IDENTITY = {"kind": "identity"}
+
+
+def observe_numpy(flux, depth, rng):
+    """NumPy twin of `noise.poisson_observe` (exact Poisson), used for fitting."""
+    depth = survey.Depth.parse(depth)
+    t = depth.exposure_vector().astype(np.float64)
+    sky = survey.sky_vector().astype(np.float64)
+    counts = rng.poisson((np.asarray(flux, np.float64) + sky) * t)
+    return (counts / t - sky).astype(np.float32)
+
+
+def fit(images, *, noiseless, depth="Y10", seed=0, percentiles=DEFAULT_PERCENTILES,
+        softening=DEFAULT_SOFTENING, split="train"):
+    """Fits per-band clip limits on a sample of images (N x H x W x C).
+
+    Args:
+      images: training images; noiseless flux if `noiseless`, else already observed.
+      noiseless: when True, noise at `depth` is added (seeded by `seed`) before fitting.
+      depth: the reference depth (the baseline survey depth, Y10 by default).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise DataError(f"fit needs a non-empty N x H x W x C array; received {images.shape}")
+    if noiseless:
+        rng = np.random.default_rng(seed)
+        images = observe_numpy(images, depth, rng)
+    flat = images.reshape(-1, images.shape[-1])
+    lo, hi = np.percentile(flat, percentiles, axis=0)
+    if np.any(hi <= 0) or np.any(hi <= lo):
+        raise DataError(f"cannot fit a stretch: upper percentile {hi.tolist()} must be > 0 "
+                        f"and above the lower {lo.tolist()}")
+    return {"kind": "arcsinh", "lo": lo.astype(float).tolist(), "hi": hi.astype(float).tolist(),
+            "softening": float(softening), "percentiles": list(map(float, percentiles)),
+            "depth": survey.Depth.parse(depth).name, "split": split,
+            "n_images": int(images.shape[0]), "seed": int(seed)}
+
+
+def apply_numpy(x, params):
+    """Applies a stretch in NumPy (for users without TensorFlow, and for tests)."""
+    x = np.asarray(x, np.float32)
+    if params["kind"] == "identity":
+        return x
+    lo = np.asarray(params["lo"], np.float32)
+    hi = np.asarray(params["hi"], np.float32)
+    v = np.arcsinh(params["softening"] * np.clip(x, lo, hi) / hi)
+    return ((v + 1.0) / 2.0).astype(np.float32)
+
+
+def apply_tf(x, params):
+    """Applies a stretch to a float32 tensor (channels last)."""
+    import tensorflow as tf
+    if params["kind"] == "identity":
+        return x
+    lo = tf.constant(params["lo"], tf.float32)
+    hi = tf.constant(params["hi"], tf.float32)
+    v = tf.asinh(params["softening"] * tf.clip_by_value(x, lo, hi) / hi)
+    return (v + 1.0) / 2.0
+
+
+def value_range(params):
+    """(low, high) per band that stretched images can take: bounds for attacks."""
+    if params["kind"] == "identity":
+        return None
+    return (apply_numpy(np.asarray(params["lo"], np.float32), params).tolist(),
+            apply_numpy(np.asarray(params["hi"], np.float32), params).tolist())

@@ -1,0 +1,151 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgal import pipeline, records, stretch, survey
+from tfgal.errors import ConfigError, DataError
+
+IDENTITY = {"kind": "identity"}
+
+
+def _flux(manifest, split):
+    return np.stack([e["flux"] for p in manifest.files(split) for e in records.read_examples(p)])
+
+
+def test_batches_shapes_and_range(blob_dataset):
+    ds = pipeline.make_dataset(blob_dataset, "train", "Y10", batch_size=8, training=True, seed=1)
+    batches = list(ds)
+    assert len(batches) == 3  # 24 galaxies, partial batches dropped in training
+    x, y = batches[0]
+    assert x.shape == (8, 16, 16, 3) and x.dtype == tf.float32 and y.dtype == tf.int32
+    lo, hi = stretch.value_range(blob_dataset.stretch)
+    assert np.all(x.numpy() >= np.array(lo) - 1e-6) and np.all(x.numpy() <= np.array(hi) + 1e-6)
+
+
+def test_noise_matches_depth_statistics(blob_dataset):
+    flux = _flux(blob_dataset, "test")
+    for depth in (survey.Y10, survey.Y1):
+        out = pipeline.load_arrays(blob_dataset, "test", depth, stretch=IDENTITY, seed=2)
+        residual = out["images"] - flux
+        expected_var = ((flux + survey.sky_vector()) / depth.exposure_vector()).mean((0, 1, 2))
+        np.testing.assert_allclose(residual.var((0, 1, 2)), expected_var, rtol=0.1)
+        standard_error = np.sqrt(expected_var / residual[..., 0].size)
+        assert np.all(np.abs(residual.mean((0, 1, 2))) < 4 * standard_error)
+
+
+def test_stretch_is_the_manifest_one(blob_dataset):
+    raw = pipeline.load_arrays(blob_dataset, "val", "Y1", stretch=IDENTITY, seed=4)
+    stretched = pipeline.load_arrays(blob_dataset, "val", "Y1", seed=4)
+    np.testing.assert_allclose(stretched["images"],
+                               stretch.apply_numpy(raw["images"], blob_dataset.stretch), atol=1e-6)
+    noiseless = pipeline.load_arrays(blob_dataset, "val", "noiseless")
+    np.testing.assert_allclose(noiseless["images"],
+                               stretch.apply_numpy(_flux(blob_dataset, "val"), blob_dataset.stretch),
+                               atol=1e-6)
+
+
+def test_eval_noise_is_per_galaxy_whatever_the_batching(blob_dataset):
+    a = pipeline.load_arrays(blob_dataset, "train", "Y1", seed=5, batch_size=5)
+    b = pipeline.load_arrays(blob_dataset, "train", "Y1", seed=5, batch_size=24)
+    c = pipeline.load_arrays(blob_dataset, "train", "Y1", seed=6)
+    np.testing.assert_array_equal(a["images"], b["images"])
+    np.testing.assert_array_equal(a["galaxy_id"], np.arange(24))
+    assert not np.array_equal(a["images"], c["images"])
+    y10 = pipeline.load_arrays(blob_dataset, "train", "Y10", seed=5)
+    assert not np.array_equal(a["images"], y10["images"])
+
+
+def _collect(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_training_is_reproducible_and_fresh_each_epoch(blob_dataset):
+    make = lambda seed: pipeline.make_dataset(blob_dataset, "train", "Y1", batch_size=8,
+                                              training=True, seed=seed)
+    ds = make(3)
+    epoch1, epoch2 = _collect(ds), _collect(ds)
+    again = _collect(make(3))
+    for (x1, y1), (x1b, y1b) in zip(epoch1, again):
+        np.testing.assert_array_equal(x1, x1b)
+        np.testing.assert_array_equal(y1, y1b)
+    assert not np.array_equal(epoch1[0][0], epoch2[0][0])  # new order, noise, augmentation
+    labels = np.sort(np.concatenate([y for _, y in epoch1]))
+    np.testing.assert_array_equal(labels, np.sort(np.arange(24) % 3))
+
+
+def test_augment_is_a_dihedral_transform():
+    image = tf.reshape(tf.range(4 * 4 * 3, dtype=tf.float32), (4, 4, 3))
+    candidates = []
+    for flip in (False, True):
+        base = tf.image.flip_left_right(image) if flip else image
+        candidates += [tf.image.rot90(base, k).numpy() for k in range(4)]
+    seen = set()
+    for s in range(40):
+        out = pipeline.augment(image, tf.constant([s, 0], tf.int64)).numpy()
+        matches = [i for i, c in enumerate(candidates) if np.array_equal(out, c)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == 8
+
+
+def test_paired_training_and_eval(blob_dataset):
+    train = pipeline.make_paired_dataset(blob_dataset, "train", batch_size=8, seed=1)
+    batches = list(train)
+    assert len(batches) == 3
+    x, y = batches[0]
+    assert set(x) == {"source", "target"} and x["target"].shape == (8, 16, 16, 3)
+    val = pipeline.make_paired_dataset(blob_dataset, "val", batch_size=8, training=False, seed=1)
+    (x, y), = list(val)
+    ref_y10 = pipeline.load_arrays(blob_dataset, "val", "Y10", seed=1)
+    ref_y1 = pipeline.load_arrays(blob_dataset, "val", "Y1", seed=1)
+    np.testing.assert_array_equal(x["source"].numpy(), ref_y10["images"])
+    np.testing.assert_array_equal(x["target"].numpy(), ref_y1["images"])
+    np.testing.assert_array_equal(y.numpy(), ref_y10["labels"])
+
+
+def test_input_context_shards_files(blob_dataset):
+    ids = []
+    for i in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i,
+                                         num_replicas_in_sync=2)
+        ds = pipeline.make_dataset(blob_dataset, "train", batch_size=8, input_context=ctx,
+                                   with_ids=True)
+        batches = list(ds)
+        assert all(b["images"].shape[0] <= 4 for b in batches)  # per-replica batch
+        ids.append(np.concatenate([b["galaxy_id"].numpy() for b in batches]))
+    assert not set(ids[0]) & set(ids[1])
+    assert sorted(np.concatenate(ids)) == list(range(24))
+    ctx = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=0)
+    with pytest.raises(DataError, match="shards"):
+        pipeline.make_dataset(blob_dataset, "val", input_context=ctx)
+
+
+@pytest.fixture(scope="module")
+def noisy_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("noisy") / "ds"
+    rng = np.random.default_rng(0)
+    with records.DatasetWriter(root, images={"Y10": {"noise": True}, "Y1": {"noise": True}},
+                               image_shape=(8, 8, 3)) as w:
+        for i in range(6):
+            w.add("test", {"Y10": rng.normal(0, 0.1, (8, 8, 3)),
+                           "Y1": rng.normal(0, 0.3, (8, 8, 3))}, i % 3, i)
+        return w.finish(stretch=IDENTITY)
+
+
+def test_stored_depths_are_picked(noisy_dataset):
+    stored = [e for p in noisy_dataset.files("test") for e in records.read_examples(p)]
+    for name in ("Y10", "Y1"):
+        out = pipeline.load_arrays(noisy_dataset, "test", name)
+        np.testing.assert_array_equal(out["images"], np.stack([e[name] for e in stored]))
+    with pytest.raises(ConfigError, match="Y3") as err:
+        pipeline.make_dataset(noisy_dataset, "test", "Y3")
+    assert set(err.value.valid) == {"Y10", "Y1"}
+    with pytest.raises(ConfigError, match="noiseless"):
+        pipeline.make_dataset(noisy_dataset, "test", "noiseless")
+
+
+def test_missing_stretch_is_an_error(noisy_dataset):
+    manifest = records.Manifest.load(noisy_dataset.root)
+    manifest.stretch = None
+    with pytest.raises(DataError, match="stretch"):
+        pipeline.make_dataset(manifest, "test", "Y1")

@@ -81,6 +81,15 @@ def test_fast_mode_uses_exact_draws_below_threshold():
     assert _chi2_pvalue(np.round(counts).astype(int), lam) > 1e-3
 
 
+@pytest.mark.parametrize("lam", [0.0, 0.3, 3.0, 40.0, 99.0])
+def test_poisson_quantile_matches_scipy_in_the_tails(lam):
+    z = np.array([-6, -3, -1, -0.1, 0, 0.1, 1, 3, 6], np.float64)
+    got = noise.poisson_quantile(np.full(z.shape, lam), z, 100.0).numpy()
+    want = np.where(z > 0, stats.poisson.isf(stats.norm.sf(z), lam),
+                    stats.poisson.ppf(stats.norm.cdf(z), lam))
+    np.testing.assert_array_equal(got, want)
+
+
 def test_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         noise.poisson_observe(np.ones(3, np.float32), 1.0, 1.0, 0, mode="gaussian")

@@ -9,7 +9,8 @@ Two modes:
 * ``exact``: `tf.random.stateless_poisson` for every pixel (CPU kernel only, slow).
 * ``fast``: a normal draw with a Cornish-Fisher skew correction,
   ``N = round(lam + sqrt(lam) z + (z^2 - 1) / 6)``, for pixels whose expected count
-  `lam` is at least `threshold`, and exact Poisson for the (rare) rest. Its mean is
+  `lam` is at least `threshold`, and exact Poisson (CDF inversion at Phi(z)) for the
+  (rare) rest. Its mean is
   lam, its variance lam + 0.14, its skewness that of Poisson to first order; at the
   LSST sky levels every pixel of a Y1 or deeper image has lam > 2,000.
 
@@ -57,25 +58,66 @@ def poisson_observe(flux, exposure_s, sky, seed, *, mode="fast", threshold=DEFAU
     lam = (flux + sky) * exposure_s
     if mode == "exact":
         counts = tf.random.stateless_poisson(tf.shape(lam), seed, lam, dtype=tf.float32)
-    else:
-        counts = _fast_counts(lam, seed, threshold)
-    return counts / exposure_s - sky
+        return counts / exposure_s - sky
+    z = standard_normal(tf.shape(flux), seed)
+    return observe_from_normal(flux, exposure_s, sky, z, threshold=threshold)
 
 
-def _fast_counts(lam, seed, threshold):
-    z = tf.random.stateless_normal(tf.shape(lam), seed, dtype=tf.float32)
+def standard_normal(shape, seed):
+    """The deviates the fast mode transforms: N(0, 1), float32, stateless."""
+    return tf.random.stateless_normal(shape, as_seed(seed), dtype=tf.float32)
+
+
+def observe_from_normal(flux, exposure_s, sky, z, *, threshold=DEFAULT_THRESHOLD):
+    """Fast-mode observation from given N(0, 1) deviates `z` (shaped like `flux`).
+
+    Split from the draw so that a pipeline can draw per galaxy (seeded by its id) and
+    transform whole batches at once.
+    """
+    exposure_s = tf.convert_to_tensor(exposure_s, tf.float32)
+    sky = tf.convert_to_tensor(sky, tf.float32)
+    lam = (tf.convert_to_tensor(flux, tf.float32) + sky) * exposure_s
+    return counts_from_normal(lam, z, threshold) / exposure_s - sky
+
+
+def counts_from_normal(lam, z, threshold=DEFAULT_THRESHOLD):
+    """Poisson(lam) counts driven by normal deviates `z`.
+
+    Above `threshold` a Cornish-Fisher corrected normal; below it exact Poisson by
+    inversion of the CDF at Phi(z), so every pixel's count depends only on its own z.
+    """
     counts = tf.round(lam + tf.sqrt(lam) * z + (tf.square(z) - 1.0) / 6.0)
     counts = tf.maximum(counts, 0.0)
     low = lam < threshold
-    # Exact draws only where the normal approximation would be poor; usually none.
-    return tf.cond(tf.reduce_any(low),
-                   lambda: _replace_low(counts, lam, low, seed),
+    # Exact inversion only where the normal approximation would be poor; usually none.
+    return tf.cond(tf.reduce_any(low), lambda: _replace_low(counts, lam, z, low, threshold),
                    lambda: counts)
 
 
-def _replace_low(counts, lam, low, seed):
+def _replace_low(counts, lam, z, low, threshold):
     where = tf.where(low)
-    lam_low = tf.gather_nd(lam, where)
-    sub_seed = tf.stack([seed[0], seed[1] + 1])
-    exact = tf.random.stateless_poisson(tf.shape(lam_low), sub_seed, lam_low, dtype=tf.float32)
+    exact = poisson_quantile(tf.gather_nd(lam, where), tf.gather_nd(z, where), threshold)
     return tf.tensor_scatter_nd_update(counts, where, exact)
+
+
+def poisson_quantile(lam, z, max_lam):
+    """The Poisson(lam) quantile at probability Phi(z), for lam < max_lam (float32 out).
+
+    Binary search for the smallest k with P(N <= k) >= Phi(z), using the regularized
+    incomplete gamma function (P(N <= k) = Q(k + 1, lam)) in float64; for z > 0 the
+    upper tail is compared instead, so probabilities near 1 keep their precision.
+    """
+    lam = tf.cast(lam, tf.float64)
+    z = tf.cast(z, tf.float64)
+    tail = 0.5 * tf.math.erfc(tf.abs(z) / tf.sqrt(tf.constant(2.0, tf.float64)))
+    upper = z > 0
+    hi_bound = float(max_lam) + 10.0 * float(max_lam) ** 0.5 + 20.0
+    lo = tf.zeros_like(lam)  # invariant: the answer is in [lo, hi]
+    hi = tf.fill(tf.shape(lam), tf.constant(hi_bound, tf.float64))
+    for _ in range(int(hi_bound).bit_length() + 1):
+        mid = tf.floor((lo + hi) / 2.0)
+        enough = tf.where(upper, tf.math.igamma(mid + 1.0, lam) <= tail,
+                          tf.math.igammac(mid + 1.0, lam) >= tail)
+        hi = tf.where(enough, mid, hi)
+        lo = tf.where(enough, lo, mid + 1.0)
+    return tf.cast(hi, tf.float32)

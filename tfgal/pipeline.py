@@ -52,23 +52,59 @@ def resolve_depth(manifest, depth):
     return "stored", name
 
 
-def observer(manifest, depth, *, seed=0, mode="fast"):
-    """A graph function (element dict, salt) -> float32 HWC image at `depth` (unstretched)."""
-    kind, what = resolve_depth(manifest, depth)
-    if kind == "stored":
-        return lambda element, salt: element[what]
-    if kind == "noiseless":
-        return lambda element, salt: element[records.FLUX]
-    exposure = tf.constant(what.exposure_vector())
-    sky = tf.constant(survey.sky_vector(manifest.bands))
-    base = tf.constant([int(seed), _depth_code(what)], tf.int64)
+class _Observation:
+    """How a split's galaxies become images at a depth, in two stages.
 
-    def observe(element, salt):
-        s = tf.random.experimental.stateless_fold_in(base, element["galaxy_id"])
-        s = tf.random.experimental.stateless_fold_in(s, salt)
-        return noise.poisson_observe(element[records.FLUX], exposure, sky, s, mode=mode)
+    `per_galaxy` runs before batching: it picks the stored image (or the noiseless flux,
+    augmented when asked) and draws the galaxy's noise from its own seed. `per_batch`
+    runs after batching: the Poisson transform and the stretch, on whole batches where
+    TensorFlow's threads help and no per-element dispatch is paid.
+    """
 
-    return observe
+    def __init__(self, manifest, depth, *, seed, mode, stretch_params):
+        kind, what = resolve_depth(manifest, depth)
+        self.image_key = what if kind == "stored" else records.FLUX
+        self.noisy = kind == "noise"
+        self.mode = mode
+        if mode not in noise.MODES:
+            raise ConfigError(f"unknown noise mode {mode!r}", key="noise_mode", valid=noise.MODES)
+        if self.noisy:
+            self.exposure = tf.constant(what.exposure_vector())
+            self.sky = tf.constant(survey.sky_vector(manifest.bands))
+            self.base = tf.constant([int(seed), _depth_code(what)], tf.int64)
+        self.stretch = stretcher(manifest, stretch_params)
+        # One fused XLA kernel for Poisson transform + stretch: ~5x faster than op by op.
+        self._fused = tf.function(self._observe_and_stretch, jit_compile=True)
+
+    def noise_seed(self, galaxy_id, salt):
+        s = tf.random.experimental.stateless_fold_in(self.base, galaxy_id)
+        return tf.random.experimental.stateless_fold_in(s, salt)
+
+    def per_galaxy(self, element, salt, signal):
+        out = {"signal": signal}
+        if self.noisy:
+            seed = self.noise_seed(element["galaxy_id"], salt)
+            if self.mode == "fast":
+                out["z"] = noise.standard_normal(tf.shape(signal), seed)
+            else:
+                out["signal"] = noise.poisson_observe(signal, self.exposure, self.sky, seed,
+                                                      mode="exact")
+        return out
+
+    def _observe_and_stretch(self, flux, z):
+        lam = (flux + self.sky) * self.exposure
+        counts = tf.maximum(tf.round(lam + tf.sqrt(lam) * z + (tf.square(z) - 1.0) / 6.0), 0.0)
+        any_low = tf.reduce_any(lam < noise.DEFAULT_THRESHOLD)
+        return self.stretch(counts / self.exposure - self.sky), any_low
+
+    def per_batch(self, batch):
+        image = batch["signal"]
+        if not (self.noisy and self.mode == "fast"):
+            return self.stretch(image)
+        fused, any_low = self._fused(image, batch["z"])
+        # Pixels below the threshold need exact draws: the general (slower) path.
+        return tf.cond(any_low, lambda: self.stretch(noise.observe_from_normal(
+            image, self.exposure, self.sky, batch["z"])), lambda: fused)
 
 
 def stretcher(manifest, params=None):
@@ -143,30 +179,36 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
       with_ids: yield dicts {"images", "labels", "galaxy_id"} instead of (images, labels).
     """
     manifest = _manifest(data)
-    observe = observer(manifest, depth, seed=seed, mode=noise_mode)
-    apply_stretch = stretcher(manifest, stretch)
+    observation = _Observation(manifest, depth, seed=seed, mode=noise_mode,
+                               stretch_params=stretch)
     do_augment = training if augment_images is None else augment_images
     aug_base = tf.constant([seeds.derive(seed, "augment"), 0], tf.int64)
 
-    def prepare(element, salt):
-        image = apply_stretch(observe(element, salt))
-        if do_augment:
+    def per_galaxy(element, salt):
+        signal = element[observation.image_key]
+        if do_augment:  # noise is i.i.d. per pixel, so augmenting before it is equivalent
             s = tf.random.experimental.stateless_fold_in(aug_base, element["galaxy_id"])
-            image = augment(image, tf.random.experimental.stateless_fold_in(s, salt))
+            signal = augment(signal, tf.random.experimental.stateless_fold_in(s, salt))
+        out = observation.per_galaxy(element, salt, signal)
+        out.update(labels=element["label"], galaxy_id=element["galaxy_id"])
+        return out
+
+    def per_batch(batch):
+        images = observation.per_batch(batch)
         if with_ids:
-            return {"images": image, "labels": element["label"],
-                    "galaxy_id": element["galaxy_id"]}
-        return image, element["label"]
+            return {"images": images, "labels": batch["labels"], "galaxy_id": batch["galaxy_id"]}
+        return images, batch["labels"]
 
     ds = records_dataset(manifest, split, shuffle=training, seed=seed,
                          input_context=input_context)
-    ds = _with_salt(ds, training, seed).map(prepare, num_parallel_calls=AUTOTUNE)
+    ds = _with_salt(ds, training, seed).map(per_galaxy, num_parallel_calls=AUTOTUNE)
     if repeat:
         ds = ds.repeat()
     per_replica = (input_context.get_per_replica_batch_size(batch_size)
                    if input_context is not None else batch_size)
     drop = training if drop_remainder is None else drop_remainder
-    return ds.batch(per_replica, drop_remainder=drop).prefetch(AUTOTUNE)
+    ds = ds.batch(per_replica, drop_remainder=drop)
+    return ds.map(per_batch, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,

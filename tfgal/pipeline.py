@@ -53,43 +53,59 @@ def resolve_depth(manifest, depth):
 
 
 class _Observation:
-    """How a split's galaxies become images at a depth, in two stages.
+    """How batches of a split's galaxies become stretched images at a depth.
 
-    `per_galaxy` runs before batching: it picks the stored image (or the noiseless flux,
-    augmented when asked) and draws the galaxy's noise from its own seed. `per_batch`
-    runs after batching: the Poisson transform and the stretch, on whole batches where
-    TensorFlow's threads help and no per-element dispatch is paid.
+    Everything runs per batch: records are parsed together, each galaxy's noise
+    deviates are drawn from its own seed (galaxy id, depth, salt) so that results do not
+    depend on batching, and the Poisson transform and stretch run as one fused XLA
+    kernel over the batch.
     """
 
-    def __init__(self, manifest, depth, *, seed, mode, stretch_params):
+    def __init__(self, manifest, depth, *, seed, mode, stretch_params, augment_seed=None):
         kind, what = resolve_depth(manifest, depth)
+        if mode not in noise.MODES:
+            raise ConfigError(f"unknown noise mode {mode!r}", key="noise_mode", valid=noise.MODES)
         self.image_key = what if kind == "stored" else records.FLUX
         self.noisy = kind == "noise"
         self.mode = mode
-        if mode not in noise.MODES:
-            raise ConfigError(f"unknown noise mode {mode!r}", key="noise_mode", valid=noise.MODES)
+        self.parse = records.make_batch_parser(manifest, [self.image_key])
+        self.stretch = stretcher(manifest, stretch_params)
+        self.augment_base = (None if augment_seed is None
+                             else tf.constant([augment_seed, 0], tf.int64))
         if self.noisy:
             self.exposure = tf.constant(what.exposure_vector())
             self.sky = tf.constant(survey.sky_vector(manifest.bands))
-            self.base = tf.constant([int(seed), _depth_code(what)], tf.int64)
-        self.stretch = stretcher(manifest, stretch_params)
+            self.noise_base = tf.constant([int(seed), _depth_code(what)], tf.int64)
         # One fused XLA kernel for Poisson transform + stretch: ~5x faster than op by op.
         self._fused = tf.function(self._observe_and_stretch, jit_compile=True)
 
-    def noise_seed(self, galaxy_id, salt):
-        s = tf.random.experimental.stateless_fold_in(self.base, galaxy_id)
-        return tf.random.experimental.stateless_fold_in(s, salt)
+    def __call__(self, serialized, salts):
+        """Serialized examples [B] and salts [B] -> (images [B, H, W, C], labels, ids)."""
+        parsed = self.parse(serialized)
+        images, ids = parsed[self.image_key], parsed["galaxy_id"]
+        if self.augment_base is not None or self.noisy:
+            images, extra = tf.map_fn(
+                self._per_galaxy, (images, ids, salts),
+                fn_output_signature=(tf.float32, tf.float32))
+        if not self.noisy:
+            images = self.stretch(images)
+        elif self.mode == "exact":
+            images = self.stretch(extra)
+        else:
+            images = self._observe_fast(images, extra)
+        return images, parsed["label"], ids
 
-    def per_galaxy(self, element, salt, signal):
-        out = {"signal": signal}
-        if self.noisy:
-            seed = self.noise_seed(element["galaxy_id"], salt)
-            if self.mode == "fast":
-                out["z"] = noise.standard_normal(tf.shape(signal), seed)
-            else:
-                out["signal"] = noise.poisson_observe(signal, self.exposure, self.sky, seed,
-                                                      mode="exact")
-        return out
+    def _per_galaxy(self, args):
+        image, galaxy_id, salt = args
+        if self.augment_base is not None:
+            # Noise is i.i.d. per pixel, so augmenting before it is equivalent.
+            image = augment(image, _fold(self.augment_base, galaxy_id, salt))
+        if not self.noisy:
+            return image, tf.zeros([0])
+        seed = _fold(self.noise_base, galaxy_id, salt)
+        if self.mode == "exact":
+            return image, noise.poisson_observe(image, self.exposure, self.sky, seed, mode="exact")
+        return image, noise.standard_normal(tf.shape(image), seed)
 
     def _observe_and_stretch(self, flux, z):
         lam = (flux + self.sky) * self.exposure
@@ -97,14 +113,17 @@ class _Observation:
         any_low = tf.reduce_any(lam < noise.DEFAULT_THRESHOLD)
         return self.stretch(counts / self.exposure - self.sky), any_low
 
-    def per_batch(self, batch):
-        image = batch["signal"]
-        if not (self.noisy and self.mode == "fast"):
-            return self.stretch(image)
-        fused, any_low = self._fused(image, batch["z"])
+    def _observe_fast(self, flux, z):
+        fused, any_low = self._fused(flux, z)
         # Pixels below the threshold need exact draws: the general (slower) path.
-        return tf.cond(any_low, lambda: self.stretch(noise.observe_from_normal(
-            image, self.exposure, self.sky, batch["z"])), lambda: fused)
+        return tf.cond(any_low, lambda: self.stretch(
+            noise.observe_from_normal(flux, self.exposure, self.sky, z)), lambda: fused)
+
+
+def _fold(base, *values):
+    for v in values:
+        base = tf.random.experimental.stateless_fold_in(base, v)
+    return base
 
 
 def stretcher(manifest, params=None):
@@ -117,15 +136,13 @@ def stretcher(manifest, params=None):
 
 def augment(image, seed):
     """Random flip and 90-degree rotation, stateless (seed: int64 [2])."""
-    s1 = tf.random.experimental.stateless_fold_in(seed, 1)
-    s2 = tf.random.experimental.stateless_fold_in(seed, 2)
-    image = tf.image.stateless_random_flip_left_right(image, s1)
-    k = tf.random.stateless_uniform([], s2, 0, 4, dtype=tf.int32)
+    image = tf.image.stateless_random_flip_left_right(image, _fold(seed, 1))
+    k = tf.random.stateless_uniform([], _fold(seed, 2), 0, 4, dtype=tf.int32)
     return tf.image.rot90(image, k)
 
 
-def records_dataset(manifest, split, *, shuffle=False, seed=0, input_context=None):
-    """Parsed galaxies of a split as dicts (images by name, label, galaxy_id)."""
+def serialized_dataset(manifest, split, *, shuffle=False, seed=0, input_context=None):
+    """Serialized examples of a split: file order, or shuffled (files and records)."""
     files = manifest.files(split)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -135,20 +152,23 @@ def records_dataset(manifest, split, *, shuffle=False, seed=0, input_context=Non
                 f"{input_context.num_input_pipelines} input pipelines: rebuild with smaller "
                 "shards", path=manifest.root, index=split)
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seeds.derive(seed, "files"),
-                        reshuffle_each_iteration=True)
     compression = manifest.compression
-    if shuffle:
-        ds = ds.interleave(
-            lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-            cycle_length=min(len(files), 4), num_parallel_calls=AUTOTUNE, deterministic=True)
-        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seeds.derive(seed, "records"),
-                        reshuffle_each_iteration=True)
-    else:
+    if not shuffle:
         # Evaluation reads in file order, so "the first n galaxies" means what it says.
-        ds = ds.flat_map(lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
-    return ds.map(records.make_parser(manifest), num_parallel_calls=AUTOTUNE)
+        return ds.flat_map(lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
+    ds = ds.shuffle(len(files), seed=seeds.derive(seed, "files"), reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+        cycle_length=min(len(files), 4), num_parallel_calls=AUTOTUNE, deterministic=True)
+    # Shuffling serialized strings is cheap; parsing waits until batches are formed.
+    return ds.shuffle(SHUFFLE_BUFFER, seed=seeds.derive(seed, "records"),
+                      reshuffle_each_iteration=True)
+
+
+def records_dataset(manifest, split, **kwargs):
+    """Parsed galaxies of a split, one dict (images by name, label, galaxy_id) each."""
+    return serialized_dataset(manifest, split, **kwargs).map(
+        records.make_parser(manifest), num_parallel_calls=AUTOTUNE)
 
 
 def _with_salt(ds, training, seed):
@@ -179,36 +199,27 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
       with_ids: yield dicts {"images", "labels", "galaxy_id"} instead of (images, labels).
     """
     manifest = _manifest(data)
-    observation = _Observation(manifest, depth, seed=seed, mode=noise_mode,
-                               stretch_params=stretch)
     do_augment = training if augment_images is None else augment_images
-    aug_base = tf.constant([seeds.derive(seed, "augment"), 0], tf.int64)
+    observation = _Observation(
+        manifest, depth, seed=seed, mode=noise_mode, stretch_params=stretch,
+        augment_seed=seeds.derive(seed, "augment") if do_augment else None)
 
-    def per_galaxy(element, salt):
-        signal = element[observation.image_key]
-        if do_augment:  # noise is i.i.d. per pixel, so augmenting before it is equivalent
-            s = tf.random.experimental.stateless_fold_in(aug_base, element["galaxy_id"])
-            signal = augment(signal, tf.random.experimental.stateless_fold_in(s, salt))
-        out = observation.per_galaxy(element, salt, signal)
-        out.update(labels=element["label"], galaxy_id=element["galaxy_id"])
-        return out
-
-    def per_batch(batch):
-        images = observation.per_batch(batch)
+    def finish(serialized, salts):
+        images, labels, ids = observation(serialized, salts)
         if with_ids:
-            return {"images": images, "labels": batch["labels"], "galaxy_id": batch["galaxy_id"]}
-        return images, batch["labels"]
+            return {"images": images, "labels": labels, "galaxy_id": ids}
+        return images, labels
 
-    ds = records_dataset(manifest, split, shuffle=training, seed=seed,
-                         input_context=input_context)
-    ds = _with_salt(ds, training, seed).map(per_galaxy, num_parallel_calls=AUTOTUNE)
+    ds = serialized_dataset(manifest, split, shuffle=training, seed=seed,
+                            input_context=input_context)
+    ds = _with_salt(ds, training, seed)
     if repeat:
         ds = ds.repeat()
     per_replica = (input_context.get_per_replica_batch_size(batch_size)
                    if input_context is not None else batch_size)
     drop = training if drop_remainder is None else drop_remainder
     ds = ds.batch(per_replica, drop_remainder=drop)
-    return ds.map(per_batch, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,

@@ -225,6 +225,24 @@ def make_parser(manifest, image_names=None):
     return parse
 
 
+def make_batch_parser(manifest, image_names=None):
+    """Like `make_parser`, for a batch of serialized examples (one vectorized parse)."""
+    import tensorflow as tf
+    names = tuple(image_names or manifest.images)
+    spec = feature_spec(names)
+    shape = tuple(manifest.image_shape)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, spec)
+        out = {"label": tf.cast(parsed["label"], tf.int32), "galaxy_id": parsed["galaxy_id"]}
+        for name in names:
+            flat = tf.io.decode_raw(parsed[f"image/{name}"], tf.float32, little_endian=True)
+            out[name] = tf.reshape(flat, (-1, *shape))
+        return out
+
+    return parse
+
+
 def read_examples(path, compression=None):
     """Iterates a shard in NumPy: yields dict(image names..., label, galaxy_id).
 

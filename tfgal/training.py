@@ -98,7 +98,8 @@ def build_model(cfg, manifest, weights):
         learning_rate=train_cfg["learning_rate"], beta_1=train_cfg["beta_1"],
         beta_2=train_cfg["beta_2"], weight_decay=train_cfg["weight_decay"])
     model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=train_cfg["jit_compile"])
     shape = (1, *manifest.image_shape)
     model({"source": tf.zeros(shape), "target": tf.zeros(shape)})  # build every variable
     return model

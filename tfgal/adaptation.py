@@ -1,6 +1,7 @@
 """The trainable model: encoder + head with optional domain adaptation.
 
-`MorphologyModel` trains on batches ``({"source": x_s, "target": x_t}, y_s)``. Its loss is
+`MorphologyModel` trains on batches ``((x_s, x_t), y_s)`` (a tuple, not a dict: Keras'
+distributed fit reduces tuples of per-replica values but not dicts). Its loss is
 class-weighted cross-entropy on the labelled source batch plus, each with its weight,
 the MMD between source and target latents, a Fisher loss on source latents and the
 entropy of source + target predictions. The baseline is the same model with every
@@ -72,12 +73,12 @@ class MorphologyModel(keras.Model):
         return [*self.trackers.values(), self.source_accuracy, self.target_accuracy]
 
     def call(self, inputs, training=False):
-        """Images -> {"logits", "latent"}; a {"source", "target"} dict -> both, prefixed."""
-        if not isinstance(inputs, dict):
+        """Images -> {"logits", "latent"}; (source,) or (source, target) -> prefixed keys."""
+        if not isinstance(inputs, (tuple, list)):
             latent = self.encoder(inputs, training=training)
             return {"logits": self.head(latent, training=training), "latent": latent}
-        source = inputs["source"]
-        target = inputs.get("target")
+        source = inputs[0]
+        target = inputs[1] if len(inputs) > 1 else None
         if target is None:
             return {f"source_{k}": v for k, v in self.call(source, training).items()}
         out = self.call(tf.concat([source, target], axis=0), training)
@@ -89,6 +90,7 @@ class MorphologyModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Class-weighted CE on source + weighted adaptation terms; updates the trackers."""
+        y = tf.cast(y, tf.int32)  # Keras' distributed symbolic build passes mean-reduced labels
         weights = tf.gather(self.class_weights, y)
         ce = super().compute_loss(x, y, y_pred["source_logits"], sample_weight=weights,
                                   training=training)
@@ -119,7 +121,7 @@ class MorphologyModel(keras.Model):
     def train_step(self, data):
         x, y = data
         if not self.adapts:  # the baseline never sees target images
-            x = {"source": x["source"]}
+            x = (x[0],)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)

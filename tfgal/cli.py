@@ -127,3 +127,102 @@ def summary(manifest):
 
 def data_main(argv=None):
     return _run(_data, sys.argv[1:] if argv is None else argv)
+
+
+# --------------------------------------------------------------------------- tfgal-attack
+
+
+def _attack_parser():
+    parser = argparse.ArgumentParser(
+        prog="tfgal-attack",
+        description="One-pixel attacks (batched differential evolution) on an exported model.")
+    parser.add_argument("--model", required=True, help="exported SavedModel directory")
+    parser.add_argument("--data", required=True, help="dataset directory")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--n", type=int, default=150,
+                        help="galaxies attacked (the first n of the split)")
+    parser.add_argument("--out", required=True, help="directory for attack.json and attack.csv")
+    parser.add_argument("--pixels", type=int, default=1, help="pixels changed per image")
+    parser.add_argument("--popsize", type=int, default=400)
+    parser.add_argument("--iters", type=int, default=100, help="generations at most")
+    parser.add_argument("--f", type=float, default=0.5, help="DE mutation scale")
+    parser.add_argument("--targeted", action="store_true")
+    parser.add_argument("--target", default="all",
+                        help="with --targeted: all (every other class), next, or a class index")
+    parser.add_argument("--success", choices=("probability", "class"), default="probability")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="true-class probability below (default 0.05), or target "
+                             "probability above (default 0.5) which an attack succeeds")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the attack")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the images' noise")
+    parser.add_argument("--base-depth", default="Y10")
+    parser.add_argument("--noisy-depth", default="Y1",
+                        help="depth of the noisy copies for the latent-distance comparison")
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="candidate images per model call (memory bound)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _attack(argv):
+    args = _attack_parser().parse_args(argv)
+    _quiet_tensorflow()
+    from tfgal import attack
+    settings = dict(pixels=args.pixels, popsize=args.popsize, iters=args.iters, f=args.f,
+                    targeted=args.targeted, success=args.success, threshold=args.threshold,
+                    seed=args.seed, max_batch=args.max_batch)
+    summary = attack.attack_dataset(
+        args.model, args.data, args.out, split=args.split, n=args.n,
+        base_depth=args.base_depth, noisy_depth=args.noisy_depth, target=args.target,
+        data_seed=args.data_seed, progress=not args.no_progress, **settings)
+    keys = ("n_attacks", "success_rate", "n_success", "queries", "seconds", "latent_distance")
+    print(json.dumps({k: summary[k] for k in keys}, indent=2))
+
+
+def attack_main(argv=None):
+    return _run(_attack, sys.argv[1:] if argv is None else argv)
+
+
+# --------------------------------------------------------------------------- tfgal-train
+
+
+def _train_parser():
+    parser = argparse.ArgumentParser(
+        prog="tfgal-train",
+        description="Train a morphology classifier (optionally with MMD domain adaptation) "
+                    "and export it as a SavedModel. A killed run resumes when the same "
+                    "command is run again.")
+    parser.add_argument("--config", required=True, help="experiment config, e.g. pipelines/quick.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--out", help="export directory (config export.dir)")
+    parser.add_argument("--logdir", help="run and TensorBoard directory (config log.dir)")
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                        help="tf.distribute strategy (config train.strategy)")
+    return parser
+
+
+def train_overrides(args):
+    """--out/--logdir/--strategy as config overrides, after the --set ones."""
+    overrides = list(args.set)
+    if args.out:
+        overrides.append(f"export.dir={json.dumps(args.out)}")
+    if args.logdir:
+        overrides.append(f"log.dir={json.dumps(args.logdir)}")
+    if getattr(args, "strategy", None):
+        overrides.append(f"train.strategy={json.dumps(args.strategy)}")
+    return overrides
+
+
+def _train(argv):
+    args = _train_parser().parse_args(argv)
+    _quiet_tensorflow()
+    from tfgal import config, training
+    cfg = config.load(args.config, train_overrides(args))
+    summary = training.train(cfg)
+    if summary is not None:
+        print(json.dumps(summary, indent=2))
+
+
+def train_main(argv=None):
+    return _run(_train, sys.argv[1:] if argv is None else argv)

@@ -7,7 +7,7 @@ folds in a per-iteration random salt, so each epoch sees fresh noise. Imported d
 carry their noise already; the pipeline then picks the image stored for the depth.
 
 Elements are ``(images, labels)`` (or dicts with ``galaxy_id`` when asked); paired
-domain-adaptation batches are ``({"source": x_s, "target": x_t}, y_s)``.
+domain-adaptation batches are ``((x_s, x_t), y_s)``.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
 
 def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
                         batch_size=128, training=True, seed=0, **kwargs):
-    """Domain-adaptation batches ``({"source": x_s, "target": x_t}, y_s)``.
+    """Domain-adaptation batches ``((x_source, x_target), y_source)``.
 
     Training: labelled source and unlabelled target come from independently shuffled
     streams of the split (the target stream repeats, so the source defines an epoch).
@@ -243,7 +243,7 @@ def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
         target = target.repeat()
     target = target.map(lambda x, y: x)
     return tf.data.Dataset.zip(source, target).map(
-        lambda s, t: ({"source": s[0], "target": t}, s[1]), num_parallel_calls=AUTOTUNE)
+        lambda s, t: ((s[0], t), s[1]), num_parallel_calls=AUTOTUNE)
 
 
 def load_arrays(data, split, depth="Y10", *, n=None, seed=0, noise_mode="fast", stretch=None,

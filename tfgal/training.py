@@ -101,7 +101,7 @@ def build_model(cfg, manifest, weights):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=train_cfg["jit_compile"])
     shape = (1, *manifest.image_shape)
-    model({"source": tf.zeros(shape), "target": tf.zeros(shape)})  # build every variable
+    model((tf.zeros(shape), tf.zeros(shape)))  # build every variable
     return model
 
 

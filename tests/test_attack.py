@@ -1,0 +1,314 @@
+"""The batched one-pixel attacker on tiny models that are vulnerable (or robust) on purpose."""
+
+import csv
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgal import attack, export, records
+from tfgal.attack import OnePixelAttack
+from tfgal.cli import attack_main
+from tfgal.errors import ConfigError, DataError, ModelContractError
+
+SIZE, BANDS = 8, 3
+SPOT = (3, 5)  # (x, y) = (column, row) of the pixel the spotlight model reacts to
+SPOT2 = (6, 1)
+GAIN, OFFSET = 10.0, 0.3
+FAST = dict(popsize=40, iters=20, value_range=(0.0, 1.0))
+
+
+def spot_margin(x, spot=SPOT, offset=OFFSET):
+    """Brightness of pixel `spot` (band mean) above the image mean, minus `offset`."""
+    s = tf.reduce_mean(x[:, spot[1], spot[0], :], axis=1)
+    return s - tf.reduce_mean(x, axis=[1, 2, 3]) - offset
+
+
+def logits_of(z):
+    return GAIN * tf.stack([-z, z, tf.zeros_like(z)], axis=1)
+
+
+def spotlight(x):
+    """Class 0 for dim images, class 1 once pixel SPOT is bright."""
+    return tf.nn.softmax(logits_of(spot_margin(x)))
+
+
+def two_spots(x):
+    """Needs both SPOT and SPOT2 bright: one pixel brings the true class to ~0.13 only."""
+    return tf.nn.softmax(logits_of((spot_margin(x, SPOT, 0.32) + spot_margin(x, SPOT2, 0.32)) / 2))
+
+
+def constant(x):
+    """A perfectly robust classifier: always 90% class 0."""
+    return tf.tile(tf.constant([[0.9, 0.05, 0.05]]), [tf.shape(x)[0], 1])
+
+
+def dim_images(n, level=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    return (level + rng.uniform(0, 0.02, (n, SIZE, SIZE, BANDS))).astype(np.float32)
+
+
+def spotlight_keras():
+    """The spotlight model as an encoder (linear, 2-d latent) and a head, for export."""
+    n = SIZE * SIZE * BANDS
+    kernel = np.full((n, 2), 0.0, np.float32)
+    kernel[:, 0] = -1.0 / n
+    flat = (np.arange(n).reshape(SIZE, SIZE, BANDS))[SPOT[1], SPOT[0]]
+    kernel[flat, 0] += 1.0 / BANDS
+    images = keras.Input((SIZE, SIZE, BANDS), name="images")
+    dense = keras.layers.Dense(2, name="latent")
+    encoder = keras.Model(images, dense(keras.layers.Flatten()(images)))
+    dense.set_weights([kernel, np.array([-OFFSET, 0.0], np.float32)])
+    latent = keras.Input((2,), name="latent")
+    out = keras.layers.Dense(3, name="logits")
+    head = keras.Model(latent, out(latent))
+    out.set_weights([np.array([[-GAIN, GAIN, 0.0], [0, 0, 0]], np.float32),
+                     np.zeros(3, np.float32)])
+    return encoder, head
+
+
+@pytest.fixture(scope="module")
+def saved_spotlight(tmp_path_factory):
+    encoder, head = spotlight_keras()
+    path = tmp_path_factory.mktemp("models") / "spotlight"
+    return export.export_saved_model(
+        encoder, head, path, image_shape=(SIZE, SIZE, BANDS),
+        assets={"value_range": [[0.0] * BANDS, [0.9] * BANDS], "bands": ["g", "r", "i"]})
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+def test_finds_the_vulnerable_pixel():
+    images = dim_images(5)
+    result = OnePixelAttack(spotlight, popsize=200, iters=40, value_range=(0.0, 1.0)).attack(
+        images, np.zeros(5))
+    assert result.success.all() and not result.already.any()
+    assert np.median(result.generations) <= 3  # a needle in 64 pixels: a few are slower
+    assert (result.pixels[:, 0] == SPOT).all()
+    assert (result.final_score < 0.05).all() and (result.final_class == 1).all()
+    assert (result.original_class == 0).all() and (result.original_score > 0.9).all()
+    changed = np.any(result.images != images, axis=-1)
+    assert changed[:, SPOT[1], SPOT[0]].all() and changed.sum() == 5
+    np.testing.assert_allclose(spotlight(result.images).numpy()[:, 0], result.final_score,
+                               rtol=1e-5)
+
+
+def test_robust_model_reports_failure_with_the_full_budget():
+    att = OnePixelAttack(constant, **FAST)
+    result = att.attack(dim_images(2), np.zeros(2))
+    assert not result.success.any()
+    assert (result.queries == att.budget).all() and att.budget == 1 + 40 * 21
+    assert (result.generations == 20).all()
+    assert (result.final_class == 0).all() and result.success_rate == 0.0
+    assert result.settings["max_batch"] == attack.default_max_batch((SIZE, SIZE, BANDS))
+
+
+def test_values_stay_inside_the_bounds():
+    low, high = [0.1, 0.2, 0.3], [0.5, 0.6, 0.7]
+    images = dim_images(2)
+    result = OnePixelAttack(constant, popsize=40, iters=10, value_range=(low, high)).attack(
+        images, np.zeros(2))
+    assert (result.values >= np.array(low) - 1e-7).all()
+    assert (result.values <= np.array(high) + 1e-7).all()
+    assert ((result.pixels >= 0) & (result.pixels < SIZE)).all()
+    np.testing.assert_allclose(result.settings["value_range"], [low, high], rtol=1e-6)
+    assert result.settings["value_range_source"] == "explicit"
+
+
+def test_bounds_default_to_the_data_range():
+    images = dim_images(2)
+    result = OnePixelAttack(constant, popsize=8, iters=1).attack(images, np.zeros(2))
+    assert result.settings["value_range_source"] == "data"
+    assert result.values.max() <= images.max() and result.values.min() >= images.min()
+
+
+def test_same_seed_same_result_and_batching_does_not_matter():
+    images, labels = dim_images(4), np.zeros(4)
+    runs = [OnePixelAttack(spotlight, seed=seed, max_batch=batch, **FAST).attack(images, labels)
+            for seed, batch in ((0, 4096), (0, 4096), (0, 40), (1, 4096))]
+    for other in runs[1:3]:
+        for name in ("success", "generations", "queries", "pixels", "values", "images"):
+            np.testing.assert_array_equal(getattr(runs[0], name), getattr(other, name))
+    assert not np.array_equal(runs[0].values, runs[3].values)
+
+
+def test_k_pixel_mode():
+    images, labels = dim_images(2), np.zeros(2)
+    one = OnePixelAttack(two_spots, pixels=1, **FAST).attack(images, labels)
+    assert not one.success.any()
+    two = OnePixelAttack(two_spots, pixels=2, popsize=100, iters=60,
+                         value_range=(0.0, 1.0)).attack(images, labels)
+    assert two.success.all()
+    assert two.pixels.shape == (2, 2, 2) and two.values.shape == (2, 2, BANDS)
+    for pixels in two.pixels:
+        assert {tuple(p) for p in pixels} == {SPOT, SPOT2}
+
+
+def test_targeted_mode_and_already_adversarial_images():
+    images = dim_images(3)
+    images[2, SPOT[1], SPOT[0]] = 1.0  # already class 1
+    att = OnePixelAttack(spotlight, targeted=True, popsize=100, iters=30, value_range=(0.0, 1.0))
+    result = att.attack(images, np.zeros(3), targets=np.array([1, 2, 1]))
+    assert result.settings["threshold"] == 0.5
+    assert result.success.tolist() == [True, False, False]
+    assert result.final_score[0] > 0.5 and result.final_class[0] == 1
+    assert result.already.tolist() == [False, False, True]
+    assert result.queries[2] == 1 and (result.pixels[2] == -1).all()
+    assert result.success_rate == 0.5
+
+
+def test_class_success_mode():
+    result = OnePixelAttack(spotlight, success="class", **FAST).attack(dim_images(2), np.zeros(2))
+    assert result.success.all() and (result.final_class != 0).all()
+
+
+def test_queries_count_every_model_evaluation():
+    seen = tf.Variable(0, dtype=tf.int64)
+
+    def counted(x):
+        seen.assign_add(tf.cast(tf.shape(x)[0], tf.int64))
+        return spotlight(x)
+
+    images = np.concatenate([dim_images(3), dim_images(1, level=0.9)])  # the last is robust
+    att = OnePixelAttack(counted, popsize=40, iters=30, max_batch=80, value_range=(0.0, 1.0))
+    result = att.attack(images, np.zeros(4))
+    assert int(seen.numpy()) == result.queries.sum()
+    assert result.success.tolist() == [True, True, True, False]
+    np.testing.assert_array_equal(result.queries[:3], 1 + 40 * (result.generations[:3] + 1))
+    assert (result.queries[:3] < att.budget).all() and result.queries[3] == att.budget
+
+
+# --------------------------------------------------------------------------- models and errors
+
+
+def test_savedmodel_round_trip(saved_spotlight):
+    att = OnePixelAttack(str(saved_spotlight), popsize=100, iters=30)
+    result = att.attack(dim_images(2), np.zeros(2))
+    assert result.settings["value_range_source"] == "model assets"
+    np.testing.assert_allclose(result.settings["value_range"], [[0.0] * 3, [0.9] * 3], rtol=1e-6)
+    assert result.success.all() and (result.pixels[:, 0] == SPOT).all()
+    assert result.values.max() <= 0.9
+
+
+def test_keras_model_is_attacked_too():
+    encoder, head = spotlight_keras()
+    images = keras.Input((SIZE, SIZE, BANDS))
+    model = keras.Model(images, keras.layers.Softmax()(head(encoder(images))))
+    result = OnePixelAttack(model, popsize=100, iters=30, value_range=(0.0, 1.0)).attack(
+        dim_images(1), np.zeros(1))
+    assert result.success.all()
+
+
+def test_savedmodel_without_serving_signature_is_refused(tmp_path):
+    module = tf.Module()
+    module.f = tf.function(lambda x: x * 2, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "bare"), signatures={})
+    with pytest.raises(ModelContractError, match="serving_default"):
+        OnePixelAttack(str(tmp_path / "bare"))
+    with pytest.raises(ModelContractError, match="serving_default"):
+        OnePixelAttack(tf.saved_model.load(str(tmp_path / "bare")))
+
+
+def test_wrong_image_shape_is_refused(saved_spotlight):
+    att = OnePixelAttack(str(saved_spotlight), **FAST)
+    with pytest.raises(ModelContractError, match="shape"):
+        att.attack(np.zeros((1, SIZE + 2, SIZE, BANDS), np.float32), [0])
+
+
+def test_logits_are_not_probabilities():
+    with pytest.raises(ModelContractError, match="probabilities"):
+        OnePixelAttack(lambda x: logits_of(spot_margin(x)), **FAST).attack(dim_images(1), [0])
+
+
+@pytest.mark.parametrize("kwargs,key", [
+    ({"popsize": 3}, "popsize"), ({"pixels": 0}, "pixels"), ({"seed": -1}, "seed"),
+    ({"success": "maybe"}, "success"), ({"threshold": 1.5}, "threshold"), ({"f": 0}, "f"),
+    ({"value_range": (0.0, 1.0, 2.0)}, "value_range")])
+def test_bad_settings(kwargs, key):
+    with pytest.raises(ConfigError) as err:
+        OnePixelAttack(constant, **kwargs).attack(dim_images(1), [0])
+    assert err.value.key == key
+
+
+def test_bad_inputs():
+    att = OnePixelAttack(constant, **FAST)
+    with pytest.raises(DataError):
+        att.attack(dim_images(2), [0, 3])  # label out of range
+    with pytest.raises(ConfigError):
+        att.attack(dim_images(1), [0], targets=[1])  # targets in untargeted mode
+    images = dim_images(2)
+    images[1, 0, 0, 0] = np.nan
+    with pytest.raises(DataError) as err:
+        att.attack(images, [0, 0])
+    assert err.value.index == 1
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def paired_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attack_data") / "ds"
+    y10, y1 = dim_images(4, seed=1), dim_images(4, seed=2)
+    with records.DatasetWriter(root, images={"Y10": {"noise": True}, "Y1": {"noise": True}},
+                               image_shape=(SIZE, SIZE, BANDS)) as writer:
+        for i in range(4):
+            writer.add("test", {"Y10": y10[i], "Y1": y1[i]}, 0, 100 + i)
+        writer.finish(stretch={"kind": "identity"})
+    return root
+
+
+def test_cli_writes_summary_and_table(saved_spotlight, paired_dataset, tmp_path, capsys):
+    out = tmp_path / "results" / "spotlight"
+    rc = attack_main(["--model", str(saved_spotlight), "--data", str(paired_dataset),
+                      "--n", "3", "--popsize", "200", "--iters", "40", "--seed", "3",
+                      "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert sorted(os.listdir(out)) == ["attack.csv", "attack.json"]  # no temporary files left
+    summary = json.loads((out / "attack.json").read_text())
+    assert summary["n_attacks"] == 3 and summary["success_rate"] == 1.0
+    assert summary["settings"]["popsize"] == 200 and summary["settings"]["seed"] == 3
+    assert summary["latent_distance"]["attack"]["n"] == 3
+    assert summary["latent_distance"]["noisy"]["n"] == 3
+    with open(out / "attack.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and [r["galaxy_id"] for r in rows] == ["100", "101", "102"]
+    for column in ("success", "generations", "queries", "original_class", "original_prob",
+                   "final_class", "final_prob", "pixel0_x", "pixel0_y", "pixel0_g", "pixel0_i",
+                   "latent_distance_attack", "latent_distance_noisy"):
+        assert column in rows[0]
+    assert all(r["success"] == "True" and float(r["latent_distance_attack"]) > 0 for r in rows)
+    assert json.loads(capsys.readouterr().out)["n_success"] == 3
+
+
+def test_cli_targeted_rows_and_errors(saved_spotlight, paired_dataset, tmp_path, capsys):
+    out = tmp_path / "targeted"
+    rc = attack_main(["--model", str(saved_spotlight), "--data", str(paired_dataset),
+                      "--n", "2", "--popsize", "20", "--iters", "2", "--targeted",
+                      "--out", str(out), "--no-progress"])
+    assert rc == 0
+    with open(out / "attack.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["galaxy_id"], r["target"]) for r in rows] == [
+        ("100", "1"), ("100", "2"), ("101", "1"), ("101", "2")]
+    assert attack_main(["--model", str(tmp_path / "missing"), "--data", str(paired_dataset),
+                        "--out", str(out)]) == 2
+    assert "no SavedModel" in capsys.readouterr().err
+
+
+def test_csv_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    attack.write_csv_atomic(path, [{"a": 1}])
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(csv.DictWriter, "writerows", broken)
+    with pytest.raises(OSError):
+        attack.write_csv_atomic(path, [{"a": 2}])
+    assert path.read_text().splitlines() == ["a", "1"] and os.listdir(tmp_path) == ["t.csv"]

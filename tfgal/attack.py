@@ -1,0 +1,818 @@
+"""One-pixel (and k-pixel) attacks by differential evolution, batched on the accelerator.
+
+The attack follows Su, Vargas & Sakurai (2019): an individual is ``k`` pixels, each gene
+``(x, y, value per band)``; DE/rand/1 mutation with scale ``F``, no crossover, greedy
+one-to-one replacement. Unlike per-image tools (ART's ``PixelAttack``, SciPy's
+``differential_evolution``) the whole population of every image in a batch is evaluated in
+one model call inside compiled TensorFlow functions, with the populations kept on the
+device. Images leave the batch as soon as they succeed (their places go to waiting
+images), so a success stops costing model queries; ``AttackResult.queries`` counts every
+image the model actually saw.
+
+Conventions:
+
+* images are float32 NHWC, already stretched (what the model takes);
+* ``x`` is the column (width axis) and ``y`` the row (height axis): an attack on pixel
+  ``(x, y)`` sets ``image[y, x, :]``;
+* inserted values are bounded per band by the range the stretched data take (the model's
+  ``value_range`` asset, or an explicit ``value_range``), not by [0, 1]: the study's values
+  lived in about [0.45, 0.89] and [0, 1] pixels would be trivially out of distribution;
+* queries per image: 1 for the clean image, ``popsize`` for the initial population and
+  ``popsize`` per generation run, so a failure costs ``1 + popsize * (iters + 1)``;
+* an image whose clean version already meets the criterion (misclassified, or already at
+  the target) is not attacked: ``already`` is True, ``success`` False, and success rates
+  count only the images attacked.
+
+Randomness is counter-based: the draws for image ``i`` at generation ``g`` come from the
+seed ``(seed, i)`` folded with ``g`` (Philox, identical on CPU and GPU), so an image's
+attack does not depend on which other images share its batch. What may still differ between
+batch sizes or devices is the model's float rounding, which can flip a near-tie in the
+greedy selection; on GPU call ``tf.config.experimental.enable_op_determinism()`` for
+bit-identical reruns.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfgal import export
+from tfgal.errors import ConfigError, DataError, ModelContractError
+
+SUCCESS_MODES = ("probability", "class")
+DEFAULT_THRESHOLD = 0.05  # untargeted: true-class probability below this (the study)
+DEFAULT_TARGET_THRESHOLD = 0.5  # targeted: target probability above this (the study)
+MIN_POPSIZE = 4  # DE/rand/1 draws three partners distinct from the parent
+# Default bound on candidate images per model call: their pixels may take this many bytes
+# (activations take several times more), and there are never more than MAX_BATCH_CAP.
+INPUT_BUDGET_BYTES = {"GPU": 512 * 2**20, "CPU": 128 * 2**20}
+MAX_BATCH_CAP = 4096
+PROB_TOLERANCE = 1e-3  # rows of a probability output must sum to 1 within this
+# Columns of the per-candidate statistics kept beside each population.
+FIT, SUCCESS, CLASS, PROB, SCORE = range(5)
+N_STATS = 5
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclasses.dataclass
+class AttackResult:
+    """Outcome of attacking N images (arrays indexed like the input images).
+
+    Attributes:
+      success: [N] bool, the criterion was met by a perturbed image.
+      already: [N] bool, the clean image already met the criterion; it was not attacked
+        (1 query, success False, pixels -1).
+      generations: [N] int, the generation that succeeded (0: the initial population), or
+        the generations run on a failure.
+      queries: [N] int, model evaluations spent on the image.
+      labels, targets: [N] int (targets -1 when untargeted).
+      original_class, original_prob: argmax and its probability on the clean image.
+      original_score: probability the attack acts on (true class, or target) before.
+      final_class, final_prob, final_score: the same for the returned image: the first
+        successful candidate, or on failure the best one found.
+      pixels: [N, k, 2] int (x, y) of the changed pixels; values: [N, k, C].
+      images: [N, H, W, C] float32, the returned (adversarial) images.
+      settings: the attack's configuration, bounds included.
+      seconds: wall time of the attack.
+    """
+
+    success: np.ndarray
+    already: np.ndarray
+    generations: np.ndarray
+    queries: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray
+    original_class: np.ndarray
+    original_prob: np.ndarray
+    original_score: np.ndarray
+    final_class: np.ndarray
+    final_prob: np.ndarray
+    final_score: np.ndarray
+    pixels: np.ndarray
+    values: np.ndarray
+    images: np.ndarray
+    settings: dict
+    seconds: float
+
+    @property
+    def n(self):
+        return len(self.success)
+
+    @property
+    def success_rate(self):
+        """Successes over the images that were attacked (not already adversarial)."""
+        attacked = int(np.sum(~self.already))
+        return float(np.sum(self.success) / attacked) if attacked else float("nan")
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclasses.dataclass
+class _Model:
+    probabilities: object  # images tensor -> probabilities tensor, traceable
+    image_shape: tuple | None
+    assets: dict
+    name: str
+
+
+def wrap_model(model):
+    """Accepts a SavedModel path, an `ExportedClassifier`, a loaded SavedModel, a Keras
+    model or a callable images -> probabilities; returns the attack's view of it."""
+    if isinstance(model, (str, os.PathLike)):
+        model = export.load(model)
+    if isinstance(model, export.ExportedClassifier):
+        return _Model(lambda x: model.serving(images=x)["probabilities"],
+                      model.image_shape, model.assets, model.path)
+    if hasattr(model, "signatures") and not hasattr(model, "layers"):
+        return _from_signatures(model)
+    if not callable(model):
+        raise ModelContractError(f"cannot attack a {type(model).__name__}: not callable")
+    shape = None
+    if getattr(model, "inputs", None):
+        shape = tuple(model.inputs[0].shape[1:])
+    call = (lambda x: model(x, training=False)) if hasattr(model, "layers") else model
+    return _Model(lambda x: _probabilities_of(call(x)), shape, {}, type(model).__name__)
+
+
+def _from_signatures(loaded):
+    if export.SERVING not in loaded.signatures:
+        raise ModelContractError(
+            f"SavedModel has no {export.SERVING!r} signature; it has {sorted(loaded.signatures)}")
+    serving = loaded.signatures[export.SERVING]
+    _, kwargs = serving.structured_input_signature
+    if "images" not in kwargs or "probabilities" not in serving.structured_outputs:
+        raise ModelContractError(
+            f"{export.SERVING} must map 'images' to 'probabilities'; it takes {sorted(kwargs)} "
+            f"and returns {sorted(serving.structured_outputs)}")
+    return _Model(lambda x: serving(images=x)["probabilities"],
+                  tuple(kwargs["images"].shape[1:]), {}, "SavedModel")
+
+
+def _probabilities_of(out):
+    if isinstance(out, dict):
+        if "probabilities" not in out:
+            raise ModelContractError(f"model returns {sorted(out)}, not 'probabilities'")
+        return out["probabilities"]
+    return out
+
+
+def _check_shape(model, images):
+    declared = model.image_shape
+    shape = tuple(images.shape[1:])
+    if declared is None:
+        return
+    if len(declared) != len(shape) or any(d not in (None, s) for d, s in zip(declared, shape)):
+        raise ModelContractError(
+            f"model {model.name} takes images of shape {declared}; received {shape}")
+
+
+def _check_probabilities(probs, name):
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ModelContractError(f"model {name} returned shape {probs.shape}, not [N, classes]")
+    sums = probs.sum(axis=1)
+    if np.any(probs < -PROB_TOLERANCE) or np.any(np.abs(sums - 1) > PROB_TOLERANCE):
+        raise ModelContractError(
+            f"model {name} does not return probabilities (row sums {sums.min():.3g} .. "
+            f"{sums.max():.3g}); pass a model ending in softmax")
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def resolve_value_range(value_range, assets, images):
+    """Per-band (low, high) of inserted values and where they came from.
+
+    Order: an explicit `value_range`; the model's ``value_range`` asset; the value range of
+    its ``stretch`` asset; else the per-band min / max of the images attacked.
+    """
+    n_bands = images.shape[-1]
+    if value_range is not None:
+        return _parse_range(value_range, n_bands, "value_range"), "explicit"
+    if assets.get("value_range") is not None:
+        return _parse_range(assets["value_range"], n_bands, "assets.value_range"), "model assets"
+    if assets.get("stretch"):
+        from tfgal import stretch
+        vr = stretch.value_range(assets["stretch"])
+        if vr is not None:
+            return _parse_range(vr, n_bands, "assets.stretch"), "model stretch"
+    axes = tuple(range(images.ndim - 1))
+    return (images.min(axis=axes).astype(np.float32),
+            images.max(axis=axes).astype(np.float32)), "data"
+
+
+def _parse_range(value, n_bands, key):
+    if isinstance(value, dict):
+        value = (value.get("low", value.get("lo")), value.get("high", value.get("hi")))
+    try:
+        low, high = (np.broadcast_to(np.asarray(v, np.float32), (n_bands,)).copy() for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be (low, high), scalars or one per band "
+                          f"({n_bands}); received {value!r}", key=key) from None
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low <= high)):
+        raise ConfigError(f"{key} needs finite low <= high; received {value!r}", key=key)
+    return low, high
+
+
+# --------------------------------------------------------------------------- the attack
+
+
+class OnePixelAttack:
+    """Batched differential-evolution pixel attack (see the module docstring).
+
+    Args:
+      model: SavedModel path, `tfgal.export.ExportedClassifier`, Keras model or callable
+        mapping float32 NHWC images to probabilities (traceable by `tf.function`).
+      pixels: pixels changed per image (k).
+      popsize: individuals per image (Su et al.: 400).
+      iters: generations at most after the initial population (the study: 100).
+      f: DE mutation scale F.
+      threshold: untargeted: success when the true-class probability < threshold
+        (default 0.05); targeted: when the target probability > threshold (default 0.5).
+        Only used with ``success="probability"``.
+      success: "probability" (thresholds above) or "class" (the argmax leaves the true
+        class, or reaches the target).
+      targeted: attack towards `targets` given to `attack`.
+      value_range: (low, high), scalars or per band, bounding inserted values; default
+        from the model's assets (see `resolve_value_range`).
+      seed: int in [0, 2**31); the same seed gives the same result.
+      max_batch: most candidate images per model call (bounds memory); images attacked
+        at once = max(1, max_batch // popsize). Default: see `default_max_batch`.
+    """
+
+    def __init__(self, model, *, pixels=1, popsize=400, iters=100, f=0.5, threshold=None,
+                 success="probability", targeted=False, value_range=None, seed=0,
+                 max_batch=None):
+        _check_int("pixels", pixels, 1)
+        _check_int("popsize", popsize, MIN_POPSIZE)
+        _check_int("iters", iters, 0)
+        if max_batch is not None:
+            _check_int("max_batch", max_batch, 1)
+        _check_int("seed", seed, 0, 2**31 - 1)
+        if success not in SUCCESS_MODES:
+            raise ConfigError(f"unknown success mode {success!r}", key="success",
+                              valid=SUCCESS_MODES)
+        if not 0 < f <= 2:
+            raise ConfigError(f"f must lie in (0, 2]; received f={f}", key="f")
+        if threshold is None:
+            threshold = DEFAULT_TARGET_THRESHOLD if targeted else DEFAULT_THRESHOLD
+        if not 0 < threshold < 1:
+            raise ConfigError(f"threshold must lie in (0, 1); received threshold={threshold}",
+                              key="threshold")
+        self.model = wrap_model(model)
+        self.pixels, self.popsize, self.iters, self.f = pixels, popsize, iters, float(f)
+        self.threshold, self.success, self.targeted = float(threshold), success, bool(targeted)
+        self.value_range, self.seed, self.max_batch = value_range, seed, max_batch
+        self._engines = {}
+
+    @property
+    def budget(self):
+        """Queries an image costs when the attack fails."""
+        return 1 + self.popsize * (self.iters + 1)
+
+    def attack(self, images, labels, targets=None, *, callback=None):
+        """Attacks `images` (N, H, W, C) of true `labels`; returns an `AttackResult`.
+
+        `targets` (targeted mode only) are the classes to reach. `callback(indices,
+        successes)` is called as images finish (for progress bars).
+        """
+        start = time.perf_counter()
+        images, labels, targets = self._check_inputs(images, labels, targets)
+        bounds, source = resolve_value_range(self.value_range, self.model.assets, images)
+        engine = self._engine(images.shape[1:], bounds)
+        base = tf.constant(images)
+        cls = tf.constant(targets if self.targeted else labels)
+        clean = engine.clean(base, cls)
+        _check_probabilities(clean.probs, self.model.name)
+        _check_labels(labels, targets, clean.probs.shape[1], self.targeted)
+        out = _Outcome.start(len(images), self.pixels, images.shape[-1], clean)
+        if callback and out.already.any():
+            callback(np.flatnonzero(out.already), np.zeros(out.already.sum(), bool))
+        engine.run(base, cls, np.flatnonzero(~out.already), out, callback)
+        return out.result(images, labels, targets, self._settings(engine, bounds, source),
+                          time.perf_counter() - start)
+
+    def _check_inputs(self, images, labels, targets):
+        images = np.asarray(images, np.float32)
+        labels = np.asarray(labels).astype(np.int32).reshape(-1)
+        if images.ndim != 4 or len(images) != len(labels) or len(images) == 0:
+            raise DataError(f"need images [N, H, W, C] and N labels; received images "
+                            f"{images.shape} and {labels.shape[0]} labels")
+        bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+        if bad.any():
+            raise DataError("images hold NaN or infinite pixels", index=int(np.flatnonzero(bad)[0]))
+        _check_shape(self.model, images)
+        if self.targeted != (targets is not None):
+            raise ConfigError("targets are required in targeted mode and only there",
+                              key="targets")
+        targets = (np.full_like(labels, -1) if targets is None
+                   else np.asarray(targets).astype(np.int32).reshape(-1))
+        if len(targets) != len(labels):
+            raise DataError(f"{len(targets)} targets for {len(labels)} images")
+        return images, labels, targets
+
+    def _engine(self, image_shape, bounds):
+        key = (tuple(image_shape), tuple(bounds[0]), tuple(bounds[1]))
+        if key not in self._engines:
+            self._engines[key] = _Engine(self, tuple(image_shape), bounds)
+        return self._engines[key]
+
+    def _settings(self, engine, bounds, source):
+        return {"pixels": self.pixels, "popsize": self.popsize, "iters": self.iters,
+                "f": self.f, "threshold": self.threshold, "success": self.success,
+                "targeted": self.targeted, "value_range": [bounds[0].tolist(), bounds[1].tolist()],
+                "value_range_source": source, "seed": self.seed, "max_batch": engine.max_batch,
+                "budget_per_image": self.budget, "strategy": "DE/rand/1, no crossover"}
+
+
+def default_max_batch(image_shape):
+    """Candidate images per model call whose pixels fit `INPUT_BUDGET_BYTES` (at most
+    `MAX_BATCH_CAP`): 4096 at 100x100x3 on a GPU, 1118 on a CPU."""
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    per_image = 4 * int(np.prod(image_shape))
+    return int(max(1, min(MAX_BATCH_CAP, INPUT_BUDGET_BYTES[device] // per_image)))
+
+
+def _check_int(name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
+            high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{name} must be an integer {allowed}; received {name}={value!r}",
+                          key=name)
+
+
+def _check_labels(labels, targets, n_classes, targeted):
+    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
+    if targeted:
+        bad = np.union1d(bad, np.flatnonzero((targets < 0) | (targets >= n_classes)
+                                             | (targets == labels)))
+    if len(bad):
+        raise DataError(f"labels{' / targets' if targeted else ''} out of range for "
+                        f"{n_classes} classes (or target == label)", index=int(bad[0]))
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+
+@dataclasses.dataclass
+class _Clean:
+    probs: np.ndarray  # [N, K]
+    already: np.ndarray  # [N] bool
+
+
+class _Outcome:
+    """Host-side per-image records, filled as images finish."""
+
+    @classmethod
+    def start(cls, n, k, n_bands, clean):
+        self = cls()
+        self.already = clean.already
+        self.probs = clean.probs
+        self.success = np.zeros(n, bool)
+        self.generations = np.zeros(n, np.int64)
+        self.queries = np.ones(n, np.int64)  # the clean image
+        self.genes = np.full((n, k, 2 + n_bands), -1.0, np.float32)
+        self.stats = np.full((n, N_STATS), np.nan, np.float32)
+        return self
+
+    def finish(self, index, success, generations, genes, stats):
+        self.success[index] = success
+        self.generations[index] = generations
+        self.genes[index] = genes
+        self.stats[index] = stats
+
+    def result(self, images, labels, targets, settings, seconds):
+        n = len(images)
+        cls = np.where(targets >= 0, targets, labels)
+        orig_class = self.probs.argmax(axis=1).astype(np.int32)
+        orig_score = self.probs[np.arange(n), cls]
+        attacked = ~self.already
+        size = np.array([images.shape[2], images.shape[1]]) - 1  # (x, y) limits
+        xy = np.clip(np.floor(np.nan_to_num(self.genes[:, :, :2])), 0, size).astype(np.int64)
+        pixels = np.where(attacked[:, None, None], xy, -1)
+        final_class = np.where(attacked, self.stats[:, CLASS], orig_class).astype(np.int32)
+        return AttackResult(
+            success=self.success, already=self.already, generations=self.generations,
+            queries=self.queries, labels=labels, targets=targets,
+            original_class=orig_class, original_prob=self.probs.max(axis=1),
+            original_score=orig_score, final_class=final_class,
+            final_prob=np.where(attacked, self.stats[:, PROB], self.probs.max(axis=1)),
+            final_score=np.where(attacked, self.stats[:, SCORE], orig_score),
+            pixels=pixels, values=np.where(attacked[:, None, None], self.genes[:, :, 2:], np.nan),
+            images=apply_pixels(images, pixels, self.genes[:, :, 2:]),
+            settings=settings, seconds=seconds)
+
+
+def apply_pixels(images, pixels, values):
+    """Returns copies of `images` with pixels (x, y) set to `values` (-1 pixels skipped)."""
+    out = np.array(images, np.float32, copy=True)
+    for j in range(pixels.shape[1]):
+        rows = np.flatnonzero(pixels[:, j, 0] >= 0)
+        out[rows, pixels[rows, j, 1], pixels[rows, j, 0]] = values[rows, j]
+    return out
+
+
+@dataclasses.dataclass
+class _Active:
+    """Device-side state of the images being attacked."""
+
+    index: np.ndarray  # [A] image indices
+    pop: tf.Tensor  # [A, P, k, G] genes
+    stats: tf.Tensor  # [A, P, N_STATS] of the population
+    gens: np.ndarray  # [A] generations run
+
+    def keep(self, mask):
+        rows = tf.constant(np.flatnonzero(mask), tf.int32)
+        return _Active(self.index[mask], tf.gather(self.pop, rows), tf.gather(self.stats, rows),
+                       self.gens[mask])
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class _Engine:
+    """Compiled functions of one attack configuration and image shape."""
+
+    def __init__(self, attack, image_shape, bounds):
+        self.attack = attack
+        self.h, self.w, self.c = image_shape
+        k, g = attack.pixels, 2 + self.c
+        self.gene_shape = (k, g)
+        self.low = tf.constant(np.concatenate([[0.0, 0.0], bounds[0]]), tf.float32)
+        self.high = tf.constant(np.concatenate([[self.w, self.h], bounds[1]]), tf.float32)
+        self.is_coord = tf.constant([True, True] + [False] * self.c)
+        self.max_batch = attack.max_batch or default_max_batch(image_shape)
+        self.capacity = max(1, self.max_batch // attack.popsize)
+        images = tf.TensorSpec((None, self.h, self.w, self.c), tf.float32)
+        ints = tf.TensorSpec((None,), tf.int32)
+        pop = tf.TensorSpec((None, attack.popsize, k, g), tf.float32)
+        self._probs = tf.function(self._probs_fn, input_signature=[images])
+        self._init = tf.function(self._init_fn, input_signature=[ints])
+        self._propose = tf.function(self._propose_fn, input_signature=[ints, ints, pop])
+        self._evaluate = tf.function(self._evaluate_fn, input_signature=[
+            images, ints, tf.TensorSpec((None, k, g), tf.float32), ints])
+        stats = tf.TensorSpec((None, attack.popsize, N_STATS), tf.float32)
+        self._pick = tf.function(self._pick_fn, input_signature=[pop, stats])
+        self._select = tf.function(self._select_fn, input_signature=[pop, stats, pop, stats])
+
+    # ---- compiled pieces
+
+    def _probs_fn(self, images):
+        return tf.cast(self.attack.model.probabilities(images), tf.float32)
+
+    def _uniform(self, index, step, width):
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(self.attack.seed, tf.int32), index]), step, alg="philox")
+        return tf.random.stateless_uniform((self.attack.popsize, width), seed, alg="philox")
+
+    def _draws(self, index, step, width):
+        """[A, P, width] uniforms, one counter-based stream per image and step."""
+        return tf.map_fn(lambda t: self._uniform(t[0], t[1], width), (index, step),
+                         fn_output_signature=tf.float32)
+
+    def _init_fn(self, index):
+        u = self._draws(index, tf.zeros_like(index), np.prod(self.gene_shape))
+        u = tf.reshape(u, (-1, self.attack.popsize, *self.gene_shape))
+        return self.low + u * (self.high - self.low)
+
+    def _propose_fn(self, index, gens, pop):
+        """DE/rand/1 trials: a + F (b - c), with a, b, c distinct and not the parent."""
+        p, n_genes = self.attack.popsize, int(np.prod(self.gene_shape))
+        u = self._draws(index, gens + 1, 3 + n_genes)
+        partners = _partners(u[..., :3], p)
+        a, b, c = (tf.gather(pop, partners[..., j], axis=1, batch_dims=1) for j in range(3))
+        trial = a + self.attack.f * (b - c)
+        resample = tf.reshape(u[..., 3:], tf.shape(pop))
+        return self._repair(trial, resample)
+
+    def _repair(self, trial, resample):
+        # Coordinates out of the image are redrawn (clipping would pile them on the edge);
+        # values are clipped, since the extremes of the range are the strongest pixels.
+        outside = (trial < self.low) | (trial >= self.high)
+        redrawn = tf.where(outside, self.low + resample * (self.high - self.low), trial)
+        clipped = tf.clip_by_value(trial, self.low, self.high)
+        return tf.where(self.is_coord, redrawn, clipped)
+
+    def _evaluate_fn(self, base, cls, genes, rows):
+        """Statistics [R, N_STATS] of candidates `genes` [R, k, G] on images `rows`."""
+        images = self._perturb(tf.gather(base, rows), genes)
+        probs = tf.cast(self.attack.model.probabilities(images), tf.float32)
+        target = tf.gather(cls, rows)
+        score = tf.gather(probs, target, axis=1, batch_dims=1)
+        pred = tf.argmax(probs, axis=1, output_type=tf.int32)
+        fitness = 1.0 - score if self.attack.targeted else score
+        won = self._succeeded(score, pred, target)
+        return tf.stack([fitness, tf.cast(won, tf.float32), tf.cast(pred, tf.float32),
+                         tf.reduce_max(probs, axis=1), score], axis=1)
+
+    def _succeeded(self, score, pred, target):
+        """The success criterion, on tensors or arrays."""
+        a = self.attack
+        if a.success == "class":
+            return pred == target if a.targeted else pred != target
+        return score > a.threshold if a.targeted else score < a.threshold
+
+    def _perturb(self, images, genes):
+        n = tf.shape(images)[0]
+        x = tf.clip_by_value(tf.cast(tf.floor(genes[..., 0]), tf.int32), 0, self.w - 1)
+        y = tf.clip_by_value(tf.cast(tf.floor(genes[..., 1]), tf.int32), 0, self.h - 1)
+        for j in range(self.gene_shape[0]):  # in order: a later pixel overwrites an earlier
+            where = tf.stack([tf.range(n), y[:, j], x[:, j]], axis=1)
+            images = tf.tensor_scatter_nd_update(images, where, genes[:, j, 2:])
+        return images
+
+    def _select_fn(self, pop, stats, trial, trial_stats):
+        better = trial_stats[..., FIT] < stats[..., FIT]
+        return (tf.where(better[..., None, None], trial, pop),
+                tf.where(better[..., None], trial_stats, stats))
+
+    def _pick_fn(self, genes, stats):
+        """Per image: any success, and the best successful (else best) individual."""
+        won = stats[..., SUCCESS] > 0.5
+        key = tf.where(won, stats[..., FIT] - 2.0, stats[..., FIT])  # successes rank first
+        best = tf.argmin(key, axis=1, output_type=tf.int32)
+        return (tf.reduce_any(won, axis=1), tf.gather(genes, best, axis=1, batch_dims=1),
+                tf.gather(stats, best, axis=1, batch_dims=1))
+
+    # ---- host loop
+
+    def clean(self, base, cls):
+        n, step = int(base.shape[0]), self.max_batch
+        try:
+            probs = np.concatenate([self._probs(base[i:i + step]).numpy()
+                                    for i in range(0, n, step)])
+        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+            first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelContractError(f"model {self.attack.model.name} failed on images of shape "
+                                     f"{tuple(base.shape[1:])}: {first_line}") from e
+        if probs.ndim != 2 or probs.shape[0] != n:
+            raise ModelContractError(f"model {self.attack.model.name} returned shape {probs.shape} "
+                                     f"for {n} images")
+        c = cls.numpy()
+        score, pred = probs[np.arange(n), np.clip(c, 0, probs.shape[1] - 1)], probs.argmax(axis=1)
+        return _Clean(probs.astype(np.float32), np.asarray(self._succeeded(score, pred, c)))
+
+    def run(self, base, cls, todo, out, callback):
+        """Attacks images `todo`, refilling the batch as images finish."""
+        active, queue = None, list(todo)
+        while queue or (active is not None and len(active.index)):
+            n_active = 0 if active is None else len(active.index)
+            new = np.asarray(queue[:self.capacity - n_active], np.int32)
+            queue = queue[len(new):]
+            active = self._round(base, cls, active, new, out, callback)
+
+    def _round(self, base, cls, active, new, out, callback):
+        parts, index = [], new
+        if active is not None and len(active.index):
+            parts.append(self._propose(active.index, active.gens, active.pop))
+            index = np.concatenate([active.index, new])
+        if len(new):
+            parts.append(self._init(new))
+        cand = tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+        stats = self._evaluate_all(base, cls, cand, index)
+        out.queries[index] += self.attack.popsize
+        state = self._merge(active, new, cand, stats)
+        won, win_genes, win_stats = (t.numpy() for t in self._pick(cand, stats))
+        done = won | (state.gens >= self.attack.iters)
+        if done.any():
+            self._retire(state, done, won, win_genes, win_stats, out, callback)
+        return state.keep(~done)
+
+    def _merge(self, active, new, cand, stats):
+        n_old = 0 if active is None else len(active.index)
+        gens = np.zeros(len(new), np.int32)
+        if not n_old:
+            return _Active(new, cand, stats, gens)
+        pop, pstats = self._select(active.pop, active.stats, cand[:n_old], stats[:n_old])
+        return _Active(np.concatenate([active.index, new]), tf.concat([pop, cand[n_old:]], 0),
+                       tf.concat([pstats, stats[n_old:]], 0),
+                       np.concatenate([active.gens + 1, gens]))
+
+    def _retire(self, state, done, won, win_genes, win_stats, out, callback):
+        _, best_genes, best_stats = (t.numpy() for t in self._pick(state.pop, state.stats))
+        genes = np.where(won[:, None, None], win_genes, best_genes)
+        stats = np.where(won[:, None], win_stats, best_stats)
+        out.finish(state.index[done], won[done], state.gens[done], genes[done], stats[done])
+        if callback:
+            callback(state.index[done], won[done])
+
+    def _evaluate_all(self, base, cls, cand, index):
+        """Evaluates cand [M, P, k, G] in model calls of at most max_batch images."""
+        genes = tf.reshape(cand, (-1, *self.gene_shape))
+        rows = np.repeat(index.astype(np.int32), self.attack.popsize)
+        step = self.max_batch
+        pieces = [self._evaluate(base, cls, genes[i:i + step], rows[i:i + step])
+                  for i in range(0, len(rows), step)]
+        stats = tf.concat(pieces, axis=0) if len(pieces) > 1 else pieces[0]
+        return tf.reshape(stats, (len(index), self.attack.popsize, N_STATS))
+
+
+def _partners(u, p):
+    """Three distinct indices per individual, none equal to it, from uniforms [..., 3]."""
+    def draw(v, n):
+        return 1 + tf.minimum(tf.cast(tf.floor(v * n), tf.int32), n - 1)
+    d1 = draw(u[..., 0], p - 1)
+    d2 = draw(u[..., 1], p - 2)
+    d2 += tf.cast(d2 >= d1, tf.int32)
+    lo, hi = tf.minimum(d1, d2), tf.maximum(d1, d2)
+    d3 = draw(u[..., 2], p - 3)
+    d3 += tf.cast(d3 >= lo, tf.int32)
+    d3 += tf.cast(d3 >= hi, tf.int32)
+    own = tf.range(p)[None, :]
+    return tf.stack([(own + d) % p for d in (d1, d2, d3)], axis=-1)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def latent_distances(model, base, other, batch_size=256):
+    """Euclidean distances between the latents of `base` and `other` (an `ExportedClassifier`)."""
+    a = model.predict(base, batch_size)["latent"]
+    b = model.predict(other, batch_size)["latent"]
+    return np.linalg.norm(b - a, axis=1)
+
+
+def describe(values):
+    """mean, std, sem and n of a sample (NaN when empty)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return {"mean": None, "std": None, "sem": None, "n": 0}
+    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return {"mean": float(v.mean()), "std": std, "sem": std / np.sqrt(len(v)), "n": int(len(v))}
+
+
+def table(result, *, galaxy_id=None, bands=None, extra=None):
+    """Per-image rows (dicts) of `result`; `extra` maps column -> [N] values."""
+    bands = bands or [f"b{c}" for c in range(result.values.shape[2])]
+    rows = []
+    for i in range(result.n):
+        row = {"index": i, "galaxy_id": "" if galaxy_id is None else int(galaxy_id[i]),
+               "label": int(result.labels[i]),
+               "target": int(result.targets[i]) if result.targets[i] >= 0 else "",
+               "success": bool(result.success[i]), "already_adversarial": bool(result.already[i]),
+               "generations": int(result.generations[i]), "queries": int(result.queries[i])}
+        for name in ("original_class", "original_prob", "original_score",
+                     "final_class", "final_prob", "final_score"):
+            value = getattr(result, name)[i]
+            row[name] = int(value) if name.endswith("class") else float(value)
+        row.update(_pixel_columns(result, i, bands))
+        for name, values in (extra or {}).items():
+            row[name] = "" if not np.isfinite(values[i]) else float(values[i])
+        rows.append(row)
+    return rows
+
+
+def _pixel_columns(result, i, bands):
+    row = {}
+    for j in range(result.pixels.shape[1]):
+        row[f"pixel{j}_x"], row[f"pixel{j}_y"] = (int(v) for v in result.pixels[i, j])
+        for b, band in enumerate(bands):
+            v = result.values[i, j, b]
+            row[f"pixel{j}_{band}"] = "" if np.isnan(v) else float(v)
+    return row
+
+
+def write_csv_atomic(path, rows):
+    """Writes dict rows to `path` (columns from the first row) via a temp file + rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------- datasets
+
+TABLE_NAME = "attack.csv"
+SUMMARY_NAME = "attack.json"
+
+
+def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
+                   noisy_depth="Y1", target="all", data_seed=0, progress=True, **settings):
+    """Attacks the first `n` galaxies of a split at `base_depth`; writes a table and a summary.
+
+    Args:
+      model: path of an exported SavedModel (or an `ExportedClassifier`).
+      data: dataset directory; images are stretched with the model's own stretch when its
+        assets hold one.
+      out: directory receiving ``attack.csv`` (one row per attack) and ``attack.json``,
+        each written atomically.
+      target: targeted mode only ("targeted" in `settings`): "all" (every other class, one
+        row each), "next" (label + 1) or a class index.
+      settings: `OnePixelAttack` keyword arguments.
+    Returns:
+      the summary dict.
+    """
+    from tfgal import pipeline
+    from tfgal.records import write_json_atomic
+    start = time.perf_counter()
+    exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
+    stretch = exported.assets.get("stretch")
+    base = pipeline.load_arrays(data, split, base_depth, n=n, seed=data_seed, stretch=stretch)
+    noisy = pipeline.load_arrays(data, split, noisy_depth, n=n, seed=data_seed, stretch=stretch)
+    if not np.array_equal(base["galaxy_id"], noisy["galaxy_id"]):
+        raise DataError(f"{base_depth} and {noisy_depth} images of split {split} are not the "
+                        f"same galaxies in the same order", path=str(data))
+    rows, targets = attack_rows(base["labels"], exported.n_classes, target,
+                                settings.get("targeted", False))
+    attack = OnePixelAttack(exported, **settings)
+    images = base["images"][rows]
+    with _Progress(len(rows), progress) as callback:
+        result = attack.attack(images, base["labels"][rows], targets, callback=callback)
+    d_attack = np.where(result.success, latent_distances(exported, images, result.images), np.nan)
+    d_galaxy = latent_distances(exported, base["images"], noisy["images"])
+    d_noisy = d_galaxy[rows]
+    bands = exported.assets.get("bands")
+    table_rows = table(result, galaxy_id=base["galaxy_id"][rows], bands=bands, extra={
+        "latent_distance_attack": d_attack, "latent_distance_noisy": d_noisy})
+    summary = _summary(result, exported, data, split, base_depth, noisy_depth, target,
+                       d_attack, d_galaxy, n_galaxies=len(base["labels"]))
+    summary["seconds_total"] = time.perf_counter() - start
+    os.makedirs(out, exist_ok=True)
+    write_csv_atomic(os.path.join(out, TABLE_NAME), table_rows)
+    write_json_atomic(os.path.join(out, SUMMARY_NAME), summary)
+    return summary
+
+
+def attack_rows(labels, n_classes, target, targeted):
+    """Which images to attack and towards what: (row indices, targets or None)."""
+    labels = np.asarray(labels)
+    rows = np.arange(len(labels))
+    if not targeted:
+        return rows, None
+    if target == "all":
+        pairs = [(i, t) for i in rows for t in range(n_classes) if t != labels[i]]
+        return np.array([p[0] for p in pairs], int), np.array([p[1] for p in pairs], np.int32)
+    if target == "next":
+        return rows, ((labels + 1) % n_classes).astype(np.int32)
+    try:
+        cls = int(target)
+    except (TypeError, ValueError):
+        raise ConfigError(f"unknown target {target!r}", key="target",
+                          valid=("all", "next", *range(n_classes))) from None
+    if not 0 <= cls < n_classes:
+        raise ConfigError(f"target class {cls} out of range", key="target", valid=range(n_classes))
+    rows = rows[labels != cls]
+    return rows, np.full(len(rows), cls, np.int32)
+
+
+class _Progress:
+    """A tqdm bar of images done and successes; yields the attack's callback."""
+
+    def __init__(self, total, enabled):
+        self.total, self.enabled, self.bar, self.successes = total, enabled, None, 0
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from tqdm import tqdm
+        self.bar = tqdm(total=self.total, unit="image", desc="attack")
+        return self.update
+
+    def update(self, indices, successes):
+        self.successes += int(np.sum(successes))
+        self.bar.update(len(indices))
+        self.bar.set_postfix(successes=self.successes)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+
+def _summary(result, exported, data, split, base_depth, noisy_depth, target, d_attack,
+             d_noisy, *, n_galaxies):
+    won = result.success
+    return {
+        "model": os.path.abspath(exported.path), "data": os.path.abspath(os.fspath(data)),
+        "split": split, "depths": {"base": base_depth, "noisy": noisy_depth},
+        "n_galaxies": n_galaxies, "n_attacks": result.n,
+        "target": target if result.settings["targeted"] else None,
+        "settings": result.settings,
+        "success_rate": result.success_rate, "n_success": int(won.sum()),
+        "n_already_adversarial": int(result.already.sum()),
+        "queries": {"total": int(result.queries.sum()), "mean": float(result.queries.mean()),
+                    "mean_success": float(result.queries[won].mean()) if won.any() else None},
+        "generations_mean_success": float(result.generations[won].mean()) if won.any() else None,
+        "seconds": result.seconds, "attacks_per_second": result.n / max(result.seconds, 1e-9),
+        "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
+        "latent_distance": {"attack": describe(d_attack), "noisy": describe(d_noisy)},
+        "files": {"table": TABLE_NAME},
+        "versions": export.library_versions(),
+    }

@@ -115,9 +115,15 @@ def test_input_context_shards_files(blob_dataset):
         ids.append(np.concatenate([b["galaxy_id"].numpy() for b in batches]))
     assert not set(ids[0]) & set(ids[1])
     assert sorted(np.concatenate(ids)) == list(range(24))
-    ctx = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=0)
-    with pytest.raises(DataError, match="shards"):
-        pipeline.make_dataset(blob_dataset, "val", input_context=ctx)
+    # Fewer shards (1) than pipelines (3): records are dealt out instead of files.
+    ids = []
+    for i in range(3):
+        ctx = tf.distribute.InputContext(num_input_pipelines=3, input_pipeline_id=i)
+        ds = pipeline.make_dataset(blob_dataset, "val", batch_size=3, input_context=ctx,
+                                   with_ids=True)
+        ids.append(np.concatenate([b["galaxy_id"].numpy() for b in ds]))
+    assert [len(i) for i in ids] == [3, 3, 2]
+    assert sorted(np.concatenate(ids)) == list(range(24, 32))
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,12 @@ import tensorflow as tf
 from tfgal import losses
 
 
+def _local_value(value):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value.values[0]
+    return value
+
+
 def _replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
@@ -88,6 +94,17 @@ class MorphologyModel(keras.Model):
             split[f"source_{key}"], split[f"target_{key}"] = value[:n], value[n:]
         return split
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras shapes its symbolic build on the first batch mean-reduced across replicas,
+        # but tf.distribute cannot reduce nested values under MultiWorkerMirroredStrategy
+        # (a TODO in TensorFlow): only shapes matter, so take this replica's own batch.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(_local_value, next(it))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Class-weighted CE on source + weighted adaptation terms; updates the trackers."""
         y = tf.cast(y, tf.int32)  # Keras' distributed symbolic build passes mean-reduced labels
@@ -148,6 +165,10 @@ class MorphologyModel(keras.Model):
         out["source_accuracy"] = self.source_accuracy.result()
         if target_labelled and "target_logits" in y_pred:
             out["target_accuracy"] = self.target_accuracy.result()
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 mean-reduces step logs across workers along axis 0, which fails on
+            # scalars (tensorflow#72388); shape [1] reduces to the scalar it should be.
+            out = {k: tf.reshape(v, [1]) for k, v in out.items()}
         return out
 
     def _reports(self, name, y_pred):

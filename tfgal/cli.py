@@ -226,3 +226,49 @@ def _train(argv):
 
 def train_main(argv=None):
     return _run(_train, sys.argv[1:] if argv is None else argv)
+
+
+# --------------------------------------------------------------------------- tfgal-study
+
+
+def _study_parser():
+    parser = argparse.ArgumentParser(
+        prog="tfgal-study",
+        description="The robustness study in one command: train (or reuse) a baseline and a "
+                    "domain-adapted model, evaluate both at both depths, draw the robustness "
+                    "curve, run one-pixel attacks, and write figures, report.md and "
+                    "results.json. An interrupted study resumes where it stopped when the "
+                    "same command is run again.")
+    parser.add_argument("--config", required=True, help="experiment config, e.g. pipelines/quick.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set study.attack_n=50 (repeatable)")
+    parser.add_argument("--out", help="study directory (default: studies/<config name>)")
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                        help="tf.distribute strategy for training (config train.strategy)")
+    parser.add_argument("--redo", action="append", default=[], metavar="STAGE",
+                        help="run a finished stage again (repeatable; 'all' for every stage)")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    return parser
+
+
+def _study(argv):
+    args = _study_parser().parse_args(argv)
+    _quiet_tensorflow()
+    from tfgal import study
+    overrides = train_overrides(argparse.Namespace(set=args.set, out=None, logdir=None,
+                                                   strategy=args.strategy))
+    cfg = study.load_config(args.config, overrides)
+    out = args.out or os.path.join("studies", cfg["name"])
+    results = study.run(cfg, out, redo=args.redo, progress=not args.quiet,
+                        command=" ".join(["tfgal-study", *argv]))
+    print(json.dumps({"report": os.path.join(out, "report.md"),
+                      "results": os.path.join(out, "results.json"),
+                      "accuracy": {k: {d: v["accuracy"] for d, v in m.items()}
+                                   for k, m in results["evaluation"].items()},
+                      "attack_success_rate": {k: v["success_rate"]
+                                              for k, v in results["attack"].items()},
+                      "latent_distance_ratio": results["latent_distance_ratio"]}, indent=2))
+
+
+def study_main(argv=None):
+    return _run(_study, sys.argv[1:] if argv is None else argv)

@@ -65,6 +65,20 @@ class NaNGuard(keras.callbacks.Callback):
                 "train.learning_rate or the loss weights and rerun the same command to resume.")
 
 
+class RestoreOnly(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore for non-chief workers: restores from the chief's backup, never writes.
+
+    Every worker must resume from the same epoch and weights after a restart; only the
+    chief writes (the backup directory must be on a filesystem all workers see).
+    """
+
+    def _save_model(self):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping whose best value and patience counter are rebuilt from history.csv."""
 
@@ -91,15 +105,18 @@ def best_and_wait(history_path, monitor):
     return values[best_index], len(values) - 1 - best_index
 
 
-def write_projector(logdir, model, manifest, depths, *, n, seed, batch_size=128):
-    """Latents of `n` validation galaxies at each depth, for TensorBoard's projector."""
+def write_projector(logdir, classifier, manifest, depths, *, n, seed):
+    """Latents of `n` validation galaxies at each depth, for TensorBoard's projector.
+
+    `classifier` is an `export.ExportedClassifier` (its `predict` gives the latents).
+    """
     from tensorboard.plugins import projector
     folder = os.path.join(logdir, "projector")
     os.makedirs(folder, exist_ok=True)
     latents, rows = [], []
     for depth in depths:
         data = pipeline.load_arrays(manifest, "val", depth, n=n, seed=seed)
-        latents.append(model.encoder.predict(data["images"], batch_size=batch_size, verbose=0))
+        latents.append(classifier.predict(data["images"])["latent"])
         rows += [(manifest.class_names[y], str(depth), int(g))
                  for y, g in zip(data["labels"], data["galaxy_id"])]
     with open(os.path.join(folder, "metadata.tsv"), "w") as f:

@@ -145,21 +145,23 @@ def serialized_dataset(manifest, split, *, shuffle=False, seed=0, input_context=
     """Serialized examples of a split: file order, or shuffled (files and records)."""
     files = manifest.files(split)
     ds = tf.data.Dataset.from_tensor_slices(files)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        if len(files) < input_context.num_input_pipelines:
-            raise DataError(
-                f"split {split!r} has {len(files)} shards for "
-                f"{input_context.num_input_pipelines} input pipelines: rebuild with smaller "
-                "shards", path=manifest.root, index=split)
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    pipelines = input_context.num_input_pipelines if input_context is not None else 1
+    # Shard by file when every pipeline gets one; else every pipeline reads all files and
+    # keeps every n-th record (correct, but each reads everything: use smaller shards).
+    by_records = 1 < pipelines and len(files) < pipelines
+    if pipelines > 1 and not by_records:
+        ds = ds.shard(pipelines, input_context.input_pipeline_id)
     compression = manifest.compression
     if not shuffle:
         # Evaluation reads in file order, so "the first n galaxies" means what it says.
-        return ds.flat_map(lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
+        ds = ds.flat_map(lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
+        return ds.shard(pipelines, input_context.input_pipeline_id) if by_records else ds
     ds = ds.shuffle(len(files), seed=seeds.derive(seed, "files"), reshuffle_each_iteration=True)
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
         cycle_length=min(len(files), 4), num_parallel_calls=AUTOTUNE, deterministic=True)
+    if by_records:
+        ds = ds.shard(pipelines, input_context.input_pipeline_id)
     # Shuffling serialized strings is cheap; parsing waits until batches are formed.
     return ds.shuffle(SHUFFLE_BUFFER, seed=seeds.derive(seed, "records"),
                       reshuffle_each_iteration=True)

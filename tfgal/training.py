@@ -164,13 +164,16 @@ def prepare_run_dir(run_dir, cfg):
     return resuming
 
 
-def _callbacks(cfg, run_dir, manifest, chief):
+def _callbacks(cfg, run_dir, manifest, chief, backup_dir):
     log_cfg = cfg["log"]
     history = os.path.join(run_dir, HISTORY)
     best, _ = monitoring.best_and_wait(history, "val_loss")
+    # Two copies: a kill while one is being written leaves the other.
+    backup = (keras.callbacks.BackupAndRestore if chief else monitoring.RestoreOnly)(
+        backup_dir, delete_checkpoint=False, double_checkpoint=True)
     callbacks = [
         monitoring.NaNGuard(),
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, BACKUP), delete_checkpoint=False),
+        backup,
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, BEST), monitor="val_loss", save_best_only=True,
             save_weights_only=True, initial_value_threshold=best),
@@ -188,13 +191,13 @@ def _callbacks(cfg, run_dir, manifest, chief):
     return callbacks
 
 
-def evaluate_depths(model, manifest, cfg, split):
-    """Accuracy of `model` on `split` at the source and target depths."""
+def evaluate_depths(classifier, manifest, cfg, split):
+    """Accuracy of an exported classifier on `split` at the source and target depths."""
     out = {}
     for depth in (cfg["data"]["source_depth"], cfg["data"]["target_depth"]):
         data = pipeline.load_arrays(manifest, split, depth, seed=cfg["seed"],
                                     noise_mode=cfg["data"]["noise_mode"])
-        logits = model.head.predict(model.encoder.predict(data["images"], verbose=0), verbose=0)
+        logits = classifier.predict(data["images"])["logits"]
         out[str(depth)] = float(np.mean(np.argmax(logits, 1) == data["labels"]))
     return out
 
@@ -224,6 +227,7 @@ def train(cfg, *, verbose=None):
     manifest = ensure_dataset(cfg["data"], cfg["seed"])
     run_dir = config_lib.expand(cfg["log"]["dir"], cfg)
     export_dir = config_lib.expand(cfg["export"]["dir"], cfg)
+    backup_dir = os.path.join(run_dir, BACKUP)  # the chief's, restored by every worker
     if not chief:
         run_dir = tempfile.mkdtemp(prefix="tfgal-worker-")
     prepare_run_dir(run_dir, cfg)
@@ -236,7 +240,8 @@ def train(cfg, *, verbose=None):
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg["train"]["epochs"],
                   steps_per_epoch=_steps_per_epoch(cfg, manifest),
-                  callbacks=_callbacks(cfg, run_dir, manifest, chief), verbose=verbose,
+                  callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir),
+                  verbose=verbose,
                   shuffle=False)  # the pipeline shuffles, seeded
     finally:
         if not chief:
@@ -256,13 +261,16 @@ def train(cfg, *, verbose=None):
 def _finish(cfg, model, manifest, run_dir, export_dir):
     export.export_saved_model(model.encoder, model.head, export_dir,
                               image_shape=manifest.image_shape, assets=export_assets(cfg, manifest))
+    # Measure the exported artifact itself; it also runs outside any tf.distribute strategy,
+    # whose collectives would wait for workers that have already finished.
+    classifier = export.load(export_dir)
     if cfg["log"]["projector"]:
-        monitoring.write_projector(run_dir, model, manifest,
+        monitoring.write_projector(run_dir, classifier, manifest,
                                    (cfg["data"]["source_depth"], cfg["data"]["target_depth"]),
                                    n=cfg["log"]["projector"], seed=cfg["seed"])
     summary = {"name": cfg["name"], "export_dir": os.path.abspath(export_dir),
                "run_dir": os.path.abspath(run_dir), "class_weights": class_weights(manifest),
-               "val_accuracy": evaluate_depths(model, manifest, cfg, "val")}
+               "val_accuracy": evaluate_depths(classifier, manifest, cfg, "val")}
     if "test" in manifest.splits:
-        summary["test_accuracy"] = evaluate_depths(model, manifest, cfg, "test")
+        summary["test_accuracy"] = evaluate_depths(classifier, manifest, cfg, "test")
     return summary

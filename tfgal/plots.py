@@ -1,0 +1,274 @@
+"""Every figure of the robustness study, drawn with matplotlib's Agg backend.
+
+Functions take plain arrays and dicts (what `tfgal.study` stores per stage) and write one
+PNG each, atomically (temp file + rename), so an interrupted run never leaves a half-drawn
+figure that a resumed run would take for finished. Model colours and class colours are
+fixed across figures so they can be read side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on clusters or CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+DPI = 110
+MODEL_STYLE = {"baseline": {"color": "#d95f02", "label": "baseline (no DA)"},
+               "adapted": {"color": "#1b9e77", "label": "domain-adapted (MMD)"}}
+CLASS_COLORS = ("#377eb8", "#e41a1c", "#4daf4a", "#984ea3", "#ff7f00")
+DEPTH_MARKERS = ("o", "^")
+
+
+def save(fig, path):
+    """Writes `fig` to `path` as PNG through a temporary file and a rename; closes it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _label(kind):
+    return MODEL_STYLE.get(kind, {"label": kind})["label"]
+
+
+def _color(kind):
+    return MODEL_STYLE.get(kind, {"color": None})["color"]
+
+
+# --------------------------------------------------------------------------- robustness curve
+
+
+def robustness_curve(curve, path, *, marks=(), chance=None):
+    """Accuracy against survey years (log axis), one line per model, ±1 standard error.
+
+    `marks`: (years, label) pairs drawn as vertical lines (the training depths).
+    `chance`: accuracy of always predicting the most common class, drawn dotted.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    years = np.asarray(curve["years"])
+    for kind, values in curve["models"].items():
+        acc = np.asarray(values["accuracy"])
+        sem = np.asarray([s or 0.0 for s in values["accuracy_sem"]])
+        ax.plot(years, acc, "o-", color=_color(kind), label=_label(kind))
+        ax.fill_between(years, acc - sem, acc + sem, color=_color(kind), alpha=0.2, lw=0)
+    for x, text in marks:
+        ax.axvline(x, color="0.4", ls="--", lw=1)
+        ax.text(x, 0.02, f" {text}", color="0.3", rotation=90, va="bottom", ha="right",
+                transform=ax.get_xaxis_transform())
+    if chance is not None:
+        ax.axhline(chance, color="0.5", ls=":", lw=1, label="most common class")
+    ax.set_xscale("log")
+    ax.set_xlabel("survey depth (years of LSST; exposure grows linearly)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Robustness to depth ({curve['models'][next(iter(curve['models']))]['n'][0]}"
+                 " test galaxies per depth)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    return save(fig, path)
+
+
+# --------------------------------------------------------------------------- confusion
+
+
+def confusion_matrices(matrices, class_names, path):
+    """Row-normalised confusion matrices with counts; `matrices`: {(model, depth): counts}."""
+    kinds = sorted({k for k, _ in matrices}, key=list(MODEL_STYLE).index)
+    depths = list(dict.fromkeys(d for _, d in matrices))
+    fig, axes = plt.subplots(len(kinds), len(depths), figsize=(3.6 * len(depths), 3.4 * len(kinds)),
+                             squeeze=False)
+    for i, kind in enumerate(kinds):
+        for j, depth in enumerate(depths):
+            _confusion_panel(axes[i, j], np.asarray(matrices[(kind, depth)]), class_names)
+            axes[i, j].set_title(f"{_label(kind)}\ntested at {depth}", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _confusion_panel(ax, counts, class_names):
+    rows = counts.sum(axis=1, keepdims=True)
+    norm = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(counts):
+        ax.text(c, r, f"{norm[r, c]:.2f}\n({v})", ha="center", va="center", fontsize=8,
+                color="white" if norm[r, c] > 0.6 else "black")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=30)
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+
+
+# --------------------------------------------------------------------------- latent space
+
+
+def isomap(panels, class_names, path, depth_names):
+    """Isomap of latents per model: colour = true class, marker = depth, attacked = black x.
+
+    `panels`: {model: {"embedding" [N, 2], "group" [N] (0, 1: depth index, 2: attacked),
+    "label" [N]}}.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.8), squeeze=False)
+    for ax, (kind, p) in zip(axes[0], panels.items()):
+        emb, group, label = (np.asarray(p[k]) for k in ("embedding", "group", "label"))
+        for g, marker in enumerate(DEPTH_MARKERS):
+            for c in range(len(class_names)):
+                sel = (group == g) & (label == c)
+                ax.scatter(emb[sel, 0], emb[sel, 1], s=12, marker=marker, alpha=0.6,
+                           color=CLASS_COLORS[c], edgecolors="none")
+        hit = group == 2
+        ax.scatter(emb[hit, 0], emb[hit, 1], s=40, marker="x", color="black", linewidths=1.2)
+        ax.set_title(f"{_label(kind)}: isomap of the latent space", fontsize=10)
+        ax.set_xlabel("isomap 1")
+        ax.set_ylabel("isomap 2")
+    fig.legend(handles=_isomap_legend(class_names, depth_names), loc="lower center",
+               ncol=len(class_names) + 3, frameon=False, bbox_to_anchor=(0.5, -0.06))
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _isomap_legend(class_names, depth_names):
+    handles = [Patch(color=CLASS_COLORS[c], label=name) for c, name in enumerate(class_names)]
+    for marker, depth in zip(DEPTH_MARKERS, depth_names):
+        handles.append(plt.Line2D([], [], ls="", marker=marker, color="0.3", label=depth))
+    handles.append(plt.Line2D([], [], ls="", marker="x", color="black",
+                              label="one-pixel attacked"))
+    return handles
+
+
+def church_windows(panels, class_names, path):
+    """Class maps on the plane spanned by (attacked - base) and (noisy - base).
+
+    `panels`: {model: [{"coords" [G], "classes" [G, G], "galaxy_id", "label"}, ...]};
+    the base image sits at (0, 0), the attacked one at (1, 0), the noisy one at (0, 1).
+    """
+    cols = max(1, max(len(w) for w in panels.values()))
+    fig, axes = plt.subplots(len(panels), cols, figsize=(3.3 * cols, 3.3 * len(panels)),
+                             squeeze=False)
+    cmap = ListedColormap(CLASS_COLORS[:len(class_names)])
+    for i, (kind, windows) in enumerate(panels.items()):
+        for j in range(cols):
+            ax = axes[i, j]
+            if j >= len(windows):
+                ax.axis("off")
+                ax.text(0.5, 0.5, "no successful\nattack", ha="center", va="center",
+                        transform=ax.transAxes)
+                continue
+            _church_panel(ax, windows[j], cmap, len(class_names), class_names)
+            if j == 0:
+                ax.set_ylabel(f"{_label(kind)}\nalong noisy - base")
+    handles = [Patch(color=CLASS_COLORS[c], label=n) for c, n in enumerate(class_names)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(class_names), frameon=False,
+               bbox_to_anchor=(0.5, -0.04))
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _church_panel(ax, window, cmap, n_classes, class_names):
+    coords = np.asarray(window["coords"])
+    extent = (coords[0], coords[-1], coords[0], coords[-1])
+    ax.imshow(np.asarray(window["classes"]), origin="lower", extent=extent, cmap=cmap,
+              vmin=-0.5, vmax=n_classes - 0.5, interpolation="nearest")
+    for (x, y), marker, text in (((0, 0), "o", "base"), ((1, 0), "X", "attacked"),
+                                 ((0, 1), "s", "noisy")):
+        ax.plot(x, y, marker, color="white", mec="black", ms=7)
+        ax.annotate(text, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    ax.set_title(f"galaxy {window['galaxy_id']} ({class_names[window['label']]})", fontsize=9)
+    ax.set_xlabel("along attacked - base")
+
+
+def latent_distances(distances, path):
+    """Histograms of base -> attacked and base -> noisy latent distances per model.
+
+    `distances`: {model: {"attack": [..], "noisy": [..]}} (NaN entries are skipped).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, title in ((axes[0], "attack", "base -> one-pixel attacked (successes)"),
+                           (axes[1], "noisy", "base (Y10) -> same galaxy at Y1")):
+        values = {k: np.asarray(v[key], float) for k, v in distances.items()}
+        values = {k: v[np.isfinite(v)] for k, v in values.items()}
+        finite = [v for v in values.values() if len(v)]
+        bins = np.histogram_bin_edges(np.concatenate(finite), 20) if finite else 10
+        for kind, v in values.items():
+            mean = f"{v.mean():.3g}" if len(v) else "n/a"
+            ax.hist(v, bins=bins, alpha=0.55, color=_color(kind),
+                    label=f"{_label(kind)} (mean {mean}, n={len(v)})")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("Euclidean distance in latent space")
+        ax.set_ylabel("galaxies")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+# --------------------------------------------------------------------------- galaxies
+
+
+def to_rgb(images, low=None, high=None):
+    """Stretched (g, r, i) images -> RGB in [0, 1] (i red, r green, g blue).
+
+    Bounds are per band, shared by all images given, so depths compare fairly.
+    """
+    images = np.asarray(images, np.float32)
+    axes = tuple(range(images.ndim - 1))
+    low = np.percentile(images, 0.5, axis=axes) if low is None else np.asarray(low)
+    high = np.percentile(images, 99.5, axis=axes) if high is None else np.asarray(high)
+    rgb = (images - low) / np.maximum(high - low, 1e-12)
+    return np.clip(rgb[..., ::-1], 0, 1)
+
+
+def example_galaxies(examples, attacked, class_names, path):
+    """One column per class at both depths, and an attacked galaxy with its pixel ringed.
+
+    `examples`: {depth name: (images [K, H, W, C], labels [K])} with matching galaxies;
+    `attacked`: None or a dict with "base", "image" [H, W, C], "pixels" [k, 2] (x, y),
+    "label", "final_class", "model".
+    """
+    depths = list(examples)
+    k = len(examples[depths[0]][1])
+    cols = k + (attacked is not None)
+    fig, axes = plt.subplots(len(depths), cols, figsize=(2.4 * cols, 2.5 * len(depths)),
+                             squeeze=False)
+    pool = np.concatenate([examples[d][0] for d in depths])
+    low, high = np.percentile(pool, 0.5, axis=(0, 1, 2)), np.percentile(pool, 99.5, axis=(0, 1, 2))
+    for i, depth in enumerate(depths):
+        images, labels = examples[depth]
+        for j in range(k):
+            axes[i, j].imshow(to_rgb(images[j], low, high))
+            axes[i, j].set_title(f"{class_names[labels[j]]} at {depth}", fontsize=9)
+    if attacked is not None:
+        _attacked_column(axes[:, -1], attacked, class_names, low, high)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _attacked_column(axes, attacked, class_names, low, high):
+    shown = (("base", f"{class_names[attacked['label']]}: clean"),
+             ("image", f"attacked ({attacked['model']}):\n"
+                       f"classified {class_names[attacked['final_class']]}"))
+    for ax, (key, title) in zip(axes, shown):
+        ax.imshow(to_rgb(attacked[key], low, high))
+        ax.set_title(title, fontsize=9)
+        for x, y in attacked["pixels"]:
+            ax.add_patch(plt.Circle((x, y), radius=max(2.0, attacked["image"].shape[0] / 25),
+                                    fill=False, color="yellow", lw=1.5))
+    for ax in axes[len(shown):]:
+        ax.axis("off")

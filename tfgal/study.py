@@ -1,0 +1,740 @@
+"""`tfgal-study`: the DeepAdversaries robustness study in one resumable command.
+
+    tfgal-study --config pipelines/quick.toml --out studies/quick
+
+Stages, in order (each writes ``OUT/stages/<stage>.json``, plus ``<stage>.npz`` for arrays):
+
+1. ``train_baseline``, ``train_adapted``: a model without domain adaptation (every
+   adaptation weight 0) and one with the config's adaptation loss, trained by
+   `tfgal.training.train` into ``OUT/models/<kind>`` (SavedModels) and ``OUT/runs/<kind>``.
+   A model whose exported config equals the derived one and that loads is reused.
+2. ``evaluate``: both models on the study split at the source and target depths.
+3. ``curve``: accuracy against depth, from the same noiseless galaxies (skipped, with the
+   reason, on data with noise baked in, e.g. the paper's files from ``import-npy``).
+4. ``attack_baseline``, ``attack_adapted``: one-pixel attacks and latent distances.
+5. ``latent`` (isomap), ``church`` (church windows), ``figures``, ``report``.
+
+Resumption: a stage's JSON is written last and atomically; it records a key (digest of
+the stage's settings and of the stages it reads), so a stage reruns exactly when its
+output is missing, its settings changed or a stage it reads was redone. An interrupted
+training resumes from its last epoch (`tfgal.training`).
+
+Settings live in the config's ``[study]`` section (`STUDY_DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+import numpy as np
+
+from tfgal import config as config_lib
+from tfgal import evaluation, export, plots, records, report, seeds, survey
+from tfgal.errors import ConfigError, DataError, ModelContractError
+
+STUDY_DEFAULTS = {
+    "split": "test",              # split evaluated and attacked
+    "eval_n": 0,                  # galaxies evaluated at both depths (0: the whole split)
+    "attack_n": 150,              # first galaxies of the split attacked (the paper: 150)
+    "attack_pixels": 1,
+    "attack_popsize": 400,        # the paper: 400
+    "attack_iters": 100,          # generations at most (the paper: 100)
+    "attack_f": 0.5,              # DE mutation scale
+    "attack_threshold": 0.05,     # success: true-class probability below this
+    "attack_max_batch": 4096,     # candidate images per model call (memory bound)
+    "curve_depths": [],           # survey years; [] = auto (log-spaced, plus 1 and 10)
+    "curve_min_years": 0.1,
+    "curve_max_years": 20.0,
+    "curve_points": 10,           # auto depths, log-spaced in exposure
+    "curve_n": 0,                 # galaxies per depth (0: the whole split)
+    "isomap_n": 300,              # galaxies per depth in the isomap
+    "isomap_neighbors": 10,
+    "church_windows": 3,          # attacked galaxies per model with a church-window plot
+    "church_grid": 41,            # grid points per axis
+    "church_span": 2.0,           # the grid covers [-span, span] along both directions
+    "examples": 1,                # galaxies per class in the example figure
+}
+MODELS = ("baseline", "adapted")
+STAGES = ("train_baseline", "train_adapted", "evaluate", "curve", "attack_baseline",
+          "attack_adapted", "latent", "church", "figures", "report")
+SPLITS = ("train", "val", "test")
+FIGURES = {"robustness_curve": "robustness_curve.png", "confusion": "confusion.png",
+           "isomap": "isomap.png", "church_windows": "church_windows.png",
+           "latent_distances": "latent_distances.png", "examples": "examples.png"}
+ADAPTATION_WEIGHTS = ("mmd_weight", "fisher_weight", "entropy_weight")
+
+
+# --------------------------------------------------------------------------- config
+
+
+@contextlib.contextmanager
+def _study_defaults():
+    # Until config.DEFAULTS carries the study section itself, lend it ours for one load.
+    if "study" in config_lib.DEFAULTS:
+        yield
+        return
+    config_lib.DEFAULTS["study"] = STUDY_DEFAULTS
+    try:
+        yield
+    finally:
+        config_lib.DEFAULTS.pop("study", None)
+
+
+def load_config(path=None, overrides=()):
+    """Defaults (with ``[study]``) + the TOML file + ``key=value`` overrides, checked."""
+    with _study_defaults():
+        cfg = config_lib.load(path, overrides)
+    check_study(cfg["study"])
+    derived_configs(cfg, "study")  # raises early when the config has no adaptation term
+    return cfg
+
+
+def _require(ok, key, message):
+    if not ok:
+        raise ConfigError(f"config key study.{key} {message}", key=f"study.{key}")
+
+
+def check_study(study):
+    """Raises `ConfigError` (naming the key) on a study setting out of range."""
+    s = study
+    _require(s["split"] in SPLITS, "split", f"must be one of {SPLITS}; received {s['split']!r}")
+    for key, low in (("eval_n", 0), ("attack_n", 1), ("attack_pixels", 1), ("attack_popsize", 4),
+                     ("attack_iters", 0), ("attack_max_batch", 1), ("curve_points", 2),
+                     ("curve_n", 0), ("isomap_n", 2), ("isomap_neighbors", 1),
+                     ("church_windows", 0), ("church_grid", 3), ("examples", 1)):
+        _require(s[key] >= low, key, f"must be >= {low}; received {s[key]!r}")
+    _require(0 < s["attack_threshold"] < 1, "attack_threshold", "must lie in (0, 1)")
+    _require(0 < s["attack_f"] <= 2, "attack_f", "must lie in (0, 2]")
+    _require(s["church_span"] > 0, "church_span", "must be > 0")
+    _require(0 < s["curve_min_years"] < s["curve_max_years"], "curve_min_years",
+             "must be > 0 and below study.curve_max_years")
+    depths = s["curve_depths"]
+    _require(all(isinstance(y, (int, float)) and not isinstance(y, bool) and y > 0
+                 for y in depths), "curve_depths",
+             f"must list positive survey years (or be [] for auto); received {depths!r}")
+
+
+def _escape(path):
+    return path.replace("{", "{{").replace("}", "}}")  # config.expand formats paths
+
+
+def derived_configs(cfg, out):
+    """{"baseline", "adapted"}: the training configs of the study's two models."""
+    if not any(cfg["loss"][w] > 0 for w in ADAPTATION_WEIGHTS):
+        raise ConfigError("the study compares a domain-adapted model with a baseline, but the "
+                          "config's loss has no adaptation term: set loss.mmd_weight > 0",
+                          key="loss.mmd_weight")
+    base = {k: copy.deepcopy(v) for k, v in cfg.items() if k != "study"}
+    derived = {}
+    for kind in MODELS:
+        c = copy.deepcopy(base)
+        c["name"] = f"{cfg['name']}-{kind}"
+        if kind == "baseline":
+            c["loss"].update({w: 0.0 for w in ADAPTATION_WEIGHTS})
+        c["export"]["dir"] = _escape(os.path.join(out, "models", kind))
+        c["log"]["dir"] = _escape(os.path.join(out, "runs", kind))
+        derived[kind] = c
+    return derived
+
+
+def _plain(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def digest(obj):
+    return hashlib.sha256(json.dumps(_plain(obj), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclasses.dataclass
+class StageRecord:
+    """A finished stage: its JSON result, its arrays (loaded on demand) and timing."""
+
+    name: str
+    key: str
+    id: str
+    result: dict
+    seconds: float
+    reused: bool
+    npz_path: str | None = None
+    _arrays: dict | None = None
+
+    @property
+    def arrays(self):
+        if self._arrays is None:
+            with np.load(self.npz_path) as f:
+                self._arrays = {k: f[k] for k in f.files}
+        return self._arrays
+
+
+def _save_npz_atomic(path, arrays):
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-",
+                               dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class StageStore:
+    """Stage records under ``root``: ``<name>.json`` (written last) and ``<name>.npz``."""
+
+    def __init__(self, root, log=print):
+        self.root, self.log = root, log
+        os.makedirs(root, exist_ok=True)
+
+    def path(self, name, ext="json"):
+        return os.path.join(self.root, f"{name}.{ext}")
+
+    def load(self, name):
+        try:
+            with open(self.path(name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def forget(self, name):
+        for ext in ("json", "npz"):
+            if os.path.exists(self.path(name, ext)):
+                os.remove(self.path(name, ext))
+
+    def run(self, name, settings, fn, *, deps=(), outputs=(), valid=None):
+        """Runs `fn` unless a record with the same key exists, its outputs exist and
+        `valid(record)` holds. `fn()` returns (result, arrays or None, id or None)."""
+        key = digest({"settings": settings, "deps": {d.name: d.id for d in deps}})
+        saved = self.load(name)
+        if saved and saved["key"] == key and all(map(os.path.exists, outputs)) and (
+                not saved.get("npz") or os.path.exists(self.path(name, "npz"))) and (
+                valid is None or valid(saved)):
+            self.log(f"{name}: done before ({saved['seconds']:.1f} s), reused")
+            return self._record(saved, reused=True)
+        self.log(f"{name}: running")
+        started = time.time()
+        result, arrays, record_id = fn()
+        if arrays is not None:
+            _save_npz_atomic(self.path(name, "npz"), arrays)
+        saved = {"stage": name, "key": key, "id": record_id or uuid.uuid4().hex[:16],
+                 "seconds": round(time.time() - started, 2), "npz": arrays is not None,
+                 "finished": _now(), "settings": _plain(settings), "result": _plain(result)}
+        records.write_json_atomic(self.path(name), saved)
+        self.log(f"{name}: done in {saved['seconds']:.1f} s")
+        return self._record(saved, reused=False, arrays=arrays)
+
+    def _record(self, saved, *, reused, arrays=None):
+        npz = self.path(saved["stage"], "npz") if saved.get("npz") else None
+        return StageRecord(saved["stage"], saved["key"], saved["id"], saved["result"],
+                           saved["seconds"], reused, npz, arrays)
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def model_fingerprint(path):
+    """Digest of a SavedModel's graph and variables: what downstream stages depend on."""
+    h = hashlib.sha256()
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            if name.endswith(".pb") or root.endswith("variables"):
+                with open(os.path.join(root, name), "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the study
+
+
+class Study:
+    """The robustness study of a resolved config (`load_config`), run into `out`."""
+
+    def __init__(self, cfg, out, *, progress=True, train_verbose=None, command=None):
+        check_study(cfg["study"])
+        self.cfg, self.s, self.out = cfg, cfg["study"], os.fspath(out)
+        self.derived = derived_configs(cfg, self.out)
+        self.progress, self.train_verbose, self.command = progress, train_verbose, command
+        self.store = StageStore(os.path.join(self.out, "stages"), log=self._log)
+        self.stage_records = {}
+        self._models, self._attack_data, self.manifest = {}, None, None
+        self.source = cfg["data"]["source_depth"]
+        self.target = cfg["data"]["target_depth"]
+
+    def _log(self, message):
+        if self.progress:
+            print(f"[tfgal-study] {message}", flush=True)
+
+    def model(self, kind):
+        if kind not in self._models:
+            self._models[kind] = export.load(self._export_dir(kind))
+        return self._models[kind]
+
+    def _export_dir(self, kind):
+        return config_lib.expand(self.derived[kind]["export"]["dir"], self.derived[kind])
+
+    def _run_dir(self, kind):
+        return config_lib.expand(self.derived[kind]["log"]["dir"], self.derived[kind])
+
+    def redo(self, stages):
+        """Forgets the records of `stages` ("all": every stage) so they run again."""
+        for name in STAGES if "all" in stages else stages:
+            if name not in STAGES:
+                raise ConfigError(f"unknown stage {name!r}", key="redo", valid=(*STAGES, "all"))
+            self.store.forget(name)
+
+    def run(self):
+        """Runs (or resumes) every stage; returns the results dict of ``results.json``."""
+        from tfgal import training
+        os.makedirs(self.out, exist_ok=True)
+        self.manifest = training.ensure_dataset(self.cfg["data"], self.cfg["seed"])
+        r = self.stage_records
+        for kind in MODELS:
+            r[f"train_{kind}"] = self._stage_train(kind)
+        r["evaluate"] = self._stage("evaluate", self._evaluate, self._eval_settings(),
+                                    deps=MODELS)
+        r["curve"] = self._stage("curve", self._curve, self._curve_settings(), deps=MODELS)
+        for kind in MODELS:
+            r[f"attack_{kind}"] = self._stage(f"attack_{kind}", lambda k=kind: self._attack(k),
+                                              self._attack_settings(), deps=(kind,))
+        attacks = [r[f"attack_{k}"] for k in MODELS]
+        r["latent"] = self._stage("latent", self._latent, self._latent_settings(),
+                                  extra_deps=[r["evaluate"], *attacks])
+        r["church"] = self._stage("church", self._church, self._church_settings(),
+                                  deps=MODELS, extra_deps=attacks)
+        upstream = [r[n] for n in STAGES[:-2]]
+        r["figures"] = self._stage("figures", self._figures, {"examples": self.s["examples"]},
+                                   extra_deps=upstream, outputs=self._figure_paths())
+        r["report"] = self._stage("report", self._report, {}, extra_deps=[*upstream, r["figures"]],
+                                  outputs=[os.path.join(self.out, n)
+                                           for n in ("report.md", "results.json")])
+        with open(os.path.join(self.out, "results.json")) as f:
+            return json.load(f)
+
+    def _stage(self, name, fn, settings, *, deps=(), extra_deps=(), outputs=()):
+        index = STAGES.index(name) + 1
+        self.store.log = lambda m: self._log(f"[{index}/{len(STAGES)}] {m}")
+        deps = [self.stage_records[f"train_{k}"] for k in deps] + list(extra_deps)
+        return self.store.run(name, settings, fn, deps=deps, outputs=outputs)
+
+    # ---- training
+
+    def _stage_train(self, kind):
+        cfg = self.derived[kind]
+        name = f"train_{kind}"
+        index = STAGES.index(name) + 1
+        self.store.log = lambda m: self._log(f"[{index}/{len(STAGES)}] {m}")
+
+        def valid(saved):
+            return (self._model_matches(kind)
+                    and saved["id"] == model_fingerprint(self._export_dir(kind)))
+
+        return self.store.run(name, {"config": cfg}, lambda: self._train(kind), valid=valid)
+
+    def _model_matches(self, kind):
+        """The model at the export dir was trained, to the end, with the derived config."""
+        from tfgal import training
+        if not os.path.exists(os.path.join(self._run_dir(kind), training.SUMMARY)):
+            return False
+        try:
+            model = export.load(self._export_dir(kind))
+        except ModelContractError:
+            return False
+        return model.assets.get("config") == _plain(self.derived[kind])
+
+    def _train(self, kind):
+        from tfgal import training
+        cfg, run_dir = self.derived[kind], self._run_dir(kind)
+        reused = self._model_matches(kind)
+        if reused:
+            self._log(f"train_{kind}: the model at {self._export_dir(kind)} matches; reused")
+            with open(os.path.join(run_dir, training.SUMMARY)) as f:
+                summary = json.load(f)
+        else:
+            self._drop_stale_backup(run_dir, cfg)
+            self._models.pop(kind, None)
+            summary = training.train(cfg, verbose=self.train_verbose)
+        result = {"summary": summary, "reused_model": reused, "epochs": _epochs(run_dir),
+                  "export_dir": self._export_dir(kind), "run_dir": run_dir}
+        return result, None, model_fingerprint(self._export_dir(kind))
+
+    def _drop_stale_backup(self, run_dir, cfg):
+        # An interrupted run of an older config would make training refuse to start; the
+        # study owns its run directories, so it starts that model over instead.
+        from tfgal import training
+        backup, saved = os.path.join(run_dir, training.BACKUP), os.path.join(run_dir, training.CONFIG)
+        if not os.path.isdir(backup):
+            return
+        previous = None
+        if os.path.exists(saved):
+            with open(saved) as f:
+                previous = json.load(f)
+        if previous != _plain(cfg):
+            self._log(f"{run_dir} holds an interrupted run of another config: starting over")
+            shutil.rmtree(backup)
+
+    # ---- evaluation
+
+    def _eval_settings(self):
+        return {"data": self._data_id(), "split": self.s["split"], "n": self.s["eval_n"],
+                "seed": self.cfg["seed"], "noise_mode": self.cfg["data"]["noise_mode"],
+                "depths": [self.source, self.target], "isomap_n": self.s["isomap_n"]}
+
+    def _data_id(self):
+        with open(os.path.join(self.manifest.root, records.MANIFEST_NAME), "rb") as f:
+            return {"root": os.path.abspath(self.manifest.root),
+                    "manifest": hashlib.sha256(f.read()).hexdigest()[:16]}
+
+    def _predict(self, depth, n, latent=True):
+        models = {k: self.model(k) for k in MODELS}
+        return evaluation.predict_split(
+            models, self.manifest, self.s["split"], depth, n=n or None, seed=self.cfg["seed"],
+            noise_mode=self.cfg["data"]["noise_mode"], latent=latent)
+
+    def _evaluate(self):
+        names = list(self.manifest.class_names)
+        out = {d: self._predict(d, self.s["eval_n"]) for d in (self.source, self.target)}
+        src, tgt = out[self.source], out[self.target]
+        if not np.array_equal(src["galaxy_id"], tgt["galaxy_id"]):
+            raise DataError(f"{self.source} and {self.target} images are not the same galaxies "
+                            "in the same order", path=self.manifest.root)
+        metrics, arrays = {}, {"labels": src["labels"], "galaxy_id": src["galaxy_id"]}
+        m = self.s["isomap_n"]
+        for kind in MODELS:
+            metrics[kind] = {}
+            for i, depth in enumerate((self.source, self.target)):
+                probs = out[depth][kind]["probabilities"]
+                metrics[kind][depth] = evaluation.collect(
+                    evaluation.ClassificationEvaluator(src["labels"], probs, names))
+                arrays[f"probabilities_{kind}_{i}"] = probs
+                arrays[f"latent_{kind}_{i}"] = out[depth][kind]["latent"][:m]
+        return {"metrics": metrics, "n": int(len(src["labels"])),
+                "class_counts": np.bincount(src["labels"], minlength=len(names)).tolist()}, \
+            arrays, None
+
+    # ---- robustness curve
+
+    def _curve_years(self):
+        s = self.s
+        return evaluation.curve_depths(s["curve_depths"], low=s["curve_min_years"],
+                                       high=s["curve_max_years"], points=s["curve_points"],
+                                       always=self._training_years())
+
+    def _training_years(self):
+        return tuple(survey.Depth.parse(d).years for d in (self.source, self.target))
+
+    def _curve_settings(self):
+        return {"data": self._data_id(), "split": self.s["split"], "n": self.s["curve_n"],
+                "seed": self.cfg["seed"], "noise_mode": self.cfg["data"]["noise_mode"],
+                "years": [d.years for d in self._curve_years()]}
+
+    def _curve(self):
+        if not self.manifest.noiseless:
+            return {"skipped": (
+                f"dataset {self.manifest.root} holds images with noise baked in at "
+                f"{', '.join(sorted(self.manifest.images))} only (imported survey data, e.g. "
+                "the paper's files from tfgal-data import-npy); other depths need noiseless "
+                "flux to draw on-the-fly noise from")}, None, None
+        depths = self._curve_years()
+        models = {k: self.model(k) for k in MODELS}
+        curve = evaluation.RobustnessCurve(
+            models, self.manifest, self.s["split"], depths, n=self.s["curve_n"] or None,
+            seed=self.cfg["seed"], noise_mode=self.cfg["data"]["noise_mode"],
+            progress=lambda d: self._log(f"curve: depth {d.name} "
+                                         f"({depths.index(d) + 1}/{len(depths)})"))
+        return curve.table(), None, None
+
+    # ---- attacks
+
+    def _attack_settings(self):
+        s = self.s
+        return {"data": self._data_id(), "split": s["split"], "n": s["attack_n"],
+                "seed": seeds.derive(self.cfg["seed"], "attack"), "data_seed": self.cfg["seed"],
+                "depths": [self.source, self.target],
+                **{k: s[k] for k in ("attack_pixels", "attack_popsize", "attack_iters",
+                                     "attack_f", "attack_threshold", "attack_max_batch")}}
+
+    def attack_data(self):
+        """The attacked galaxies at the source depth and the same galaxies at the target."""
+        from tfgal import pipeline
+        if self._attack_data is None:
+            kw = dict(n=self.s["attack_n"], seed=self.cfg["seed"],
+                      noise_mode=self.cfg["data"]["noise_mode"])
+            base = pipeline.load_arrays(self.manifest, self.s["split"], self.source, **kw)
+            noisy = pipeline.load_arrays(self.manifest, self.s["split"], self.target, **kw)
+            if not np.array_equal(base["galaxy_id"], noisy["galaxy_id"]):
+                raise DataError("attacked galaxies differ between depths", path=self.manifest.root)
+            self._attack_data = {"base": base, "noisy": noisy}
+        return self._attack_data
+
+    def _attack(self, kind):
+        from tfgal import attack as attack_lib
+        s, model, data = self.s, self.model(kind), self.attack_data()
+        images, labels = data["base"]["images"], data["base"]["labels"]
+        attacker = attack_lib.OnePixelAttack(
+            model, pixels=s["attack_pixels"], popsize=s["attack_popsize"],
+            iters=s["attack_iters"], f=s["attack_f"], threshold=s["attack_threshold"],
+            seed=seeds.derive(self.cfg["seed"], "attack"), max_batch=s["attack_max_batch"])
+        with _progress_bar(len(images), f"attack {kind}", self.progress) as callback:
+            result = attacker.attack(images, labels, callback=callback)
+        latents = {name: model.predict(x)["latent"] for name, x in (
+            ("base", images), ("attacked", result.images), ("noisy", data["noisy"]["images"]))}
+        d_attack = np.where(result.success,
+                            np.linalg.norm(latents["attacked"] - latents["base"], axis=1), np.nan)
+        d_noisy = np.linalg.norm(latents["noisy"] - latents["base"], axis=1)
+        self._write_attack_table(kind, result, d_attack, d_noisy)
+        arrays = {"galaxy_id": data["base"]["galaxy_id"], "labels": labels,
+                  "success": result.success, "already": result.already,
+                  "queries": result.queries, "generations": result.generations,
+                  "pixels": result.pixels, "values": result.values,
+                  "original_class": result.original_class, "final_class": result.final_class,
+                  "final_score": result.final_score, "d_attack": d_attack, "d_noisy": d_noisy,
+                  **{f"latent_{k}": v for k, v in latents.items()}}
+        return _attack_summary(result, d_attack, d_noisy), arrays, None
+
+    def _write_attack_table(self, kind, result, d_attack, d_noisy):
+        from tfgal import attack as attack_lib
+        rows = attack_lib.table(result, galaxy_id=self.attack_data()["base"]["galaxy_id"],
+                                bands=list(self.manifest.bands),
+                                extra={"latent_distance_attack": d_attack,
+                                       "latent_distance_noisy": d_noisy})
+        attack_lib.write_csv_atomic(os.path.join(self.out, f"attacks_{kind}.csv"), rows)
+
+    # ---- latent space
+
+    def _latent_settings(self):
+        return {"isomap_n": self.s["isomap_n"], "neighbors": self.s["isomap_neighbors"],
+                "solver": "dense"}
+
+    def _latent(self):
+        ev = self.stage_records["evaluate"].arrays
+        m = len(ev["latent_baseline_0"])
+        arrays, result = {}, {}
+        for kind in MODELS:
+            att = self.stage_records[f"attack_{kind}"].arrays
+            hit = att["success"]
+            latents = np.concatenate([ev[f"latent_{kind}_0"], ev[f"latent_{kind}_1"],
+                                      att["latent_attacked"][hit]])
+            arrays[f"embedding_{kind}"] = evaluation.isomap(
+                latents, n_neighbors=self.s["isomap_neighbors"])
+            arrays[f"group_{kind}"] = np.repeat([0, 1, 2], [m, m, int(hit.sum())])
+            arrays[f"label_{kind}"] = np.concatenate([ev["labels"][:m], ev["labels"][:m],
+                                                      att["labels"][hit]])
+            result[kind] = {"points": int(len(latents)), "attacked": int(hit.sum())}
+        return result, arrays, None
+
+    # ---- church windows
+
+    def _church_settings(self):
+        return {k: self.s[k] for k in ("church_windows", "church_grid", "church_span")}
+
+    def _church(self):
+        result, arrays = {}, {}
+        for kind in MODELS:
+            att, model = self.stage_records[f"attack_{kind}"].arrays, self.model(kind)
+            chosen = np.flatnonzero(att["success"])[:self.s["church_windows"]]
+            grids, windows = [], []
+            for i in chosen:
+                coords, classes = evaluation.church_window(
+                    model, att["latent_base"][i], att["latent_attacked"][i],
+                    att["latent_noisy"][i], grid=self.s["church_grid"], span=self.s["church_span"])
+                grids.append(classes)
+                windows.append(_window_summary(att, i, coords, classes,
+                                               len(self.manifest.class_names)))
+            g = self.s["church_grid"]
+            arrays[f"classes_{kind}"] = np.asarray(grids, np.int16).reshape(-1, g, g)
+            arrays["coords"] = np.linspace(-self.s["church_span"], self.s["church_span"], g)
+            result[kind] = windows
+        return result, arrays, None
+
+    # ---- figures and report
+
+    def _figure_names(self):
+        skip = {"robustness_curve"} if self.stage_records["curve"].result.get("skipped") else set()
+        return {k: os.path.join("figures", f) for k, f in FIGURES.items() if k not in skip}
+
+    def _figure_paths(self):
+        return [os.path.join(self.out, p) for p in self._figure_names().values()]
+
+    def _figures(self):
+        r, names = self.stage_records, list(self.manifest.class_names)
+        path = {k: os.path.join(self.out, p) for k, p in self._figure_names().items()}
+        if "robustness_curve" in path:
+            counts = np.asarray(r["evaluate"].result["class_counts"])
+            plots.robustness_curve(r["curve"].result, path["robustness_curve"],
+                                   marks=list(zip(self._training_years(), (self.source, self.target))),
+                                   chance=float(counts.max() / counts.sum()))
+        metrics = r["evaluate"].result["metrics"]
+        plots.confusion_matrices({(k, d): metrics[k][d]["confusion"] for k in MODELS
+                                  for d in (self.source, self.target)}, names, path["confusion"])
+        plots.isomap({k: {key: r["latent"].arrays[f"{key}_{k}"]
+                          for key in ("embedding", "group", "label")} for k in MODELS},
+                     names, path["isomap"], (self.source, self.target))
+        plots.church_windows(self._church_panels(), names, path["church_windows"])
+        plots.latent_distances({k: {"attack": r[f"attack_{k}"].arrays["d_attack"],
+                                    "noisy": r[f"attack_{k}"].arrays["d_noisy"]} for k in MODELS},
+                               path["latent_distances"])
+        plots.example_galaxies(self._examples(), self._attacked_example(), names, path["examples"])
+        return {"figures": self._figure_names()}, None, None
+
+    def _church_panels(self):
+        church = self.stage_records["church"]
+        return {k: [{"coords": church.arrays["coords"], "classes": grid, **w}
+                    for grid, w in zip(church.arrays[f"classes_{k}"], church.result[k])]
+                for k in MODELS}
+
+    def _examples(self):
+        """The first `examples` galaxies of each class, at both depths."""
+        from tfgal import pipeline
+        n = min(self.manifest.count(self.s["split"]), 64 * self.s["examples"])
+        data = {d: pipeline.load_arrays(self.manifest, self.s["split"], d, n=n,
+                                        seed=self.cfg["seed"],
+                                        noise_mode=self.cfg["data"]["noise_mode"])
+                for d in (self.source, self.target)}
+        labels = data[self.source]["labels"]
+        pick = [i for c in range(len(self.manifest.class_names))
+                for i in np.flatnonzero(labels == c)[:self.s["examples"]]]
+        return {d: (data[d]["images"][pick], labels[pick]) for d in data}
+
+    def _attacked_example(self):
+        from tfgal import attack as attack_lib
+        for kind in MODELS:
+            att = self.stage_records[f"attack_{kind}"].arrays
+            hit = np.flatnonzero(att["success"])
+            if len(hit):
+                i = hit[0]
+                base = self.attack_data()["base"]["images"][i:i + 1]
+                image = attack_lib.apply_pixels(base, att["pixels"][i:i + 1], att["values"][i:i + 1])
+                return {"base": base[0], "image": image[0], "pixels": att["pixels"][i],
+                        "label": int(att["labels"][i]), "final_class": int(att["final_class"][i]),
+                        "model": kind}
+        return None
+
+    def _report(self):
+        results = self.results()
+        report.write(self.out, results)
+        return {"report": os.path.join(self.out, "report.md")}, None, None
+
+    def results(self):
+        """Every number of the study, JSON-able (what ``results.json`` holds)."""
+        r, names = self.stage_records, list(self.manifest.class_names)
+        attack = {k: r[f"attack_{k}"].result for k in MODELS}
+        results = {
+            "name": self.cfg["name"], "created": _now(), "command": self.command,
+            "model_name": self.cfg["model"]["name"], "class_names": names,
+            "split": self.s["split"], "depths": {"source": self.source, "target": self.target},
+            "dataset": self._dataset_info(),
+            "models": {k: self._model_info(k) for k in MODELS},
+            "evaluation": r["evaluate"].result["metrics"],
+            "robustness_curve": r["curve"].result,
+            "attack": attack,
+            "latent_distance_ratio": evaluation.distance_ratios(
+                attack["adapted"]["latent_distance"], attack["baseline"]["latent_distance"]),
+            "church_windows": r["church"].result,
+            "figures": self._figure_names(),
+            "paper": report.PAPER,
+            "config": self.cfg, "seeds": self._seeds(), "versions": versions(),
+            "run_times": self._run_times(),
+        }
+        results["paper_comparison"] = report.headline(results)
+        return results
+
+    def _dataset_info(self):
+        m = self.manifest
+        return {"root": os.path.abspath(m.root), "noiseless": m.noiseless,
+                "kind": ("noiseless flux, noise drawn on the fly" if m.noiseless
+                         else f"noise baked in at {', '.join(sorted(m.images))}"),
+                "image_shape": list(m.image_shape), "generator": (m.generator or {}).get("name"),
+                "counts": {s: m.count(s) for s in m.splits}}
+
+    def _model_info(self, kind):
+        rec = self.stage_records[f"train_{kind}"]
+        cfg = self.derived[kind]
+        return {"loss": cfg["loss"], "epochs": rec.result.get("epochs"),
+                "export_dir": rec.result["export_dir"], "run_dir": rec.result["run_dir"],
+                "reused": rec.reused or rec.result.get("reused_model", False),
+                "fingerprint": rec.id, "train_summary": rec.result["summary"]}
+
+    def _seeds(self):
+        seed = self.cfg["seed"]
+        return {"root": seed, "init": seeds.derive(seed, "init"), "noise": seed,
+                "attack": seeds.derive(seed, "attack")}
+
+    def _run_times(self):
+        stages = {name: {"seconds": rec.seconds, "reused": rec.reused}
+                  for name, rec in self.stage_records.items()}
+        return {"stages": stages, "total_s": round(sum(s["seconds"] for s in stages.values()), 1)}
+
+
+def _epochs(run_dir):
+    path = os.path.join(run_dir, "history.csv")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return max(0, sum(1 for line in f if line.strip()) - 1)
+
+
+def _window_summary(att, i, coords, classes, n_classes):
+    centre = len(coords) // 2
+    share = np.bincount(classes.ravel(), minlength=n_classes) / classes.size
+    return {"index": int(i), "galaxy_id": int(att["galaxy_id"][i]), "label": int(att["labels"][i]),
+            "base_class": int(classes[centre, centre]) if coords[centre] == 0 else None,
+            "attacked_class": int(att["final_class"][i]), "class_share": share.tolist()}
+
+
+def _attack_summary(result, d_attack, d_noisy):
+    won = result.success
+    return {
+        "n_galaxies": int(result.n), "n_attacked": int(np.sum(~result.already)),
+        "n_already_adversarial": int(result.already.sum()), "n_success": int(won.sum()),
+        "success_rate": result.success_rate, "settings": result.settings,
+        "queries": {"total": int(result.queries.sum()), "mean": float(result.queries.mean()),
+                    "mean_success": float(result.queries[won].mean()) if won.any() else None},
+        "generations_mean_success": float(result.generations[won].mean()) if won.any() else None,
+        "seconds": result.seconds,
+        "latent_distance": evaluation.distance_summary(d_attack, d_noisy, won),
+    }
+
+
+@contextlib.contextmanager
+def _progress_bar(total, desc, enabled):
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, desc=desc, unit="galaxy", mininterval=2.0, file=sys.stdout) as bar:
+        def update(indices, successes):
+            bar.update(len(indices))
+        yield update
+
+
+def versions():
+    import matplotlib
+    import scipy
+    import sklearn
+    return {**export.library_versions(), "scikit-learn": sklearn.__version__,
+            "scipy": scipy.__version__, "matplotlib": matplotlib.__version__,
+            "python": platform.python_version()}
+
+
+def run(cfg, out, *, redo=(), progress=True, train_verbose=None, command=None):
+    """Runs (or resumes) the study of resolved config `cfg` into directory `out`."""
+    study = Study(cfg, out, progress=progress, train_verbose=train_verbose, command=command)
+    study.redo(redo)
+    return study.run()

@@ -209,35 +209,27 @@ def make_parser(manifest, image_names=None):
 
     Images come back float32 HWC with the manifest's static shape, under their names.
     """
-    import tensorflow as tf
-    names = tuple(image_names or manifest.images)
-    spec = feature_spec(names)
-    shape = tuple(manifest.image_shape)
-
-    def parse(serialized):
-        parsed = tf.io.parse_single_example(serialized, spec)
-        out = {"label": tf.cast(parsed["label"], tf.int32), "galaxy_id": parsed["galaxy_id"]}
-        for name in names:
-            flat = tf.io.decode_raw(parsed[f"image/{name}"], tf.float32, little_endian=True)
-            out[name] = tf.reshape(flat, shape)
-        return out
-
-    return parse
+    return _parser(manifest, image_names, batched=False)
 
 
 def make_batch_parser(manifest, image_names=None):
     """Like `make_parser`, for a batch of serialized examples (one vectorized parse)."""
+    return _parser(manifest, image_names, batched=True)
+
+
+def _parser(manifest, image_names, batched):
     import tensorflow as tf
     names = tuple(image_names or manifest.images)
     spec = feature_spec(names)
-    shape = tuple(manifest.image_shape)
+    shape = ((-1,) if batched else ()) + tuple(manifest.image_shape)
+    parse_fn = tf.io.parse_example if batched else tf.io.parse_single_example
 
     def parse(serialized):
-        parsed = tf.io.parse_example(serialized, spec)
+        parsed = parse_fn(serialized, spec)
         out = {"label": tf.cast(parsed["label"], tf.int32), "galaxy_id": parsed["galaxy_id"]}
         for name in names:
             flat = tf.io.decode_raw(parsed[f"image/{name}"], tf.float32, little_endian=True)
-            out[name] = tf.reshape(flat, (-1, *shape))
+            out[name] = tf.reshape(flat, shape)
         return out
 
     return parse

@@ -246,7 +246,8 @@ def _study_parser():
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                         help="tf.distribute strategy for training (config train.strategy)")
     parser.add_argument("--redo", action="append", default=[], metavar="STAGE",
-                        help="run a finished stage again (repeatable; 'all' for every stage)")
+                        help="run a finished stage again, e.g. attack_adapted; a train stage "
+                             "retrains (repeatable; 'all' for every stage)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 

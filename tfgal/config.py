@@ -1,6 +1,6 @@
 """Experiment configs: TOML files in `pipelines/`, defaults here, `--set key=value` overrides.
 
-A config is a nested dict of sections (data, model, train, loss, export, log) plus the
+A config is a nested dict of sections (data, model, train, loss, export, study, log) plus the
 top-level `name` and `seed`. Every key must be one of the defaults' keys and of the same
 type; an unknown key or a bad value is a `ConfigError` that lists the valid keys.
 The resolved config (defaults + file + overrides) is saved with every run.
@@ -63,6 +63,28 @@ DEFAULTS = {
     },
     "export": {
         "dir": "saved_models/{name}",
+    },
+    "study": {
+        "split": "test",              # split evaluated and attacked
+        "eval_n": 0,                  # galaxies evaluated at both depths (0: the whole split)
+        "attack_n": 150,              # first galaxies of the split attacked (the paper: 150)
+        "attack_pixels": 1,
+        "attack_popsize": 400,        # the paper: 400
+        "attack_iters": 100,          # generations at most (the paper: 100)
+        "attack_f": 0.5,              # DE mutation scale
+        "attack_threshold": 0.05,     # success: true-class probability below this
+        "attack_max_batch": 0,        # candidate images per model call; 0: the attack's default
+        "curve_depths": [],           # survey years; [] = auto: log-spaced, through 1 and 10
+        "curve_min_years": 0.1,       # auto range
+        "curve_max_years": 20.0,
+        "curve_per_decade": 3,        # auto depths per factor of ten in exposure
+        "curve_n": 0,                 # galaxies per depth (0: the whole split)
+        "isomap_n": 300,              # galaxies per depth in the isomap
+        "isomap_neighbors": 10,
+        "church_windows": 3,          # attacked galaxies per model with a church-window plot
+        "church_grid": 41,            # grid points per axis
+        "church_span": 2.0,           # the grid covers [-span, span] along both directions
+        "examples": 1,                # galaxies per class in the example figure
     },
     "log": {
         "dir": "runs/{name}",

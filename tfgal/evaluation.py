@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfgal import pipeline, survey
-from tfgal.attack import describe, latent_distances  # noqa: F401 (one definition, shared)
+from tfgal.attack import describe  # one definition of mean, std, sem, shared
 from tfgal.errors import DataError
 
 
@@ -153,19 +153,22 @@ def predict_split(models, data, split, depth, *, n=None, seed=0, noise_mode="fas
 # --------------------------------------------------------------------------- robustness curve
 
 
-def curve_depths(years=(), *, low=0.1, high=20.0, points=10, always=(1.0, 10.0)):
+def curve_depths(years=(), *, low=0.1, high=20.0, per_decade=3, always=(1.0, 10.0)):
     """Survey depths for the robustness curve.
 
-    `years` given: exactly those. Else `points` depths log-spaced in exposure from `low` to
-    `high` years, plus the depths in `always` (Y1 and Y10, so the curve passes through the
-    study's two depths with the very images the main evaluation used).
+    `years` given: exactly those. Else a grid log-spaced in exposure with `per_decade`
+    depths per factor of ten, anchored at one year (so Y1 and Y10 are grid points and the
+    curve passes through the study's depths with the very images the main evaluation
+    used), from `low` to `high` years (both included), plus the depths in `always`.
     """
     if len(years):
-        values = sorted({float(y) for y in years})
+        values = {float(y) for y in years}
     else:
-        grid = np.geomspace(low, high, points)
-        values = sorted({round(float(y), 4) for y in (*grid, *always)})
-    return [survey.Depth.from_years(y, name=f"{y:.3g}y") for y in values]
+        lo, hi = np.log10(low) * per_decade, np.log10(high) * per_decade
+        steps = np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1)
+        values = {round(float(10 ** (k / per_decade)), 4) for k in steps}
+        values |= {float(low), float(high), *(float(y) for y in always)}
+    return [survey.Depth.from_years(y, name=f"{y:.3g}y") for y in sorted(values)]
 
 
 class RobustnessCurve:
@@ -256,8 +259,37 @@ def church_window(model, base, attacked, noisy, *, grid=41, span=2.0, batch_size
 
 
 def isomap(latents, *, n_neighbors=10):
-    """2-D Isomap embedding (scikit-learn) of latent vectors [N, D]."""
+    """2-D Isomap embedding (scikit-learn) of latent vectors [N, D].
+
+    The dense eigensolver is used: ARPACK starts from an unseeded random vector, so its
+    embedding (signs included) would change from run to run; a few thousand points cost
+    seconds densely.
+    """
     from sklearn.manifold import Isomap
     latents = np.asarray(latents, np.float64)
     k = max(1, min(n_neighbors, len(latents) - 1))
-    return Isomap(n_neighbors=k, n_components=2).fit_transform(latents)
+    return Isomap(n_neighbors=k, n_components=2, eigen_solver="dense").fit_transform(latents)
+
+
+def window_summary(att, i, coords, classes, n_classes):
+    """Which galaxy a church window shows and how its plane divides among the classes."""
+    centre = len(coords) // 2
+    share = np.bincount(classes.ravel(), minlength=n_classes) / classes.size
+    return {"index": int(i), "galaxy_id": int(att["galaxy_id"][i]), "label": int(att["labels"][i]),
+            "base_class": int(classes[centre, centre]) if coords[centre] == 0 else None,
+            "attacked_class": int(att["final_class"][i]), "class_share": share.tolist()}
+
+
+def attack_summary(result, d_attack, d_noisy):
+    """The numbers of an `attack.AttackResult` the study reports, latent distances included."""
+    won = result.success
+    return {
+        "n_galaxies": int(result.n), "n_attacked": int(np.sum(~result.already)),
+        "n_already_adversarial": int(result.already.sum()), "n_success": int(won.sum()),
+        "success_rate": result.success_rate, "settings": result.settings,
+        "queries": {"total": int(result.queries.sum()), "mean": float(result.queries.mean()),
+                    "mean_success": float(result.queries[won].mean()) if won.any() else None},
+        "generations_mean_success": float(result.generations[won].mean()) if won.any() else None,
+        "seconds": result.seconds,
+        "latent_distance": distance_summary(d_attack, d_noisy, won),
+    }

@@ -18,6 +18,9 @@ LATENT_DIM = 256
 N_CLASSES = 3
 BOTTLENECK_INIT_STD = 0.005
 OUTPUT_INIT_STD = 0.01
+# PyTorch's default (momentum 0.1 there), as in the study; Keras' 0.99 lags far behind the
+# batch statistics in short runs, and inference then collapses to one class.
+BN_MOMENTUM = 0.9
 
 
 def _bottleneck(latent_dim, seed):
@@ -44,7 +47,7 @@ def build_convnet(image_shape=(100, 100, 3), latent_dim=LATENT_DIM, n_classes=N_
     x = images
     for i, (f, k) in enumerate(zip(filters, kernels)):
         x = layers.Conv2D(f, k, padding="same", name=f"conv{i}")(x)
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = layers.Flatten(name="flatten")(x)
@@ -58,13 +61,13 @@ def build_convnet(image_shape=(100, 100, 3), latent_dim=LATENT_DIM, n_classes=N_
 def _basic_block(x, filters, stride, name):
     shortcut = x
     y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, stride, use_bias=False, name=f"{name}_proj")(x)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_proj_bn")(shortcut)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
@@ -73,7 +76,7 @@ def build_resnet18(image_shape=(100, 100, 3), latent_dim=LATENT_DIM, n_classes=N
     """ResNet18 without pretraining; dropout after the last stage, GAP, 512 -> latent."""
     images = keras.Input(image_shape, name="images")
     x = layers.Conv2D(width, 7, 2, padding="same", use_bias=False, name="stem_conv")(images)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     x = layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
     for stage, mult in enumerate((1, 2, 4, 8)):

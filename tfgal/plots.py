@@ -68,14 +68,14 @@ def robustness_curve(curve, path, *, marks=(), chance=None):
         ax.fill_between(years, acc - sem, acc + sem, color=_color(kind), alpha=0.2, lw=0)
     for x, text in marks:
         ax.axvline(x, color="0.4", ls="--", lw=1)
-        ax.text(x, 0.02, f" {text}", color="0.3", rotation=90, va="bottom", ha="right",
+        ax.text(x, 0.98, f"{text} ", color="0.3", rotation=90, va="top", ha="right",
                 transform=ax.get_xaxis_transform())
     if chance is not None:
         ax.axhline(chance, color="0.5", ls=":", lw=1, label="most common class")
     ax.set_xscale("log")
     ax.set_xlabel("survey depth (years of LSST; exposure grows linearly)")
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.03)  # markers at 100% stay whole
     ax.set_title(f"Robustness to depth ({curve['models'][next(iter(curve['models']))]['n'][0]}"
                  " test galaxies per depth)")
     ax.grid(alpha=0.3, which="both")
@@ -237,7 +237,7 @@ def example_galaxies(examples, attacked, class_names, path):
 
     `examples`: {depth name: (images [K, H, W, C], labels [K])} with matching galaxies;
     `attacked`: None or a dict with "base", "image" [H, W, C], "pixels" [k, 2] (x, y),
-    "label", "final_class", "model".
+    "label", "final_class", "final_score" (true-class probability after), "model".
     """
     depths = list(examples)
     k = len(examples[depths[0]][1])
@@ -262,8 +262,9 @@ def example_galaxies(examples, attacked, class_names, path):
 
 def _attacked_column(axes, attacked, class_names, low, high):
     shown = (("base", f"{class_names[attacked['label']]}: clean"),
-             ("image", f"attacked ({attacked['model']}):\n"
-                       f"classified {class_names[attacked['final_class']]}"))
+             ("image", f"attacked ({attacked['model']}): classified\n"
+                       f"{class_names[attacked['final_class']]}, "
+                       f"p({class_names[attacked['label']]}) = {attacked['final_score']:.2f}"))
     for ax, (key, title) in zip(axes, shown):
         ax.imshow(to_rgb(attacked[key], low, high))
         ax.set_title(title, fontsize=9)

@@ -10,9 +10,10 @@ comparable part.
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 
-from tfgal import records
+from tfgal import export, records
 
 PAPER = {
     "source": "Ciprijanovic et al. 2022, Mach. Learn.: Sci. Technol. 3 035007 "
@@ -52,6 +53,16 @@ def _write_text_atomic(path, text):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def versions():
+    """Library versions behind the numbers."""
+    import matplotlib
+    import scipy
+    import sklearn
+    return {**export.library_versions(), "scikit-learn": sklearn.__version__,
+            "scipy": scipy.__version__, "matplotlib": matplotlib.__version__,
+            "python": platform.python_version()}
 
 
 # --------------------------------------------------------------------------- numbers
@@ -162,8 +173,11 @@ def _intro(results):
                          f"{_fmt(a['success_rate'])} ({a['n_success']} of {a['n_attacked']} "
                          f"attacked).")
     r = _get(results, "latent_distance_ratio", "attack", "ratio")
+    paper = [_ratio(_get(PAPER[m], "distance_attack", "adapted", "mean"),
+                    _get(PAPER[m], "distance_attack", "baseline", "mean"))
+             for m in ("resnet18", "convnet")]
     lines.append(f"- Latent distance base -> attacked, DA / baseline: {_fmt(r)} "
-                 f"(paper: {_fmt(41.88 / 18.57)} ResNet18, {_fmt(3.76 / 3.00)} ConvNet).")
+                 f"(the paper's: {_fmt(paper[0])} ResNet18, {_fmt(paper[1])} ConvNet).")
     return "\n".join(lines)
 
 
@@ -238,7 +252,8 @@ def _attack_md(results):
         for kind in ("attack", "noisy", "noisy_success"):
             dist.append((m, kind, _pm(a["latent_distance"][kind])))
     for kind, r in results["latent_distance_ratio"].items():
-        dist.append(("DA / baseline", kind, f"{_fmt(r['ratio'])} ± {_fmt(r['sem'])}"))
+        value = "n/a" if r["ratio"] is None else f"{_fmt(r['ratio'])} ± {_fmt(r['sem'])}"
+        dist.append(("DA / baseline", kind, value))
     s = attack[MODELS[0]]["settings"]
     return "\n".join([
         "## One-pixel attacks", "",

@@ -31,7 +31,6 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -40,36 +39,17 @@ import uuid
 
 import numpy as np
 
+from tfgal import attack as attack_lib
 from tfgal import config as config_lib
-from tfgal import evaluation, export, plots, records, report, seeds, survey
+from tfgal import evaluation, export, pipeline, plots, records, report, seeds, survey, training
 from tfgal.errors import ConfigError, DataError, ModelContractError
 
-STUDY_DEFAULTS = {
-    "split": "test",              # split evaluated and attacked
-    "eval_n": 0,                  # galaxies evaluated at both depths (0: the whole split)
-    "attack_n": 150,              # first galaxies of the split attacked (the paper: 150)
-    "attack_pixels": 1,
-    "attack_popsize": 400,        # the paper: 400
-    "attack_iters": 100,          # generations at most (the paper: 100)
-    "attack_f": 0.5,              # DE mutation scale
-    "attack_threshold": 0.05,     # success: true-class probability below this
-    "attack_max_batch": 4096,     # candidate images per model call (memory bound)
-    "curve_depths": [],           # survey years; [] = auto (log-spaced, plus 1 and 10)
-    "curve_min_years": 0.1,
-    "curve_max_years": 20.0,
-    "curve_points": 10,           # auto depths, log-spaced in exposure
-    "curve_n": 0,                 # galaxies per depth (0: the whole split)
-    "isomap_n": 300,              # galaxies per depth in the isomap
-    "isomap_neighbors": 10,
-    "church_windows": 3,          # attacked galaxies per model with a church-window plot
-    "church_grid": 41,            # grid points per axis
-    "church_span": 2.0,           # the grid covers [-span, span] along both directions
-    "examples": 1,                # galaxies per class in the example figure
-}
+STUDY_DEFAULTS = config_lib.DEFAULTS["study"]
 MODELS = ("baseline", "adapted")
 STAGES = ("train_baseline", "train_adapted", "evaluate", "curve", "attack_baseline",
           "attack_adapted", "latent", "church", "figures", "report")
 SPLITS = ("train", "val", "test")
+REPORT_FILES = ("report.md", "results.json")
 FIGURES = {"robustness_curve": "robustness_curve.png", "confusion": "confusion.png",
            "isomap": "isomap.png", "church_windows": "church_windows.png",
            "latent_distances": "latent_distances.png", "examples": "examples.png"}
@@ -79,23 +59,9 @@ ADAPTATION_WEIGHTS = ("mmd_weight", "fisher_weight", "entropy_weight")
 # --------------------------------------------------------------------------- config
 
 
-@contextlib.contextmanager
-def _study_defaults():
-    # Until config.DEFAULTS carries the study section itself, lend it ours for one load.
-    if "study" in config_lib.DEFAULTS:
-        yield
-        return
-    config_lib.DEFAULTS["study"] = STUDY_DEFAULTS
-    try:
-        yield
-    finally:
-        config_lib.DEFAULTS.pop("study", None)
-
-
 def load_config(path=None, overrides=()):
     """Defaults (with ``[study]``) + the TOML file + ``key=value`` overrides, checked."""
-    with _study_defaults():
-        cfg = config_lib.load(path, overrides)
+    cfg = config_lib.load(path, overrides)
     check_study(cfg["study"])
     derived_configs(cfg, "study")  # raises early when the config has no adaptation term
     return cfg
@@ -111,7 +77,7 @@ def check_study(study):
     s = study
     _require(s["split"] in SPLITS, "split", f"must be one of {SPLITS}; received {s['split']!r}")
     for key, low in (("eval_n", 0), ("attack_n", 1), ("attack_pixels", 1), ("attack_popsize", 4),
-                     ("attack_iters", 0), ("attack_max_batch", 1), ("curve_points", 2),
+                     ("attack_iters", 0), ("attack_max_batch", 0), ("curve_per_decade", 1),
                      ("curve_n", 0), ("isomap_n", 2), ("isomap_neighbors", 1),
                      ("church_windows", 0), ("church_grid", 3), ("examples", 1)):
         _require(s[key] >= low, key, f"must be >= {low}; received {s[key]!r}")
@@ -150,7 +116,22 @@ def derived_configs(cfg, out):
 
 
 def _plain(obj):
-    return json.loads(json.dumps(obj, default=str))
+    """A JSON-safe copy: NumPy scalars to Python, NaN and infinities to None."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
 
 
 def digest(obj):
@@ -199,7 +180,6 @@ class StageStore:
 
     def __init__(self, root, log=print):
         self.root, self.log = root, log
-        os.makedirs(root, exist_ok=True)
 
     def path(self, name, ext="json"):
         return os.path.join(self.root, f"{name}.{ext}")
@@ -227,6 +207,8 @@ class StageStore:
             self.log(f"{name}: done before ({saved['seconds']:.1f} s), reused")
             return self._record(saved, reused=True)
         self.log(f"{name}: running")
+        os.makedirs(self.root, exist_ok=True)
+        self.forget(name)  # stale: a crash below must not pair the old record with new arrays
         started = time.time()
         result, arrays, record_id = fn()
         if arrays is not None:
@@ -274,6 +256,7 @@ class Study:
         self.store = StageStore(os.path.join(self.out, "stages"), log=self._log)
         self.stage_records = {}
         self._models, self._attack_data, self.manifest = {}, None, None
+        self._retrain = set()
         self.source = cfg["data"]["source_depth"]
         self.target = cfg["data"]["target_depth"]
 
@@ -293,63 +276,55 @@ class Study:
         return config_lib.expand(self.derived[kind]["log"]["dir"], self.derived[kind])
 
     def redo(self, stages):
-        """Forgets the records of `stages` ("all": every stage) so they run again."""
+        """Forgets the records of `stages` ("all": every stage) so they run again; a
+        redone train stage retrains its model even when the one on disk matches."""
         for name in STAGES if "all" in stages else stages:
             if name not in STAGES:
                 raise ConfigError(f"unknown stage {name!r}", key="redo", valid=(*STAGES, "all"))
             self.store.forget(name)
+            self._retrain.add(name)
 
     def run(self):
         """Runs (or resumes) every stage; returns the results dict of ``results.json``."""
-        from tfgal import training
         os.makedirs(self.out, exist_ok=True)
         self.manifest = training.ensure_dataset(self.cfg["data"], self.cfg["seed"])
-        r = self.stage_records
+        r, trained = self.stage_records, [f"train_{k}" for k in MODELS]
         for kind in MODELS:
-            r[f"train_{kind}"] = self._stage_train(kind)
-        r["evaluate"] = self._stage("evaluate", self._evaluate, self._eval_settings(),
-                                    deps=MODELS)
-        r["curve"] = self._stage("curve", self._curve, self._curve_settings(), deps=MODELS)
+            r[f"train_{kind}"] = self._stage(
+                f"train_{kind}", lambda k=kind: self._train(k), {"config": self.derived[kind]},
+                valid=lambda saved, k=kind: self._trained(k, saved))
+        r["evaluate"] = self._stage("evaluate", self._evaluate, self._eval_settings(), trained)
+        r["curve"] = self._stage("curve", self._curve, self._curve_settings(), trained)
         for kind in MODELS:
             r[f"attack_{kind}"] = self._stage(f"attack_{kind}", lambda k=kind: self._attack(k),
-                                              self._attack_settings(), deps=(kind,))
-        attacks = [r[f"attack_{k}"] for k in MODELS]
+                                              self._attack_settings(), [f"train_{kind}"])
+        attacks = [f"attack_{k}" for k in MODELS]
         r["latent"] = self._stage("latent", self._latent, self._latent_settings(),
-                                  extra_deps=[r["evaluate"], *attacks])
+                                  ["evaluate", *attacks])
         r["church"] = self._stage("church", self._church, self._church_settings(),
-                                  deps=MODELS, extra_deps=attacks)
-        upstream = [r[n] for n in STAGES[:-2]]
+                                  [*trained, *attacks])
         r["figures"] = self._stage("figures", self._figures, {"examples": self.s["examples"]},
-                                   extra_deps=upstream, outputs=self._figure_paths())
-        r["report"] = self._stage("report", self._report, {}, extra_deps=[*upstream, r["figures"]],
-                                  outputs=[os.path.join(self.out, n)
-                                           for n in ("report.md", "results.json")])
+                                   STAGES[:-2], outputs=self._figure_paths())
+        r["report"] = self._stage("report", self._report, {}, STAGES[:-1],
+                                  outputs=[os.path.join(self.out, n) for n in REPORT_FILES])
         with open(os.path.join(self.out, "results.json")) as f:
             return json.load(f)
 
-    def _stage(self, name, fn, settings, *, deps=(), extra_deps=(), outputs=()):
+    def _stage(self, name, fn, settings, deps=(), *, outputs=(), valid=None):
         index = STAGES.index(name) + 1
         self.store.log = lambda m: self._log(f"[{index}/{len(STAGES)}] {m}")
-        deps = [self.stage_records[f"train_{k}"] for k in deps] + list(extra_deps)
-        return self.store.run(name, settings, fn, deps=deps, outputs=outputs)
+        return self.store.run(name, settings, fn, deps=[self.stage_records[d] for d in deps],
+                              outputs=outputs, valid=valid)
 
     # ---- training
 
-    def _stage_train(self, kind):
-        cfg = self.derived[kind]
-        name = f"train_{kind}"
-        index = STAGES.index(name) + 1
-        self.store.log = lambda m: self._log(f"[{index}/{len(STAGES)}] {m}")
-
-        def valid(saved):
-            return (self._model_matches(kind)
-                    and saved["id"] == model_fingerprint(self._export_dir(kind)))
-
-        return self.store.run(name, {"config": cfg}, lambda: self._train(kind), valid=valid)
+    def _trained(self, kind, saved):
+        """A finished train stage still describes the model on disk."""
+        return (self._model_matches(kind)
+                and saved["id"] == model_fingerprint(self._export_dir(kind)))
 
     def _model_matches(self, kind):
         """The model at the export dir was trained, to the end, with the derived config."""
-        from tfgal import training
         if not os.path.exists(os.path.join(self._run_dir(kind), training.SUMMARY)):
             return False
         try:
@@ -359,9 +334,8 @@ class Study:
         return model.assets.get("config") == _plain(self.derived[kind])
 
     def _train(self, kind):
-        from tfgal import training
         cfg, run_dir = self.derived[kind], self._run_dir(kind)
-        reused = self._model_matches(kind)
+        reused = f"train_{kind}" not in self._retrain and self._model_matches(kind)
         if reused:
             self._log(f"train_{kind}: the model at {self._export_dir(kind)} matches; reused")
             with open(os.path.join(run_dir, training.SUMMARY)) as f:
@@ -377,8 +351,8 @@ class Study:
     def _drop_stale_backup(self, run_dir, cfg):
         # An interrupted run of an older config would make training refuse to start; the
         # study owns its run directories, so it starts that model over instead.
-        from tfgal import training
-        backup, saved = os.path.join(run_dir, training.BACKUP), os.path.join(run_dir, training.CONFIG)
+        backup = os.path.join(run_dir, training.BACKUP)
+        saved = os.path.join(run_dir, training.CONFIG)
         if not os.path.isdir(backup):
             return
         previous = None
@@ -401,11 +375,11 @@ class Study:
             return {"root": os.path.abspath(self.manifest.root),
                     "manifest": hashlib.sha256(f.read()).hexdigest()[:16]}
 
-    def _predict(self, depth, n, latent=True):
+    def _predict(self, depth, n):
         models = {k: self.model(k) for k in MODELS}
         return evaluation.predict_split(
             models, self.manifest, self.s["split"], depth, n=n or None, seed=self.cfg["seed"],
-            noise_mode=self.cfg["data"]["noise_mode"], latent=latent)
+            noise_mode=self.cfg["data"]["noise_mode"])
 
     def _evaluate(self):
         names = list(self.manifest.class_names)
@@ -424,8 +398,8 @@ class Study:
                     evaluation.ClassificationEvaluator(src["labels"], probs, names))
                 arrays[f"probabilities_{kind}_{i}"] = probs
                 arrays[f"latent_{kind}_{i}"] = out[depth][kind]["latent"][:m]
-        return {"metrics": metrics, "n": int(len(src["labels"])),
-                "class_counts": np.bincount(src["labels"], minlength=len(names)).tolist()}, \
+        counts = np.bincount(src["labels"], minlength=len(names)).tolist()
+        return {"metrics": metrics, "n": int(len(src["labels"])), "class_counts": counts}, \
             arrays, None
 
     # ---- robustness curve
@@ -433,7 +407,7 @@ class Study:
     def _curve_years(self):
         s = self.s
         return evaluation.curve_depths(s["curve_depths"], low=s["curve_min_years"],
-                                       high=s["curve_max_years"], points=s["curve_points"],
+                                       high=s["curve_max_years"], per_decade=s["curve_per_decade"],
                                        always=self._training_years())
 
     def _training_years(self):
@@ -472,7 +446,6 @@ class Study:
 
     def attack_data(self):
         """The attacked galaxies at the source depth and the same galaxies at the target."""
-        from tfgal import pipeline
         if self._attack_data is None:
             kw = dict(n=self.s["attack_n"], seed=self.cfg["seed"],
                       noise_mode=self.cfg["data"]["noise_mode"])
@@ -484,13 +457,13 @@ class Study:
         return self._attack_data
 
     def _attack(self, kind):
-        from tfgal import attack as attack_lib
         s, model, data = self.s, self.model(kind), self.attack_data()
         images, labels = data["base"]["images"], data["base"]["labels"]
         attacker = attack_lib.OnePixelAttack(
             model, pixels=s["attack_pixels"], popsize=s["attack_popsize"],
             iters=s["attack_iters"], f=s["attack_f"], threshold=s["attack_threshold"],
-            seed=seeds.derive(self.cfg["seed"], "attack"), max_batch=s["attack_max_batch"])
+            seed=seeds.derive(self.cfg["seed"], "attack"),
+            max_batch=s["attack_max_batch"] or None)
         with _progress_bar(len(images), f"attack {kind}", self.progress) as callback:
             result = attacker.attack(images, labels, callback=callback)
         latents = {name: model.predict(x)["latent"] for name, x in (
@@ -506,10 +479,9 @@ class Study:
                   "original_class": result.original_class, "final_class": result.final_class,
                   "final_score": result.final_score, "d_attack": d_attack, "d_noisy": d_noisy,
                   **{f"latent_{k}": v for k, v in latents.items()}}
-        return _attack_summary(result, d_attack, d_noisy), arrays, None
+        return evaluation.attack_summary(result, d_attack, d_noisy), arrays, None
 
     def _write_attack_table(self, kind, result, d_attack, d_noisy):
-        from tfgal import attack as attack_lib
         rows = attack_lib.table(result, galaxy_id=self.attack_data()["base"]["galaxy_id"],
                                 bands=list(self.manifest.bands),
                                 extra={"latent_distance_attack": d_attack,
@@ -555,7 +527,7 @@ class Study:
                     model, att["latent_base"][i], att["latent_attacked"][i],
                     att["latent_noisy"][i], grid=self.s["church_grid"], span=self.s["church_span"])
                 grids.append(classes)
-                windows.append(_window_summary(att, i, coords, classes,
+                windows.append(evaluation.window_summary(att, i, coords, classes,
                                                len(self.manifest.class_names)))
             g = self.s["church_grid"]
             arrays[f"classes_{kind}"] = np.asarray(grids, np.int16).reshape(-1, g, g)
@@ -578,7 +550,7 @@ class Study:
         if "robustness_curve" in path:
             counts = np.asarray(r["evaluate"].result["class_counts"])
             plots.robustness_curve(r["curve"].result, path["robustness_curve"],
-                                   marks=list(zip(self._training_years(), (self.source, self.target))),
+                                   marks=zip(self._training_years(), (self.source, self.target)),
                                    chance=float(counts.max() / counts.sum()))
         metrics = r["evaluate"].result["metrics"]
         plots.confusion_matrices({(k, d): metrics[k][d]["confusion"] for k in MODELS
@@ -601,7 +573,6 @@ class Study:
 
     def _examples(self):
         """The first `examples` galaxies of each class, at both depths."""
-        from tfgal import pipeline
         n = min(self.manifest.count(self.s["split"]), 64 * self.s["examples"])
         data = {d: pipeline.load_arrays(self.manifest, self.s["split"], d, n=n,
                                         seed=self.cfg["seed"],
@@ -613,22 +584,21 @@ class Study:
         return {d: (data[d]["images"][pick], labels[pick]) for d in data}
 
     def _attacked_example(self):
-        from tfgal import attack as attack_lib
         for kind in MODELS:
             att = self.stage_records[f"attack_{kind}"].arrays
             hit = np.flatnonzero(att["success"])
             if len(hit):
                 i = hit[0]
                 base = self.attack_data()["base"]["images"][i:i + 1]
-                image = attack_lib.apply_pixels(base, att["pixels"][i:i + 1], att["values"][i:i + 1])
+                image = attack_lib.apply_pixels(base, att["pixels"][i:i + 1],
+                                                att["values"][i:i + 1])
                 return {"base": base[0], "image": image[0], "pixels": att["pixels"][i],
                         "label": int(att["labels"][i]), "final_class": int(att["final_class"][i]),
-                        "model": kind}
+                        "final_score": float(att["final_score"][i]), "model": kind}
         return None
 
     def _report(self):
-        results = self.results()
-        report.write(self.out, results)
+        report.write(self.out, _plain(self.results()))
         return {"report": os.path.join(self.out, "report.md")}, None, None
 
     def results(self):
@@ -649,7 +619,7 @@ class Study:
             "church_windows": r["church"].result,
             "figures": self._figure_names(),
             "paper": report.PAPER,
-            "config": self.cfg, "seeds": self._seeds(), "versions": versions(),
+            "config": self.cfg, "seeds": self._seeds(), "versions": report.versions(),
             "run_times": self._run_times(),
         }
         results["paper_comparison"] = report.headline(results)
@@ -690,28 +660,6 @@ def _epochs(run_dir):
         return max(0, sum(1 for line in f if line.strip()) - 1)
 
 
-def _window_summary(att, i, coords, classes, n_classes):
-    centre = len(coords) // 2
-    share = np.bincount(classes.ravel(), minlength=n_classes) / classes.size
-    return {"index": int(i), "galaxy_id": int(att["galaxy_id"][i]), "label": int(att["labels"][i]),
-            "base_class": int(classes[centre, centre]) if coords[centre] == 0 else None,
-            "attacked_class": int(att["final_class"][i]), "class_share": share.tolist()}
-
-
-def _attack_summary(result, d_attack, d_noisy):
-    won = result.success
-    return {
-        "n_galaxies": int(result.n), "n_attacked": int(np.sum(~result.already)),
-        "n_already_adversarial": int(result.already.sum()), "n_success": int(won.sum()),
-        "success_rate": result.success_rate, "settings": result.settings,
-        "queries": {"total": int(result.queries.sum()), "mean": float(result.queries.mean()),
-                    "mean_success": float(result.queries[won].mean()) if won.any() else None},
-        "generations_mean_success": float(result.generations[won].mean()) if won.any() else None,
-        "seconds": result.seconds,
-        "latent_distance": evaluation.distance_summary(d_attack, d_noisy, won),
-    }
-
-
 @contextlib.contextmanager
 def _progress_bar(total, desc, enabled):
     if not enabled:
@@ -722,15 +670,6 @@ def _progress_bar(total, desc, enabled):
         def update(indices, successes):
             bar.update(len(indices))
         yield update
-
-
-def versions():
-    import matplotlib
-    import scipy
-    import sklearn
-    return {**export.library_versions(), "scikit-learn": sklearn.__version__,
-            "scipy": scipy.__version__, "matplotlib": matplotlib.__version__,
-            "python": platform.python_version()}
 
 
 def run(cfg, out, *, redo=(), progress=True, train_verbose=None, command=None):

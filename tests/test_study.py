@@ -1,0 +1,443 @@
+"""tfgal-study end to end on tiny data: numbers, figures, report, resumption, imported data."""
+
+import collections
+import csv
+import json
+import os
+import struct
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from tfgal import attack, cli, export, importers, pipeline, records, report, stretch, study, survey
+from tfgal import training
+from tfgal.errors import ConfigError
+
+SIZE = 16
+# Small but learnable: 2 x 150 steps of 16 galaxies. Faint galaxies, so that Y1 noise hurts
+# (tiny blobs bright enough to survive Y1 would show no depth effect). The lenient attack
+# threshold (true-class probability below 0.9) makes successes likely on so small a model.
+TINY_TOML = """
+seed = 0
+[data]
+dir = "{data}"
+mock = false
+[train]
+epochs = 2
+steps_per_epoch = 150
+batch_size = 16
+learning_rate = 1e-3
+[log]
+images = 0
+projector = 0
+[loss]
+mmd_weight = 0.01
+[study]
+attack_n = 12
+attack_popsize = 30
+attack_iters = 8
+attack_threshold = 0.9
+curve_per_decade = 1
+isomap_n = 12
+isomap_neighbors = 8
+church_windows = 2
+church_grid = 9
+"""
+
+
+def galaxy_images(labels, rng, size=SIZE):
+    """Faint class-shaped blobs (e-/s per pixel): 0 wide and blue, 1 compact and red,
+    2 two blobs."""
+    yy, xx = np.mgrid[:size, :size]
+    out = np.empty((len(labels), size, size, 3), np.float32)
+
+    def blob(cx, cy, w):
+        return np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * w * w))
+
+    for k, c in enumerate(labels):
+        cx, cy = rng.uniform(size * 0.4, size * 0.6, 2)
+        if c == 0:
+            profile, colour = blob(cx, cy, rng.uniform(3.0, 4.0)), (4.0, 3.0, 2.0)
+        elif c == 1:
+            profile, colour = blob(cx, cy, rng.uniform(1.0, 1.5)), (1.0, 3.0, 6.0)
+        else:
+            d = rng.uniform(2.5, 4.0)
+            profile, colour = blob(cx + d, cy, 1.5) + blob(cx - d, cy, 1.5), (2.0, 4.0, 4.0)
+        out[k] = profile[..., None] * np.array(colour) * rng.uniform(0.05, 0.15)
+    return out
+
+
+def write_galaxies(root, counts=(60, 15, 24), seed=0):
+    rng = np.random.default_rng(seed)
+    galaxy_id, sample = 0, []
+    with records.DatasetWriter(root, images={"flux": {"noise": False}},
+                               image_shape=(SIZE, SIZE, 3), shard_size=16) as writer:
+        for split, n in zip(records.SPLITS, counts):
+            labels = np.arange(n) % 3
+            for image, label in zip(galaxy_images(labels, rng), labels):
+                writer.add(split, {"flux": image}, int(label), galaxy_id)
+                galaxy_id += 1
+                if split == "train":
+                    sample.append(image)
+        fitted = stretch.fit(np.stack(sample), noiseless=True, depth=survey.Y10, seed=seed)
+        return writer.finish(stretch=fitted, generator={"name": "tests.galaxies", "seed": seed})
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def counting(monkeypatch, owner, name, calls, fail=False):
+    original = getattr(owner, name)
+
+    def wrapped(*args, **kwargs):
+        calls[name] += 1
+        if fail:
+            raise RuntimeError(f"{name} interrupted")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapped)
+
+
+STAGE_METHODS = ("_evaluate", "_curve", "_attack", "_latent", "_church", "_figures", "_report")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A study interrupted at the church stage, then resumed to the end."""
+    root = tmp_path_factory.mktemp("study")
+    manifest = write_galaxies(str(root / "data"))
+    config_path = root / "tiny.toml"
+    config_path.write_text(TINY_TOML.format(data=manifest.root))
+    cfg = study.load_config(config_path)
+    out = str(root / "out")
+    first = collections.Counter()
+    with pytest.MonkeyPatch.context() as mp:
+        counting(mp, study.Study, "_church", first, fail=True)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            study.run(cfg, out, progress=False, train_verbose=0)
+    stage_dir = os.path.join(out, "stages")
+    before = {n: os.stat(os.path.join(stage_dir, n)).st_mtime_ns for n in os.listdir(stage_dir)}
+    calls = collections.Counter()
+    with pytest.MonkeyPatch.context() as mp:
+        counting(mp, training, "train", calls)
+        for name in STAGE_METHODS:
+            counting(mp, study.Study, name, calls)
+        results = study.run(cfg, out, progress=False, train_verbose=0)
+    return {"cfg": cfg, "out": out, "config_path": str(config_path), "results": results,
+            "before": before, "calls": calls, "manifest": manifest}
+
+
+def stage_arrays(out, name):
+    with np.load(os.path.join(out, "stages", f"{name}.npz")) as f:
+        return {k: f[k] for k in f.files}
+
+
+# --------------------------------------------------------------------------- resumption
+
+
+def test_resumes_after_an_interrupted_stage(finished):
+    before, calls = finished["before"], finished["calls"]
+    done_first = {f"{s}.json" for s in study.STAGES[:study.STAGES.index("church")]}
+    assert done_first <= set(before)
+    assert not {"church.json", "figures.json", "report.json"} & set(before)
+    # The resumed run redid only the interrupted stage and those after it.
+    assert calls["train"] == 0
+    assert all(calls[m] == 0 for m in ("_evaluate", "_curve", "_attack", "_latent"))
+    assert calls["_church"] == 1 and calls["_figures"] == 1 and calls["_report"] == 1
+    stage_dir = os.path.join(finished["out"], "stages")
+    for name, mtime in before.items():
+        assert os.stat(os.path.join(stage_dir, name)).st_mtime_ns == mtime, name
+    times = finished["results"]["run_times"]["stages"]
+    assert list(times) == list(study.STAGES[:-1])  # the report cannot time itself
+    assert times["evaluate"]["reused"] and not times["church"]["reused"]
+    leftovers = [n for n in os.listdir(stage_dir) if ".tmp-" in n]
+    assert leftovers == []
+
+
+def test_models_reused_only_when_the_config_matches(finished):
+    cfg, out = finished["cfg"], finished["out"]
+    same = study.Study(cfg, out, progress=False)
+    assert all(same._model_matches(kind) for kind in study.MODELS)
+    other = json.loads(json.dumps(cfg))
+    other["train"]["learning_rate"] = 5e-4
+    changed = study.Study(other, out, progress=False)
+    assert not any(changed._model_matches(kind) for kind in study.MODELS)
+    for kind in study.MODELS:
+        assets = export.load(os.path.join(out, "models", kind)).assets
+        assert assets["config"] == study._plain(same.derived[kind])
+    assert same.derived["baseline"]["loss"]["mmd_weight"] == 0.0
+    assert same.derived["adapted"]["loss"]["mmd_weight"] == 0.01
+    assert "study" not in same.derived["adapted"]
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def test_metrics_match_sklearn_on_the_stored_predictions(finished):
+    res, out = finished["results"], finished["out"]
+    arrays = stage_arrays(out, "evaluate")
+    labels = arrays["labels"]
+    assert len(labels) == 24 and res["dataset"]["counts"]["test"] == 24
+    for kind in study.MODELS:
+        for i, depth in enumerate(("Y10", "Y1")):
+            probs = arrays[f"probabilities_{kind}_{i}"]
+            got, pred = res["evaluation"][kind][depth], probs.argmax(1)
+            assert got["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
+            assert got["f1/weighted"] == pytest.approx(
+                skm.f1_score(labels, pred, average="weighted", zero_division=0))
+            assert got["precision/weighted"] == pytest.approx(
+                skm.precision_score(labels, pred, average="weighted", zero_division=0))
+            assert got["recall/spiral"] == pytest.approx(
+                skm.recall_score(labels == 0, pred == 0))
+            assert got["brier"] == pytest.approx(
+                skm.brier_score_loss(labels, probs, labels=[0, 1, 2]), rel=1e-5)
+            assert got["roc_auc/macro"] == pytest.approx(
+                skm.roc_auc_score(labels, probs, multi_class="ovr"), rel=1e-6)
+            assert got["confusion"] == skm.confusion_matrix(labels, pred).tolist()
+    # The predictions are the exported model's on the pipeline's images.
+    model = export.load(os.path.join(out, "models", "adapted"))
+    images = pipeline.load_arrays(finished["manifest"], "test", "Y1")["images"]
+    np.testing.assert_allclose(model.predict(images)["probabilities"],
+                               arrays["probabilities_adapted_1"], atol=1e-5)
+    # The study's effect, on data built to show it: noise hurts the baseline.
+    base = res["evaluation"]["baseline"]
+    assert base["Y10"]["accuracy"] > base["Y1"]["accuracy"]
+
+
+def test_robustness_curve_passes_through_both_depths(finished):
+    res = finished["results"]
+    curve = res["robustness_curve"]
+    years = curve["years"]
+    assert years == pytest.approx([0.1, 1, 10, 20])
+    assert years[0] == pytest.approx(0.1) and years[-1] == pytest.approx(20)
+    for kind in study.MODELS:
+        acc = dict(zip(curve["depths"], curve["models"][kind]["accuracy"]))
+        # Same galaxies, same per-galaxy noise seeds: 10y and 1y are the Y10 and Y1 images.
+        assert acc["10y"] == pytest.approx(res["evaluation"][kind]["Y10"]["accuracy"])
+        assert acc["1y"] == pytest.approx(res["evaluation"][kind]["Y1"]["accuracy"])
+        assert curve["models"][kind]["n"] == [24] * 4
+
+
+def test_attack_numbers(finished):
+    res, out, s = finished["results"], finished["out"], finished["cfg"]["study"]
+    base = pipeline.load_arrays(finished["manifest"], "test", "Y10", n=s["attack_n"])
+    successes = 0
+    for kind in study.MODELS:
+        a, arrays = res["attack"][kind], stage_arrays(out, f"attack_{kind}")
+        assert a["n_galaxies"] == 12 and a["n_attacked"] + a["n_already_adversarial"] == 12
+        assert a["n_success"] == int(arrays["success"].sum())
+        if a["n_attacked"]:
+            assert a["success_rate"] == pytest.approx(a["n_success"] / a["n_attacked"])
+        assert a["settings"]["popsize"] == 30 and a["settings"]["threshold"] == 0.9
+        assert a["queries"]["total"] == int(arrays["queries"].sum())
+        assert np.all(arrays["queries"] <= 1 + 30 * 9)
+        d = a["latent_distance"]
+        assert d["attack"]["n"] == a["n_success"]
+        if a["n_success"]:
+            assert d["attack"]["mean"] == pytest.approx(np.nanmean(arrays["d_attack"]))
+        assert d["noisy"]["mean"] == pytest.approx(arrays["d_noisy"].mean())
+        assert d["noisy"]["sem"] == pytest.approx(arrays["d_noisy"].std(ddof=1) / np.sqrt(12))
+        # The stored pixels reproduce the attacked images and their latent distances.
+        model = export.load(os.path.join(out, "models", kind))
+        attacked = attack.apply_pixels(base["images"], arrays["pixels"], arrays["values"])
+        won = arrays["success"]
+        lat0, lat1 = (model.predict(x)["latent"] for x in (base["images"], attacked))
+        np.testing.assert_allclose(np.linalg.norm(lat1 - lat0, axis=1)[won],
+                                   arrays["d_attack"][won], rtol=1e-4, atol=1e-5)
+        true_prob = model.predict(attacked)["probabilities"][np.arange(12), base["labels"]]
+        assert np.all(true_prob[won] < 0.9)
+        with open(os.path.join(out, f"attacks_{kind}.csv")) as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 12 and sum(r["success"] == "True" for r in rows) == a["n_success"]
+        successes += a["n_success"]
+    assert successes > 0  # otherwise the church and isomap checks below prove little
+    ratio = res["latent_distance_ratio"]["noisy"]["ratio"]
+    means = [res["attack"][k]["latent_distance"]["noisy"]["mean"] for k in ("adapted", "baseline")]
+    assert ratio == pytest.approx(means[0] / means[1])
+
+
+def test_church_windows_and_isomap(finished):
+    res, out = finished["results"], finished["out"]
+    church, latent = stage_arrays(out, "church"), stage_arrays(out, "latent")
+    coords = church["coords"]
+    assert coords.tolist() == [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
+    zero, one = 4, 6
+    for kind in study.MODELS:
+        attacks = stage_arrays(out, f"attack_{kind}")
+        windows = res["church_windows"][kind]
+        assert len(windows) == min(2, int(attacks["success"].sum()))
+        assert church[f"classes_{kind}"].shape == (len(windows), 9, 9)
+        for grid, w in zip(church[f"classes_{kind}"], windows):
+            # The base image at (0, 0) and the attacked one at (1, 0), through classify_latent.
+            assert grid[zero, zero] == attacks["original_class"][w["index"]]
+            assert grid[zero, one] == attacks["final_class"][w["index"]]
+            assert sum(w["class_share"]) == pytest.approx(1.0)
+        group = latent[f"group_{kind}"]
+        assert latent[f"embedding_{kind}"].shape == (len(group), 2)
+        assert (group == 0).sum() == (group == 1).sum() == 12
+        assert (group == 2).sum() == attacks["success"].sum()
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_figures_are_pngs(finished):
+    res, out = finished["results"], finished["out"]
+    assert set(res["figures"]) == set(study.FIGURES)
+    for name, rel in res["figures"].items():
+        path = os.path.join(out, rel)
+        width, height = png_size(path)
+        assert 300 <= width <= 4000 and 200 <= height <= 4000, (name, width, height)
+        assert os.path.getsize(path) > 5000, name
+
+
+def test_report_and_results(finished):
+    res, out = finished["results"], finished["out"]
+    with open(os.path.join(out, "results.json")) as f:
+        assert json.load(f) == res  # strict JSON (no NaN) that round-trips
+    assert res["config"] == study._plain(finished["cfg"])
+    assert res["paper"] == study._plain(report.PAPER)
+    assert res["seeds"]["root"] == 0 and res["seeds"]["attack"] == study.seeds.derive(0, "attack")
+    assert {"tensorflow", "keras", "scikit-learn", "matplotlib", "tfgal"} <= set(res["versions"])
+    assert res["run_times"]["total_s"] > 0
+    rows = {r["quantity"]: r for r in res["paper_comparison"]}
+    assert rows["accuracy at Y10, no DA"]["paper_resnet18"] == 0.722
+    assert rows["accuracy at Y1, no DA"]["study"] == res["evaluation"]["baseline"]["Y1"]["accuracy"]
+    assert rows["latent distance base -> Y1, DA / baseline"]["paper_convnet"] == \
+        pytest.approx(9.2 / 7.5)
+    with open(os.path.join(out, "report.md")) as f:
+        text = f.read()
+    for rel in res["figures"].values():
+        assert f"]({rel})" in text
+    for needle in ("## The paper's headline figures", "paper, ResNet18", "0.722", "18.6",
+                   "## Robustness to survey depth", "## One-pixel attacks", "Church windows",
+                   "Seeds:", "Versions:"):
+        assert needle in text, needle
+    acc = res["evaluation"]["baseline"]["Y10"]["accuracy"]
+    assert f"| baseline | Y10 | {acc:.3g} |" in text
+
+
+def test_cli_reuses_the_finished_study(finished, capsys):
+    calls = collections.Counter()
+    with pytest.MonkeyPatch.context() as mp:
+        counting(mp, training, "train", calls)
+        for name in STAGE_METHODS:
+            counting(mp, study.Study, name, calls)
+        status = cli.study_main(["--config", finished["config_path"], "--out", finished["out"],
+                                 "--quiet"])
+    assert status == 0 and sum(calls.values()) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"]["baseline"]["Y10"] == \
+        finished["results"]["evaluation"]["baseline"]["Y10"]["accuracy"]
+
+
+def test_changed_study_setting_reruns_only_what_depends_on_it(finished):
+    cfg = json.loads(json.dumps(finished["cfg"]))
+    cfg["study"]["church_grid"] = 5
+    calls = collections.Counter()
+    with pytest.MonkeyPatch.context() as mp:
+        counting(mp, training, "train", calls)
+        for name in STAGE_METHODS:
+            counting(mp, study.Study, name, calls)
+        results = study.run(cfg, finished["out"], progress=False)
+        assert stage_arrays(finished["out"], "church")["coords"].tolist() == [-2, -1, 0, 1, 2]
+        # --redo forces a stage whose inputs did not change.
+        study.run(cfg, finished["out"], progress=False, redo=["latent"])
+    assert calls == {"_church": 1, "_figures": 2, "_report": 2, "_latent": 1}
+    assert results["config"]["study"]["church_grid"] == 5
+
+
+# --------------------------------------------------------------------------- imported data
+
+
+def write_study_npy(directory, sizes=(("train", 30), ("valid", 6), ("test", 9)), seed=1):
+    """The paper's file layout (N x 3 x H x W, one-hot labels) with noise baked in."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    for split, n in sizes:
+        labels = np.arange(n) % 3
+        flux = galaxy_images(labels, rng) * 20
+        y10 = flux + rng.normal(0, 0.05, flux.shape)
+        y1 = flux + rng.normal(0, 0.2, flux.shape)
+        for name, images in (("Y10", y10), ("Y1", y1)):
+            np.save(os.path.join(directory, f"images_{name}_{split}.npy"),
+                    images.transpose(0, 3, 1, 2).astype(np.float32))
+        np.save(os.path.join(directory, f"labels_{split}.npy"), np.eye(3)[labels])
+
+
+def test_imported_data_skips_the_curve_with_a_reason(tmp_path):
+    write_study_npy(tmp_path / "zenodo")
+    manifest = importers.import_npy(str(tmp_path / "zenodo"), str(tmp_path / "imported"))
+    assert not manifest.noiseless
+    cfg = study.load_config(overrides=[
+        f'data.dir="{manifest.root}"', "data.mock=false", "train.epochs=1",
+        "train.steps_per_epoch=5", "train.batch_size=8", "log.images=0", "log.projector=0",
+        "study.attack_n=4", "study.attack_popsize=8", "study.attack_iters=2",
+        "study.isomap_n=6", "study.church_windows=1", "study.church_grid=5"])
+    results = study.run(cfg, tmp_path / "out", progress=False, train_verbose=0)
+    reason = results["robustness_curve"]["skipped"]
+    assert "noise baked in" in reason and "Y1" in reason and "Y10" in reason
+    assert "robustness_curve" not in results["figures"]
+    assert set(results["figures"]) == set(study.FIGURES) - {"robustness_curve"}
+    for rel in results["figures"].values():
+        png_size(tmp_path / "out" / rel)
+    assert results["evaluation"]["adapted"]["Y1"]["n"] == 9
+    assert results["attack"]["baseline"]["n_galaxies"] == 4
+    assert not results["dataset"]["noiseless"]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert f"Skipped: {reason}" in text
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_study_defaults_and_shipped_configs():
+    cfg = study.load_config()
+    assert cfg["study"] == study.STUDY_DEFAULTS
+    root = os.path.join(os.path.dirname(__file__), "..", "pipelines")
+    quick = study.load_config(os.path.join(root, "quick.toml"))
+    assert quick["study"]["attack_n"] < 150 and quick["study"]["attack_popsize"] < 400
+    for name in ("paper-convnet", "paper-resnet18"):
+        s = study.load_config(os.path.join(root, f"{name}.toml"))["study"]
+        assert (s["attack_n"], s["attack_popsize"], s["attack_iters"]) == (150, 400, 100)
+    depths = study.Study(quick, "unused")._curve_years()
+    assert len(depths) >= 8 and depths[0].years == pytest.approx(0.1)
+    assert depths[-1].years == pytest.approx(20.0)
+
+
+def test_unknown_study_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as err:
+        study.load_config(overrides=["study.attack_nn=3"])
+    assert err.value.key == "study.attack_nn" and "study.attack_n" in err.value.valid
+
+
+@pytest.mark.parametrize("override, key", [
+    ("study.attack_n=0", "study.attack_n"),
+    ("study.attack_popsize=3", "study.attack_popsize"),
+    ("study.attack_threshold=1.5", "study.attack_threshold"),
+    ('study.split="dev"', "study.split"),
+    ("study.curve_depths=[1, -2]", "study.curve_depths"),
+    ('study.curve_depths="auto"', "study.curve_depths"),
+    ("study.curve_min_years=30.0", "study.curve_min_years"),
+    ("study.church_grid=2", "study.church_grid"),
+    ("loss.mmd_weight=0", "loss.mmd_weight"),
+])
+def test_bad_study_settings_name_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        study.load_config(overrides=[override])
+    assert err.value.key == key
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[study]\nattack_n = -1\n")
+    assert cli.study_main(["--config", str(path), "--out", str(tmp_path / "s")]) == 2
+    assert "study.attack_n" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "s")

@@ -155,3 +155,21 @@ def test_missing_stretch_is_an_error(noisy_dataset):
     manifest.stretch = None
     with pytest.raises(DataError, match="stretch"):
         pipeline.make_dataset(manifest, "test", "Y1")
+
+
+def test_corrupt_record_while_streaming_names_the_file(blob_dataset, tmp_path):
+    import gzip
+    import shutil
+    root = tmp_path / "copy"
+    shutil.copytree(blob_dataset.root, root)
+    manifest = records.Manifest.load(root)
+    path = manifest.files("test")[0]
+    data = bytearray(gzip.decompress(open(path, "rb").read()))
+    data[len(data) // 2] ^= 0xFF  # same length, bad CRC
+    with open(path, "wb") as f:
+        f.write(gzip.compress(bytes(data)))
+    manifest.split("test")["files"][0]["bytes"] = __import__("os").path.getsize(path)
+    manifest.save()
+    with pytest.raises(DataError, match="corrupt") as err:
+        pipeline.load_arrays(root, "test", "Y10")
+    assert err.value.path == path and err.value.index is not None

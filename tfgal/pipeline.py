@@ -12,6 +12,7 @@ domain-adaptation batches are ``((x_s, x_t), y_s)``.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 
 import numpy as np
@@ -248,6 +249,24 @@ def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
         lambda s, t: ((s[0], t), s[1]), num_parallel_calls=AUTOTUNE)
 
 
+@contextlib.contextmanager
+def naming_corrupt_records(manifest, splits):
+    """Turns TensorFlow's anonymous DataLossError into a DataError naming file and record.
+
+    tf.data reports a bad CRC or a truncated GZIP stream without the file; on such an
+    error the splits' shards are read once more, in NumPy, to find the culprit.
+    """
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        for split in splits:
+            for path in manifest.files(split):
+                for _ in records.read_examples(path, manifest.compression):
+                    pass
+        raise DataError(f"corrupt record while streaming {list(splits)}: {e.message}",
+                        path=manifest.root) from None
+
+
 def load_arrays(data, split, depth="Y10", *, n=None, seed=0, noise_mode="fast", stretch=None,
                 batch_size=256):
     """A split (or its first `n` galaxies, in file order) as NumPy arrays.
@@ -260,10 +279,11 @@ def load_arrays(data, split, depth="Y10", *, n=None, seed=0, noise_mode="fast", 
     if n is not None:
         ds = ds.unbatch().take(int(n)).batch(batch_size)
     parts = {"images": [], "labels": [], "galaxy_id": []}
-    for batch in ds:
-        for key in parts:
-            parts[key].append(batch[key].numpy())
     manifest = _manifest(data)
+    with naming_corrupt_records(manifest, [split]):
+        for batch in ds:
+            for key in parts:
+                parts[key].append(batch[key].numpy())
     empty = {"images": np.zeros((0, *manifest.image_shape), np.float32),
              "labels": np.zeros((0,), np.int32), "galaxy_id": np.zeros((0,), np.int64)}
     return {k: np.concatenate(v) if v else empty[k] for k, v in parts.items()}

@@ -238,11 +238,12 @@ def train(cfg, *, verbose=None):
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg["train"]["epochs"],
-                  steps_per_epoch=_steps_per_epoch(cfg, manifest),
-                  callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir),
-                  verbose=verbose,
-                  shuffle=False)  # the pipeline shuffles, seeded
+        with pipeline.naming_corrupt_records(manifest, ["train", "val"]):
+            model.fit(train_ds, validation_data=val_ds, epochs=cfg["train"]["epochs"],
+                      steps_per_epoch=_steps_per_epoch(cfg, manifest),
+                      callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir),
+                      verbose=verbose,
+                      shuffle=False)  # the pipeline shuffles, seeded
     finally:
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)

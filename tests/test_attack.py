@@ -229,7 +229,7 @@ def test_logits_are_not_probabilities():
 @pytest.mark.parametrize("kwargs,key", [
     ({"popsize": 3}, "popsize"), ({"pixels": 0}, "pixels"), ({"seed": -1}, "seed"),
     ({"success": "maybe"}, "success"), ({"threshold": 1.5}, "threshold"), ({"f": 0}, "f"),
-    ({"value_range": (0.0, 1.0, 2.0)}, "value_range")])
+    ({"value_range": (0.0, 1.0, 2.0)}, "value_range"), ({"init": "corners"}, "init")])
 def test_bad_settings(kwargs, key):
     with pytest.raises(ConfigError) as err:
         OnePixelAttack(constant, **kwargs).attack(dim_images(1), [0])
@@ -312,3 +312,72 @@ def test_csv_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         attack.write_csv_atomic(path, [{"a": 2}])
     assert path.read_text().splitlines() == ["a", "1"] and os.listdir(tmp_path) == ["t.csv"]
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def _engine(att, low=0.1, high=0.7):
+    bounds = (np.full(BANDS, low, np.float32), np.full(BANDS, high, np.float32))
+    return att._engine((SIZE, SIZE, BANDS), bounds)
+
+
+@pytest.mark.parametrize("init", ["bounds", "gaussian", "uniform"])
+def test_initial_population(init):
+    att = OnePixelAttack(spotlight, popsize=400, init=init)
+    pop = _engine(att)._initial(tf.constant([0, 5])).numpy()
+    assert pop.shape == (2, 400, 1, 2 + BANDS)
+    assert ((pop[..., :2] >= 0) & (pop[..., :2] < SIZE)).all()
+    values = pop[..., 2:]
+    assert (values >= 0.1 - 1e-6).all() and (values <= 0.7 + 1e-6).all()
+    at_bound = np.isclose(values, 0.1) | np.isclose(values, 0.7)
+    share = {"bounds": (1.0, 1.0), "gaussian": (0.25, 0.4), "uniform": (0.0, 0.01)}[init]
+    assert share[0] <= at_bound.mean() <= share[1]  # gaussian: 2 P(Z > 1) = 0.32 clipped
+    assert abs(values.mean() - 0.4) < 0.02
+    # an image's population does not depend on the other images drawn with it
+    np.testing.assert_array_equal(pop[1], _engine(att)._initial(tf.constant([5])).numpy()[0])
+
+
+def test_default_init_is_bounds_and_every_init_attacks():
+    assert OnePixelAttack(spotlight).init == attack.DEFAULT_INIT == "bounds"
+    for init in attack.INITS:
+        result = OnePixelAttack(spotlight, init=init, **FAST).attack(dim_images(2), np.zeros(2))
+        assert result.success.all() and result.settings["init"] == init
+
+
+def test_generation_loop_is_traced_once():
+    att = OnePixelAttack(spotlight, max_batch=80, **FAST)  # 2 slots
+    for n in (1, 3, 5):
+        images = dim_images(n, seed=n)
+        images[0] += 0.5  # a robust image keeps its slot for the whole budget
+        att.attack(images, np.zeros(n))
+    (engine,) = att._engines.values()
+    assert engine.capacity == 2
+    assert engine._loop.experimental_get_tracing_count() == 1
+    assert engine._probs.experimental_get_tracing_count() == 1  # reused inside the loop
+
+
+def test_padded_and_finished_slots_are_neither_computed_nor_counted():
+    sizes = []
+
+    def recorded(x):
+        seen = tf.numpy_function(lambda v: np.int32(sizes.append(len(v)) or 0), [x], tf.int32)
+        with tf.control_dependencies([seen]):
+            return spotlight(x)
+
+    images = np.concatenate([dim_images(2), dim_images(1, level=0.9)])  # the last is robust
+    att = OnePixelAttack(recorded, popsize=40, iters=30, max_batch=320,
+                         value_range=(0.0, 1.0))  # 8 slots for 3 images
+    result = att.attack(images, np.zeros(3))
+    assert result.success.tolist() == [True, True, False]
+    assert sum(sizes) == result.queries.sum()
+    assert sizes[0] == 3 and max(sizes[1:]) == 3 * 40  # the clean pass, then live slots only
+    assert sizes[-1] == 40  # the robust image alone once the others succeeded
+
+
+def test_chunked_evaluation_does_not_change_results():
+    images, labels = dim_images(3), np.zeros(3)
+    runs = [OnePixelAttack(spotlight, max_batch=batch, **FAST).attack(images, labels)
+            for batch in (4096, 25)]  # 25 < popsize: each generation in chunks of 25 + 15
+    for name in ("success", "generations", "queries", "pixels", "values"):
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))

@@ -53,6 +53,12 @@ def _data_parser():
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--class-fractions", default=None,
                    help="spiral,elliptical,merger fractions (default balanced), e.g. 0.43,0.24,0.33")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="render only part I of N (job arrays, several machines); then "
+                        "run 'tfgal-data merge --out DIR' once all parts are done")
+
+    p = sub.add_parser("merge", help="check the parts of a sharded mock build, write its manifest")
+    p.add_argument("--out", required=True, help="dataset directory the parts were written to")
 
     p = sub.add_parser("import-npy", help="import the study's published .npy files")
     storage_args(p)
@@ -84,14 +90,21 @@ def _data(argv):
     _quiet_tensorflow()
     compression = "" if getattr(args, "no_gzip", False) else "GZIP"
     if args.command == "mock":
-        from tfgal import mocks
+        from tfgal import mocks, shards
         fractions = None
         if args.class_fractions:
             fractions = [float(v) for v in args.class_fractions.split(",")]
+        shard = shards.parse_part(args.shard) if args.shard else None
         manifest = mocks.build(
             args.out, n_train=args.train, n_val=args.val, n_test=args.test, seed=args.seed,
             workers=args.workers, class_fractions=fractions, shard_size=args.shard_size,
-            compression=compression, overwrite=args.overwrite)
+            compression=compression, overwrite=args.overwrite, shard=shard)
+        if manifest is None:
+            print(f"part {args.shard} written under {args.out}; merge once all parts are done")
+            return
+    elif args.command == "merge":
+        from tfgal import mocks
+        manifest = mocks.merge(args.out)
     elif args.command == "import-npy":
         from tfgal import importers
         manifest = importers.import_npy(

@@ -23,12 +23,13 @@ Ranges (`MockParams` defaults) and why:
 * Total r magnitude 21-24.5 (uniform), half-light radius 1.2-3.5 arcsec (log-uniform),
   position angle 0-180 deg and r-band seeing 0.6-0.8 arcsec FWHM are drawn from the SAME
   distributions for every class, so flux, size or seeing alone do not give the class
-  away. A merger's radius is that of the whole system (its galaxies are 0.55-0.8 times
-  smaller), so a merger spans about the same area as a single galaxy.
+  away. The radius is that of the whole galaxy (a spiral's disc grows with its bulge
+  fraction to keep it) or, for a merger, of the system, whose galaxies are 0.65-0.95
+  times smaller: measured half-light radii then agree between classes to ~5%.
 * The classes look alike where they are bright and differ where they are faint: spiral
   bulges hold 10-40% of the light, so spiral cores are about as concentrated as
   ellipticals' and mergers' (Sersic n 2-4.5); what tells the classes apart is the arms
-  and knots (25-47% of a spiral's light), the tails (8-20% of a merger's light) and the
+  and knots (20-47% of a spiral's light), the tails (8-20% of a merger's light) and the
   faint companions, or their absence around a smooth elliptical.
 * The magnitude range puts those faint features between the two depths. The sky alone
   gives a per-pixel noise of 0.065 e-/s in r at Y10 (5520 s) and 0.20 e-/s at Y1 (552 s).
@@ -42,9 +43,11 @@ Ranges (`MockParams` defaults) and why:
 * Sersic indices are rounded to 0.1 and profiles truncated at 4.5 half-light radii, so
   GalSim reuses its per-index tables and FFTs stay small.
 
-`tools/check_mock_separability.py` measures the effect: a classifier trained at Y10 is
-far more accurate on held-out Y10 images than on the same galaxies at Y1, while flux and
-size alone stay near chance.
+`tools/check_mock_separability.py` measures the effect (500 galaxies per class):
+gradient boosting on CAS-like morphology statistics trained at Y10 scores ~81-85% on
+held-out Y10 images but ~56-62% on the same galaxies at Y1 (a pixel-based boosted model
+~60-66% -> ~45-49%; the study's CNN 72% -> 43%), while total flux and size alone give
+~35-41% and colour alone ~48-52% (chance 33%).
 
 Every random number of a galaxy comes from `np.random.SeedSequence([seed, galaxy_id,
 label])`, so a galaxy renders the same in any process and in any order, and `build`
@@ -59,14 +62,15 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import shutil
 import sys
 
 import galsim
 import numpy as np
 
 import tfgal
-from tfgal import records, stretch, survey
-from tfgal.errors import ConfigError
+from tfgal import records, shards, stretch, survey
+from tfgal.errors import ConfigError, DataError
 
 STAMP_PIXELS = 100
 # Effective wavelengths of the LSST filters, nm; the seeing scales as lambda^-1/5.
@@ -75,9 +79,12 @@ SEEING_WAVELENGTH_INDEX = -0.2  # Kolmogorov turbulence
 # Arms and tails are computed on a grid this many times finer than the pixels so that
 # the InterpolatedImage holding them is smooth before the PSF is applied.
 PATTERN_OVERSAMPLING = 2
+_GRID_STEP_ARCSEC = survey.PIXEL_SCALE_ARCSEC / PATTERN_OVERSAMPLING
 SERSIC_N_STEP = 0.1  # GalSim caches one table per index: rounding makes them reusable
+BULGE_CENTRAL = 0.5  # share of a bulge's light treated as central when sizing discs
 SERSIC_TRUNCATION_HLR = 4.5  # keeps stepk large (small FFTs) and the light on the stamp
 STRETCH_SAMPLE = 512  # training galaxies the stretch is fitted on
+_PLAN_STREAM = 0x91A7  # spawn key of the label shuffles in `plan`
 # Folding and FFT limits: 1% aliasing is far below the Y10 noise and caps FFTs at 1024.
 GSPARAMS = galsim.GSParams(maximum_fft_size=1024, folding_threshold=1e-2)
 
@@ -91,8 +98,8 @@ class MockParams:
 
     Shared by all classes:
       r_mag: total r-band AB magnitude of the whole system.
-      half_light_radius_arcsec: half-light radius of a galaxy (of the disc for spirals,
-        of the whole system for mergers), arcsec; sampled log-uniformly.
+      half_light_radius_arcsec: half-light radius of a galaxy (bulge and disc together
+        for spirals; the scale of the whole system for mergers), arcsec; log-uniform.
       position_angle_deg: position angle of the major axis, degrees.
       psf_fwhm_arcsec: r-band seeing FWHM, arcsec; g and i scale as lambda^-0.2.
       centre_offset_arcsec: largest shift of the galaxy centre from the stamp centre.
@@ -165,7 +172,7 @@ class MockParams:
 
     merger_galaxy_count: tuple = (2, 3)
     merger_flux_ratio: tuple = (0.15, 0.6)
-    merger_size_ratio: tuple = (0.55, 0.8)
+    merger_size_ratio: tuple = (0.65, 0.95)
     merger_separation_hlr: tuple = (0.3, 1.2)
     merger_sersic_n: tuple = (2.0, 4.5)
     merger_axis_ratio: tuple = (0.4, 1.0)
@@ -200,13 +207,12 @@ class MockParams:
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, (tuple, list)):
-                _check_range(field.name, value, self._LIMITS.get(field.name))
-                if field.name.endswith("_count") and not all(
-                        isinstance(v, (int, np.integer)) for v in value):
-                    raise ConfigError(f"{field.name} must hold integers; received {value!r}",
-                                      key=field.name)
+            if isinstance(field.default, tuple):
+                value = _check_range(field.name, getattr(self, field.name),
+                                     self._LIMITS.get(field.name),
+                                     integer=field.name.endswith("_count"))
+                # Lists (from JSON) become tuples: the dataclass stays hashable.
+                object.__setattr__(self, field.name, value)
         if not 0.0 <= self.spiral_disc_thickness < 1.0:
             raise ConfigError(f"spiral_disc_thickness must be in [0, 1); received "
                               f"{self.spiral_disc_thickness}", key="spiral_disc_thickness")
@@ -228,18 +234,27 @@ class MockParams:
         if unknown:
             raise ConfigError(f"unknown mock parameters {unknown}", key=unknown[0],
                               valid=sorted(names))
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in obj.items()})
+        return cls(**obj)
 
 
-def _check_range(name, value, limits):
-    if len(value) != 2 or not all(np.isfinite(v) for v in value):
+def _check_range(name, value, limits, integer=False):
+    """`value` as a validated (low, high) tuple; ConfigError naming `name` otherwise."""
+    try:
+        low, high = value
+        finite = all(np.isfinite(float(v)) for v in value)
+    except (TypeError, ValueError):
+        finite = False
+    if not finite:
         raise ConfigError(f"{name} must be a finite (low, high) pair; received {value!r}",
                           key=name)
-    low, high = value
+    if integer and not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                           for v in value):
+        raise ConfigError(f"{name} must hold integers; received {value!r}", key=name)
     if low > high:
         raise ConfigError(f"{name} has low > high: {value!r}", key=name)
     if limits and (low < limits[0] or high > limits[1]):
         raise ConfigError(f"{name}={value!r} is outside the allowed {limits}", key=name)
+    return (int(low), int(high)) if integer else (float(low), float(high))
 
 
 # --------------------------------------------------------------------------- planning
@@ -257,13 +272,15 @@ def plan(n_train, n_val, n_test, seed, class_fractions=None):
     if sum(counts.values()) == 0:
         raise ConfigError("nothing to render: n_train + n_val + n_test is 0", key="n_train")
     fractions = check_class_fractions(class_fractions)
-    seed = _check_seed(seed)
+    seed = _check_count("seed", seed)
     rows = []
     for stream, split in enumerate(records.SPLITS):
         n = counts[split]
         labels = np.repeat(np.arange(len(fractions)), _apportion(n, fractions))
-        # A stream per split: a split's order does not change when another one grows.
-        np.random.default_rng(np.random.SeedSequence([seed, 0x91A7, stream])).shuffle(labels)
+        # A stream per split (a split's order does not change when another one grows),
+        # keyed apart from the galaxies' SeedSequence([seed, galaxy_id, label]).
+        order = np.random.SeedSequence(seed, spawn_key=(_PLAN_STREAM, stream))
+        np.random.default_rng(order).shuffle(labels)
         first = len(rows)
         rows.extend((split, first + i, int(label)) for i, label in enumerate(labels))
     return rows
@@ -293,7 +310,9 @@ def check_class_fractions(class_fractions):
 
 def _apportion(n, fractions):
     """Integer counts summing to `n` closest to n * fractions (largest remainder)."""
-    exact = n * np.asarray(fractions, np.float64)
+    fractions = np.asarray(fractions, np.float64)
+    # Renormalised: fractions summing to 1 + 1e-7 must not hand out n + 1 galaxies.
+    exact = n * fractions / fractions.sum()
     counts = np.floor(exact).astype(np.int64)
     # Ties go to the lower class index: stable sort of the negated remainders.
     order = np.argsort(-(exact - counts), kind="stable")
@@ -302,15 +321,10 @@ def _apportion(n, fractions):
 
 
 def _check_count(name, n):
+    """`n` as an int if it is an integer >= 0 (a count, seed or id); ConfigError otherwise."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ConfigError(f"{name} must be an integer >= 0; received {name}={n!r}", key=name)
     return int(n)
-
-
-def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0; received seed={seed!r}", key="seed")
-    return int(seed)
 
 
 # --------------------------------------------------------------------------- one galaxy
@@ -334,11 +348,8 @@ def _design(galaxy_id, label, seed, params):
     if label not in (0, 1, 2):
         raise ConfigError(f"label must be 0, 1 or 2 {records.CLASS_NAMES}; received {label!r}",
                           key="label")
-    if isinstance(galaxy_id, bool) or not isinstance(galaxy_id, (int, np.integer)) or galaxy_id < 0:
-        raise ConfigError(f"galaxy_id must be an integer >= 0; received {galaxy_id!r}",
-                          key="galaxy_id")
-    rng = np.random.default_rng(np.random.SeedSequence([_check_seed(seed), int(galaxy_id),
-                                                        int(label)]))
+    rng = np.random.default_rng(np.random.SeedSequence(
+        [_check_count("seed", seed), _check_count("galaxy_id", galaxy_id), int(label)]))
     props = _common(rng, params)
     props["label"] = int(label)
     maker = (_spiral, _elliptical, _merger)[int(label)]
@@ -348,9 +359,10 @@ def _design(galaxy_id, label, seed, params):
 def _common(rng, p):
     """Properties every class draws from the same distributions."""
     r_mag = rng.uniform(*p.r_mag)
+    log_radius = rng.uniform(*np.log10(p.half_light_radius_arcsec))
     return {
         "r_mag": float(r_mag),
-        "half_light_radius_arcsec": float(10 ** rng.uniform(*np.log10(p.half_light_radius_arcsec))),
+        "half_light_radius_arcsec": float(10**log_radius),
         "position_angle_rad": float(np.deg2rad(rng.uniform(*p.position_angle_deg))),
         "psf_fwhm_arcsec": float(rng.uniform(*p.psf_fwhm_arcsec)),
         "centre_arcsec": tuple(float(v) for v in rng.uniform(
@@ -400,20 +412,20 @@ def _spiral(rng, props, p):
                               rng.uniform(*p.spiral_arm_fraction),
                               rng.uniform(*p.spiral_knot_fraction))
     shear = galsim.Shear(q=q, beta=beta * galsim.radians)
-    disc = galsim.Exponential(half_light_radius=hlr, gsparams=GSPARAMS).shear(shear)
+    scale_radius = _disc_scale_radius(hlr, f_bulge)
+    disc = galsim.Exponential(scale_radius=scale_radius, gsparams=GSPARAMS).shear(shear)
     bulge = _sersic(rng.uniform(*p.spiral_bulge_sersic_n),
                     hlr * rng.uniform(*p.spiral_bulge_radius_ratio)).shear(shear)
-    # Exponential scale length = half-light radius / 1.678.
-    arms = _arm_pattern(rng, p, hlr / 1.678, q, beta, centre)
-    knots = _knot_pattern(rng, p, arms, _integer(rng, p.spiral_knot_count), props["galsim_seed"])
+    arms = _arm_pattern(rng, p, scale_radius, q, beta, centre)
+    knots = _knot_pattern(rng, p, arms, _integer(rng, p.spiral_knot_count),
+                          props["galsim_seed"])
     props.update(inclination_deg=math.degrees(math.acos(cos_i)), axis_ratio=q)
+    disc_colour = (rng.uniform(*p.spiral_disc_g_minus_r), rng.uniform(*p.spiral_disc_r_minus_i))
+    bulge_colour = (rng.uniform(*p.elliptical_g_minus_r), rng.uniform(*p.elliptical_r_minus_i))
     components = [
-        (disc.shift(*centre),
-         _band_fluxes(r_flux * (1 - f_bulge - f_arm - f_knot),
-                      rng.uniform(*p.spiral_disc_g_minus_r), rng.uniform(*p.spiral_disc_r_minus_i))),
-        (bulge.shift(*centre),
-         _band_fluxes(r_flux * f_bulge, rng.uniform(*p.elliptical_g_minus_r),
-                      rng.uniform(*p.elliptical_r_minus_i))),
+        (disc.shift(*centre), _band_fluxes(r_flux * (1 - f_bulge - f_arm - f_knot),
+                                           *disc_colour)),
+        (bulge.shift(*centre), _band_fluxes(r_flux * f_bulge, *bulge_colour)),
     ]
     young = _band_fluxes(r_flux * (f_arm + f_knot), rng.uniform(*p.spiral_young_g_minus_r),
                          rng.uniform(*p.spiral_young_r_minus_i))
@@ -421,6 +433,23 @@ def _spiral(rng, props, p):
         pattern = _mix(arms, knots, f_knot / (f_arm + f_knot))
         components.append((_as_profile(pattern), young))
     return components
+
+
+def _disc_scale_radius(half_light_radius, bulge_fraction):
+    """Exponential scale length giving the disc + bulge galaxy `half_light_radius`.
+
+    With a share B of the light at the centre, the disc must hold (0.5 - B) / (1 - B) of
+    its light inside the radius, where an exponential disc holds 1 - (1 + x) e^-x at
+    x = radius / scale length. Only half the bulge counts as central (`BULGE_CENTRAL`):
+    it has a size, and the arms' inner taper moves light outwards; so calibrated, the
+    measured half-light radii of the three classes agree to ~5%. Without this a bulgy
+    spiral would look smaller than an elliptical of the same drawn radius, and size
+    alone would hint at the class.
+    """
+    central = BULGE_CENTRAL * bulge_fraction
+    inside = max(0.5 - central, 0.02) / (1.0 - central)
+    x = np.linspace(0.0, 12.0, 4801)
+    return half_light_radius / float(np.interp(inside, 1.0 - (1.0 + x) * np.exp(-x), x))
 
 
 def _integer(rng, bounds):
@@ -432,9 +461,6 @@ def _grid():
     n = STAMP_PIXELS * PATTERN_OVERSAMPLING
     axis = (np.arange(n) - (n - 1) / 2.0) * _GRID_STEP_ARCSEC
     return axis, axis
-
-
-_GRID_STEP_ARCSEC = survey.PIXEL_SCALE_ARCSEC / PATTERN_OVERSAMPLING
 
 
 def _arm_pattern(rng, p, scale_radius, q, beta, centre):
@@ -463,8 +489,8 @@ def _knot_pattern(rng, p, pattern, n_knots, galsim_seed):
     """Compact clumps placed by `galsim.RandomKnots` where `pattern` is bright.
 
     RandomKnots only chooses the positions: drawn as its own profile, each knot is a delta
-    function evaluated over the whole k-space grid, six times the cost of the rest of the
-    galaxy. As small Gaussians inside the pattern they cost nothing extra.
+    function evaluated over the whole k-space grid, which costs more than the rest of the
+    galaxy together. As small Gaussians inside the pattern they cost nothing extra.
     """
     k = PATTERN_OVERSAMPLING
     # Positions are photon-shot from the pattern binned to the stamp's pixels: four times
@@ -493,7 +519,8 @@ def _gaussians(cx, cy, sigma, flux):
 
 def _mix(smooth, clumps, clump_fraction):
     """Both patterns scaled to unit sum and mixed: a pattern whose clumps hold the fraction."""
-    return (1.0 - clump_fraction) * smooth / smooth.sum() + clump_fraction * clumps / clumps.sum()
+    return ((1.0 - clump_fraction) * smooth / smooth.sum()
+            + clump_fraction * clumps / clumps.sum())
 
 
 def _as_profile(pattern):
@@ -516,21 +543,23 @@ def _merger(rng, props, p):
     positions = _merger_positions(rng, p, hlr, n_gal, props["position_angle_rad"])
     # The system's light centre, not the primary, sits at the (offset) stamp centre.
     positions += props["centre_arcsec"] - np.average(positions, axis=0, weights=weights)
-    f_tail = rng.uniform(*p.merger_tail_fraction)
+    n_tail = _integer(rng, p.merger_tail_count)
+    f_tail = rng.uniform(*p.merger_tail_fraction) if n_tail else 0.0
     fluxes = r_flux * (1.0 - f_tail) * weights / weights.sum()
     components = []
     for flux, position in zip(fluxes, positions):
-        shape = _sersic(rng.uniform(*p.merger_sersic_n), hlr * rng.uniform(*p.merger_size_ratio))
-        shape = shape.shear(q=rng.uniform(*p.merger_axis_ratio),
-                            beta=rng.uniform(0, np.pi) * galsim.radians)
+        n = rng.uniform(*p.merger_sersic_n)
+        radius = hlr * rng.uniform(*p.merger_size_ratio)
+        shape = _sersic(n, radius).shear(q=rng.uniform(*p.merger_axis_ratio),
+                                         beta=rng.uniform(0, np.pi) * galsim.radians)
         colour = _band_fluxes(flux, rng.uniform(*p.merger_g_minus_r),
                               rng.uniform(*p.merger_r_minus_i))
         components.append((shape.shift(*position), colour))
-    tails = _tails(rng, p, props, positions, hlr)
-    if tails is not None:
-        components.append((tails, _band_fluxes(r_flux * f_tail, rng.uniform(*p.merger_tail_g_minus_r),
-                                               rng.uniform(*p.merger_tail_r_minus_i))))
-    props.update(n_galaxies=n_gal, tail_fraction=float(f_tail) if tails is not None else 0.0)
+    if n_tail:
+        colour = _band_fluxes(r_flux * f_tail, rng.uniform(*p.merger_tail_g_minus_r),
+                              rng.uniform(*p.merger_tail_r_minus_i))
+        components.append((_tails(rng, p, props, positions, hlr, n_tail), colour))
+    props.update(n_galaxies=n_gal, n_tails=n_tail, tail_fraction=float(f_tail))
     return components
 
 
@@ -544,11 +573,8 @@ def _merger_positions(rng, p, hlr, n_gal, angle):
     return positions
 
 
-def _tails(rng, p, props, positions, hlr):
-    """Tidal tails (smooth arcs plus knots along them) as one unit-flux profile, or None."""
-    n_tail = _integer(rng, p.merger_tail_count)
-    if n_tail == 0:
-        return None
+def _tails(rng, p, props, positions, hlr, n_tail):
+    """`n_tail` tidal tails (smooth arcs plus knots along them) as one unit-flux profile."""
     start = rng.uniform(0, 2 * np.pi)
     curl = math.radians(rng.uniform(*p.merger_tail_curl_deg)) * rng.choice([-1.0, 1.0])
     # Tails leave from alternate galaxies in opposite directions, curling the same way:
@@ -654,40 +680,118 @@ def _check_workers(workers):
 
 def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=None,
           shard_size=records.DEFAULT_SHARD_SIZE, compression="GZIP", overwrite=False,
-          params=None, progress=True):
+          params=None, progress=True, shard=None):
     """Renders a mock dataset into `out` and returns its manifest.
 
     Galaxies are written in `plan` order; the arcsinh stretch is fitted on the first (up
     to 512) training galaxies observed at Y10 with noise seeded by `seed`. With no
     training galaxies the manifest's stretch is None (fitting it on val or test would
-    leak their statistics). The same arguments give byte-identical shards for any
-    `workers`.
-    """
-    from tqdm.auto import tqdm
+    leak their statistics). The same arguments write the same bytes for any `workers`,
+    any process and any sharding.
 
+    Args:
+      out: dataset directory to create.
+      n_train, n_val, n_test: galaxies per split (integers >= 0).
+      seed: integer >= 0; sets the plan, every galaxy and the stretch's noise.
+      workers: rendering processes (None: all cores; 1: in this process).
+      class_fractions: spiral, elliptical, merger fractions summing to 1 (None: balanced).
+      shard_size: galaxies per record file; compression: "GZIP" or "".
+      overwrite: replace an existing dataset at `out`.
+      params: a `MockParams` (None: the defaults).
+      progress: show a tqdm progress bar (galaxies done, rate).
+      shard: (I, N) to render only part I of N into `out` (for job arrays or several
+        machines; `merge(out)` then writes the manifest); None for the whole dataset.
+    Returns:
+      the `records.Manifest`, or None for a part.
+    """
     params = MockParams() if params is None else params
     if not isinstance(params, MockParams):
         raise ConfigError(f"params must be a MockParams; received {type(params).__name__}",
                           key="params")
     rows = plan(n_train, n_val, n_test, seed, class_fractions)
     workers = _check_workers(workers)
-    images = {records.FLUX: {"noise": False, "units": "e-/s per pixel"}}
-    sample = []
-    with records.DatasetWriter(out, images=images, shard_size=shard_size,
-                               compression=compression, overwrite=overwrite) as writer, \
-            tqdm(total=len(rows), unit="gal", desc="rendering", disable=not progress) as bar:
-        # closing(): an error in the writer stops the worker pool at once, not at exit.
-        rendered = contextlib.closing(render_many([(g, lab) for _, g, lab in rows], seed,
-                                                  params, workers=workers))
-        for (split, galaxy_id, label), image in zip(rows, rendered.thing):
-            writer.add(split, {records.FLUX: image}, label, galaxy_id)
-            if split == "train" and len(sample) < STRETCH_SAMPLE:
-                sample.append(image)
-            bar.update(1)
-        fitted = (stretch.fit(np.stack(sample), noiseless=True, depth="Y10", seed=seed)
-                  if sample else None)
-        return writer.finish(stretch=fitted, generator=_generator_info(
-            rows, seed, params, class_fractions))
+    if shard_size < 1:
+        raise ConfigError(f"shard_size must be >= 1; received {shard_size}", key="shard_size")
+    settings = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed,
+                "class_fractions": class_fractions, "shard_size": shard_size,
+                "compression": compression, "params": dataclasses.asdict(params)}
+    if shard is not None:
+        _build_part(out, *shard, rows, settings, params, workers, progress)
+        return None
+    out = os.path.abspath(os.fspath(out))
+    if os.path.exists(out) and os.listdir(out) and not overwrite:
+        raise DataError("output directory exists and is not empty (use overwrite)", path=out)
+    tmp = f"{out}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _build_part(tmp, 0, 1, rows, settings, params, workers, progress)
+        merge(tmp)
+        records.publish_directory(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return records.Manifest.load(out)  # as every later reader sees it (JSON types)
+
+
+def _split_rows(rows):
+    """Split -> [(galaxy_id, label)], for the splits that have galaxies."""
+    by_split = {split: [] for split in records.SPLITS}
+    for split, galaxy_id, label in rows:
+        by_split[split].append((galaxy_id, label))
+    return {split: items for split, items in by_split.items() if items}
+
+
+def _build_part(out, part, n_parts, rows, settings, params, workers, progress):
+    """Renders the record files of part `part` of `n_parts` (see `tfgal.shards`)."""
+    from tqdm.auto import tqdm
+
+    by_split = _split_rows(rows)
+    specs = shards.layout({s: len(v) for s, v in by_split.items()}, settings["shard_size"],
+                          settings["compression"])
+    mine = shards.assigned(specs, part, n_parts)
+    items = [item for spec in mine for item in by_split[spec.split][spec.start:spec.stop]]
+    entries = []
+    desc = "rendering" if n_parts == 1 else f"rendering part {part}/{n_parts}"
+    # closing(): an error while writing stops the worker pool at once, not at exit.
+    with tqdm(total=len(items), unit="gal", desc=desc, disable=not progress) as bar, \
+            contextlib.closing(render_many(items, settings["seed"], params,
+                                           workers=workers)) as rendered:
+        for spec in mine:
+            galaxies = []
+            for galaxy_id, label in by_split[spec.split][spec.start:spec.stop]:
+                galaxies.append(({records.FLUX: next(rendered)}, label, galaxy_id))
+                bar.update(1)
+            entries.append(shards.write_file(
+                out, spec, galaxies, noiseless=True, image_shape=(STAMP_PIXELS, STAMP_PIXELS,
+                                                                  len(survey.BANDS)),
+                n_classes=len(records.CLASS_NAMES)))
+    shards.write_part_record(out, part, n_parts, settings, entries)
+
+
+def merge(out):
+    """Writes the manifest of a mock dataset rendered in parts; returns it.
+
+    Checks that every part is present and valid, then fits the stretch on the first (up
+    to 512) training galaxies, exactly as an unsharded build does.
+    """
+    settings, _ = shards.collect(out)
+    params = MockParams.from_dict(settings["params"])
+    rows = plan(settings["n_train"], settings["n_val"], settings["n_test"], settings["seed"],
+                settings["class_fractions"])
+    by_split = _split_rows(rows)
+
+    def fit_stretch(manifest):
+        if "train" not in manifest.splits:
+            return None
+        sample = shards.first_images(manifest, "train", records.FLUX, STRETCH_SAMPLE)
+        return stretch.fit(sample, noiseless=True, depth="Y10", seed=settings["seed"])
+
+    return shards.merge(
+        out, images={records.FLUX: {"noise": False, "units": "e-/s per pixel"}},
+        image_shape=(STAMP_PIXELS, STAMP_PIXELS, len(survey.BANDS)),
+        class_names=records.CLASS_NAMES, split_counts={s: len(v) for s, v in by_split.items()},
+        shard_size=settings["shard_size"], compression=settings["compression"],
+        fit_stretch=fit_stretch,
+        generator=_generator_info(rows, settings["seed"], params, settings["class_fractions"]))
 
 
 def _generator_info(rows, seed, params, class_fractions):

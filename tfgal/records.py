@@ -192,7 +192,8 @@ def serialize_example(images, label, galaxy_id):
     features["galaxy_id"] = _int_feature([int(galaxy_id)])
     features["image_names"] = _bytes_feature([n.encode() for n in images])
     example = tf.train.Example(features=tf.train.Features(feature=features))
-    return example.SerializeToString()
+    # deterministic: the feature map in a fixed order, so every process writes the same bytes
+    return example.SerializeToString(deterministic=True)
 
 
 def feature_spec(image_names):
@@ -466,14 +467,19 @@ class DatasetWriter:
         return manifest
 
     def _publish(self):
-        trash = None
-        if os.path.exists(self.out_dir):
-            trash = f"{self.out_dir}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.out_dir, trash)
-        os.replace(self._tmp, self.out_dir)
+        publish_directory(self._tmp, self.out_dir)
         self._tmp = None
-        if trash:
-            shutil.rmtree(trash, ignore_errors=True)
+
+
+def publish_directory(src, dst):
+    """Renames a finished directory `src` onto `dst`, replacing any old one."""
+    trash = None
+    if os.path.exists(dst):
+        trash = f"{dst}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dst, trash)
+    os.replace(src, dst)
+    if trash:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def update_manifest(root, **fields):

@@ -192,3 +192,21 @@ def test_domain_adaptation_reduces_mmd(blob_dataset):
         return model.evaluate(val, return_dict=True, verbose=0)["mmd"]
     baseline, adapted = val_mmd(0.0), val_mmd(5.0)
     assert adapted < 0.5 * baseline, (adapted, baseline)
+
+
+def test_precise_batch_norm_matches_population_statistics():
+    rng = np.random.default_rng(0)
+    encoder, _ = models.build("convnet", image_shape=(16, 16, 3), seed=0)
+    batches = [tf.constant(rng.normal(0.5, 0.1, (8, 16, 16, 3)), tf.float32) for _ in range(3)]
+    monitoring.recalibrate_batch_norm(encoder, batches)
+    bn0 = encoder.get_layer("bn0")
+    conv0 = encoder.get_layer("conv0")
+    outs = [conv0(b) for b in batches]
+    want_mean = np.mean([tf.reduce_mean(o, [0, 1, 2]).numpy() for o in outs], axis=0)
+    want_var = np.mean([tf.math.reduce_variance(o, [0, 1, 2]).numpy() for o in outs], axis=0)
+    np.testing.assert_allclose(bn0.moving_mean.numpy(), want_mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn0.moving_variance.numpy(), want_var, rtol=1e-4, atol=1e-7)
+    # Inference now normalises a batch like training mode does (same statistics).
+    x = tf.concat(batches, 0)
+    np.testing.assert_allclose(encoder(x, training=False).numpy(),
+                               encoder(x, training=True).numpy(), rtol=0.05, atol=0.05)

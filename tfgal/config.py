@@ -45,10 +45,12 @@ DEFAULTS = {
         "batch_size": 128,            # per domain: 128 source + 128 target
         "steps_per_epoch": 0,         # 0: one pass over the training split
         "learning_rate": 1e-5,
+        "schedule": "constant",       # "constant" (the study) or "cosine" decay to 0
         "beta_1": 0.7,
         "beta_2": 0.8,
         "weight_decay": 1e-4,
         "patience": 10,               # early stopping on validation loss
+        "precise_bn_batches": 10,     # recompute batch-norm statistics each epoch (0: off)
         "class_weights": True,        # weight_c = N / (n_classes * n_c)
         "mixed_precision": False,     # mixed_float16 on GPU
         "deterministic": True,        # TensorFlow op determinism (same seed, same metrics)
@@ -99,10 +101,11 @@ CHOICES = {
     ("train", "strategy"): ("default", "mirrored", "multiworker"),
     ("data", "noise_mode"): ("fast", "exact"),
     ("loss", "mmd_sigmas"): ("study", "data"),
+    ("train", "schedule"): ("constant", "cosine"),
 }
 POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("train", "learning_rate"),
             ("model", "latent_dim"), ("model", "width")}
-NON_NEGATIVE = {("train", "steps_per_epoch"), ("train", "weight_decay"), ("train", "patience"),
+NON_NEGATIVE = {("train", "steps_per_epoch"), ("train", "precise_bn_batches"), ("train", "weight_decay"), ("train", "patience"),
                 ("loss", "mmd_weight"), ("loss", "fisher_weight"), ("loss", "entropy_weight"),
                 ("data", "mock_train"), ("data", "mock_val"), ("data", "mock_test"),
                 ("data", "mock_workers"), ("log", "images"), ("log", "projector")}

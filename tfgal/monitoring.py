@@ -79,6 +79,46 @@ class RestoreOnly(keras.callbacks.BackupAndRestore):
         pass
 
 
+def recalibrate_batch_norm(encoder, batches):
+    """Sets every BatchNormalization's moving statistics to their value under the
+    current weights ("precise BN"), averaged over `batches` run as in training.
+
+    Moving averages lag the weights; on these faint-feature images the lag alone cost
+    20-50 points of validation accuracy in inference mode (measured on the quick set).
+    """
+    norms = [layer for layer in encoder.layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    probe = keras.Model(encoder.inputs, [layer.input for layer in norms])
+    means = [0.0] * len(norms)
+    variances = [0.0] * len(norms)
+    n = 0
+    for images in batches:
+        for i, x in enumerate(probe(images, training=True)):
+            axes = list(range(len(x.shape) - 1))
+            means[i] += tf.reduce_mean(x, axes)
+            variances[i] += tf.math.reduce_variance(x, axes)
+        n += 1
+    for layer, mean, variance in zip(norms, means, variances):
+        layer.moving_mean.assign(mean / n)
+        layer.moving_variance.assign(variance / n)
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Recalibrates batch-norm statistics after the last step of every epoch, before
+    validation and checkpoints see the model."""
+
+    def __init__(self, batches_fn, steps_per_epoch):
+        super().__init__()
+        self.batches_fn = batches_fn  # () -> iterable of image batches
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.steps_per_epoch - 1:
+            recalibrate_batch_norm(self.model.encoder, self.batches_fn())
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping whose best value and patience counter are rebuilt from history.csv."""
 

@@ -80,7 +80,16 @@ def is_chief(strategy):
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
 
-def build_model(cfg, manifest, weights):
+def learning_rate(cfg, steps_per_epoch):
+    train_cfg = cfg["train"]
+    if train_cfg["schedule"] == "cosine":
+        # Decays to zero by the last epoch: the final weights settle instead of jumping.
+        return keras.optimizers.schedules.CosineDecay(
+            train_cfg["learning_rate"], decay_steps=train_cfg["epochs"] * steps_per_epoch)
+    return train_cfg["learning_rate"]
+
+
+def build_model(cfg, manifest, weights, steps_per_epoch=1):
     model_cfg, train_cfg, loss_cfg = cfg["model"], cfg["train"], cfg["loss"]
     kwargs = {"image_shape": tuple(manifest.image_shape), "latent_dim": model_cfg["latent_dim"],
               "n_classes": len(manifest.class_names), "seed": seeds.derive(cfg["seed"], "init")}
@@ -95,7 +104,7 @@ def build_model(cfg, manifest, weights):
         mmd_sigmas=None if loss_cfg["mmd_sigmas"] == "study" else "data",
         fisher_weight=loss_cfg["fisher_weight"], entropy_weight=loss_cfg["entropy_weight"])
     optimizer = keras.optimizers.AdamW(
-        learning_rate=train_cfg["learning_rate"], beta_1=train_cfg["beta_1"],
+        learning_rate=learning_rate(cfg, steps_per_epoch), beta_1=train_cfg["beta_1"],
         beta_2=train_cfg["beta_2"], weight_decay=train_cfg["weight_decay"])
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -164,7 +173,22 @@ def prepare_run_dir(run_dir, cfg):
     return resuming
 
 
-def _callbacks(cfg, run_dir, manifest, chief, backup_dir):
+def _calibration_batches(cfg, manifest, model):
+    """() -> image batches as training feeds them (source, plus target when adapting)."""
+    data_cfg = cfg["data"]
+    ds = pipeline.make_paired_dataset(
+        manifest, "train", data_cfg["source_depth"], data_cfg["target_depth"],
+        batch_size=cfg["train"]["batch_size"], seed=seeds.derive(cfg["seed"], "precise-bn"),
+        augment_images=data_cfg["augment"], noise_mode=data_cfg["noise_mode"])
+    if model.adapts:
+        ds = ds.map(lambda x, y: tf.concat(x, axis=0))
+    else:
+        ds = ds.map(lambda x, y: x[0])
+    n = cfg["train"]["precise_bn_batches"]
+    return lambda: ds.take(n)
+
+
+def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
     log_cfg = cfg["log"]
     history = os.path.join(run_dir, HISTORY)
     best, _ = monitoring.best_and_wait(history, "val_loss")
@@ -182,6 +206,10 @@ def _callbacks(cfg, run_dir, manifest, chief, backup_dir):
         keras.callbacks.CSVLogger(history, append=True),
         keras.callbacks.TensorBoard(run_dir, profile_batch=(2, 6) if log_cfg["profile"] else 0),
     ]
+    if cfg["train"]["precise_bn_batches"]:
+        # First, so that validation and checkpoints see the recalibrated statistics.
+        callbacks.insert(0, monitoring.PreciseBatchNorm(
+            _calibration_batches(cfg, manifest, model), steps))
     if log_cfg["images"] and chief:
         examples = {str(d): pipeline.load_arrays(manifest, "val", d, n=log_cfg["images"],
                                                  seed=cfg["seed"])["images"]
@@ -232,16 +260,18 @@ def train(cfg, *, verbose=None):
         run_dir = tempfile.mkdtemp(prefix="tfgal-worker-")
     prepare_run_dir(run_dir, cfg)
     weights = class_weights(manifest)
+    steps = _steps_per_epoch(cfg, manifest)
     with strategy.scope():
-        model = build_model(cfg, manifest, weights)
+        model = build_model(cfg, manifest, weights, steps)
     train_ds, val_ds = _datasets(cfg, manifest, strategy)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     try:
         with pipeline.naming_corrupt_records(manifest, ["train", "val"]):
             model.fit(train_ds, validation_data=val_ds, epochs=cfg["train"]["epochs"],
-                      steps_per_epoch=_steps_per_epoch(cfg, manifest),
-                      callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir),
+                      steps_per_epoch=steps,
+                      callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir,
+                                           model, steps),
                       verbose=verbose,
                       shuffle=False)  # the pipeline shuffles, seeded
     finally:

@@ -58,15 +58,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
-import tempfile
 import time
 import typing
 
 import numpy as np
 import tensorflow as tf
 
-from tfgal import export
+from tfgal import export, records
 from tfgal.errors import ConfigError, DataError, ModelContractError
 
 SUCCESS_MODES = ("probability", "class")
@@ -770,18 +770,11 @@ def _pixel_columns(result, i, bands):
 
 def write_csv_atomic(path, rows):
     """Writes dict rows to `path` (columns from the first row) via a temp file + rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    records.write_text_atomic(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------- datasets

@@ -25,6 +25,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
+from tfgal import records
 from tfgal.errors import ModelContractError
 
 ASSETS_NAME = "tfgal.json"
@@ -90,21 +91,11 @@ def export_saved_model(encoder, head, path, *, image_shape, assets=None, overwri
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         with open(os.path.join(tmp, "assets", ASSETS_NAME), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
-        _replace_dir(tmp, path)
+        records.publish_directory(tmp, path)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def _replace_dir(src, dst):
-    old = None
-    if os.path.exists(dst):
-        old = f"{dst}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 class ExportedClassifier:

@@ -145,19 +145,23 @@ class Manifest:
         write_json_atomic(os.path.join(self.root, MANIFEST_NAME), self.to_json())
 
 
-def write_json_atomic(path, obj):
-    """Writes JSON to `path` through a temporary file and a rename."""
+def write_text_atomic(path, text):
+    """Writes `text` to `path` through a temporary file and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path, obj):
+    """Writes JSON to `path` through a temporary file and a rename."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def load_manifest(root):

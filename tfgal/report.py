@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 
 from tfgal import export, records
 
@@ -38,21 +37,8 @@ MODELS = ("baseline", "adapted")
 def write(out, results):
     """Writes ``results.json`` and ``report.md`` into `out`, each atomically."""
     records.write_json_atomic(os.path.join(out, "results.json"), results)
-    _write_text_atomic(os.path.join(out, "report.md"), markdown(results))
+    records.write_text_atomic(os.path.join(out, "report.md"), markdown(results))
     return os.path.join(out, "report.md")
-
-
-def _write_text_atomic(path, text):
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def versions():

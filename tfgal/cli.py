@@ -205,14 +205,19 @@ def _train_parser():
         description="Train a morphology classifier (optionally with MMD domain adaptation) "
                     "and export it as a SavedModel. A killed run resumes when the same "
                     "command is run again.")
-    parser.add_argument("--config", required=True, help="experiment config, e.g. pipelines/quick.toml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.epochs=5 (repeatable)")
+    _experiment_args(parser, "train.epochs=5")
     parser.add_argument("--out", help="export directory (config export.dir)")
     parser.add_argument("--logdir", help="run and TensorBoard directory (config log.dir)")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
-                        help="tf.distribute strategy (config train.strategy)")
     return parser
+
+
+def _experiment_args(parser, example):
+    """--config, --set and --strategy: shared by the commands that train."""
+    parser.add_argument("--config", required=True, help="experiment config, e.g. pipelines/quick.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config key, e.g. --set {example} (repeatable)")
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                        help="tf.distribute strategy for training (config train.strategy)")
 
 
 def train_overrides(args):
@@ -252,12 +257,8 @@ def _study_parser():
                     "curve, run one-pixel attacks, and write figures, report.md and "
                     "results.json. An interrupted study resumes where it stopped when the "
                     "same command is run again.")
-    parser.add_argument("--config", required=True, help="experiment config, e.g. pipelines/quick.toml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set study.attack_n=50 (repeatable)")
+    _experiment_args(parser, "study.attack_n=50")
     parser.add_argument("--out", help="study directory (default: studies/<config name>)")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
-                        help="tf.distribute strategy for training (config train.strategy)")
     parser.add_argument("--redo", action="append", default=[], metavar="STAGE",
                         help="run a finished stage again, e.g. attack_adapted; a train stage "
                              "retrains (repeatable; 'all' for every stage)")

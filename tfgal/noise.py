@@ -80,14 +80,18 @@ def observe_from_normal(flux, exposure_s, sky, z, *, threshold=DEFAULT_THRESHOLD
     return counts_from_normal(lam, z, threshold) / exposure_s - sky
 
 
+def cornish_fisher_counts(lam, z):
+    """round(lam + sqrt(lam) z + (z^2 - 1) / 6), at least 0: the fast mode's normal part."""
+    return tf.maximum(tf.round(lam + tf.sqrt(lam) * z + (tf.square(z) - 1.0) / 6.0), 0.0)
+
+
 def counts_from_normal(lam, z, threshold=DEFAULT_THRESHOLD):
     """Poisson(lam) counts driven by normal deviates `z`.
 
     Above `threshold` a Cornish-Fisher corrected normal; below it exact Poisson by
     inversion of the CDF at Phi(z), so every pixel's count depends only on its own z.
     """
-    counts = tf.round(lam + tf.sqrt(lam) * z + (tf.square(z) - 1.0) / 6.0)
-    counts = tf.maximum(counts, 0.0)
+    counts = cornish_fisher_counts(lam, z)
     low = lam < threshold
     # Exact inversion only where the normal approximation would be poor; usually none.
     return tf.cond(tf.reduce_any(low), lambda: _replace_low(counts, lam, z, low, threshold),

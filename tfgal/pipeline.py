@@ -110,7 +110,7 @@ class _Observation:
 
     def _observe_and_stretch(self, flux, z):
         lam = (flux + self.sky) * self.exposure
-        counts = tf.maximum(tf.round(lam + tf.sqrt(lam) * z + (tf.square(z) - 1.0) / 6.0), 0.0)
+        counts = noise.cornish_fisher_counts(lam, z)
         any_low = tf.reduce_any(lam < noise.DEFAULT_THRESHOLD)
         return self.stretch(counts / self.exposure - self.sky), any_low
 

@@ -293,7 +293,7 @@ def verify(root):
     for split in manifest.splits:
         counts = np.zeros(len(manifest.class_names), dtype=np.int64)
         for entry, path in zip(manifest.split(split)["files"], manifest.files(split)):
-            if entry.get("sha256") and _sha256(path) != entry["sha256"]:
+            if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
                 raise DataError("shard checksum differs from the manifest", path=path)
             n = 0
             for n_, example in enumerate(read_examples(path, manifest.compression)):
@@ -317,7 +317,24 @@ def verify(root):
     return manifest
 
 
-def _sha256(path):
+def write_records_file(path, rows, compression):
+    """Writes serialized examples to `path` atomically; returns its manifest entry
+    {"name", "count", "bytes", "sha256"}."""
+    import tensorflow as tf
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with tf.io.TFRecordWriter(tmp, tf.io.TFRecordOptions(compression_type=compression)) as w:
+            for row in rows:
+                w.write(row)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return {"name": os.path.basename(path), "count": len(rows),
+            "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+
+
+def file_sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -430,19 +447,12 @@ class DatasetWriter:
             self._flush(split)
 
     def _flush(self, split):
-        import tensorflow as tf
         rows = self._rows.get(split)
         if not rows:
             return
         shards = self._shards.setdefault(split, [])
         name = f"{split}-{len(shards):05d}.tfrecord" + (".gz" if self.compression else "")
-        path = os.path.join(self._tmp, name)
-        options = tf.io.TFRecordOptions(compression_type=self.compression)
-        with tf.io.TFRecordWriter(path, options) as writer:
-            for row in rows:
-                writer.write(row)
-        shards.append({"name": name, "count": len(rows), "bytes": os.path.getsize(path),
-                       "sha256": _sha256(path)})
+        shards.append(write_records_file(os.path.join(self._tmp, name), rows, self.compression))
         self._rows[split] = []
 
     def finish(self, *, stretch=None, generator=None, extra=None):

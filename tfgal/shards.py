@@ -74,28 +74,19 @@ def _parts_dir(out):
 
 def write_file(out, spec, galaxies, *, noiseless, image_shape, n_classes):
     """Writes one record file of `(images, label, galaxy_id)` atomically; returns its entry."""
-    import tensorflow as tf
     folder = _parts_dir(out)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, spec.name)
-    tmp = f"{path}.tmp-{os.getpid()}"
     counts = np.zeros(n_classes, np.int64)
-    options = tf.io.TFRecordOptions(compression_type=spec.compression)
-    try:
-        with tf.io.TFRecordWriter(tmp, options) as writer:
-            for images, label, galaxy_id in galaxies:
-                checked = {name: records.check_image(image, noiseless=noiseless, shape=image_shape,
-                                                     where=(path, galaxy_id))
-                           for name, image in images.items()}
-                writer.write(records.serialize_example(checked, label, galaxy_id))
-                counts[label] += 1
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return {"name": spec.name, "split": spec.split, "count": spec.stop - spec.start,
-            "bytes": os.path.getsize(path), "sha256": records._sha256(path),
-            "class_counts": counts.tolist()}
+    rows = []
+    for images, label, galaxy_id in galaxies:
+        checked = {name: records.check_image(image, noiseless=noiseless, shape=image_shape,
+                                             where=(path, galaxy_id))
+                   for name, image in images.items()}
+        rows.append(records.serialize_example(checked, label, galaxy_id))
+        counts[label] += 1
+    entry = records.write_records_file(path, rows, spec.compression)
+    return {**entry, "split": spec.split, "class_counts": counts.tolist()}
 
 
 def write_part_record(out, part, n_parts, build, entries):
@@ -130,7 +121,7 @@ def collect(out):
         if not os.path.exists(path) or os.path.getsize(path) != entry["bytes"]:
             raise DataError("record file is missing or has another size than its part "
                             "recorded", path=path)
-        if records._sha256(path) != entry["sha256"]:
+        if records.file_sha256(path) != entry["sha256"]:
             raise DataError("record file checksum differs from its part's record", path=path)
     return build, entries
 

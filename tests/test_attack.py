@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal import attack, export, records
+from tfgal import attack, attack_report, export, records
 from tfgal.attack import OnePixelAttack
 from tfgal.cli import attack_main
 from tfgal.errors import ConfigError, DataError, ModelContractError
@@ -304,13 +304,13 @@ def test_cli_targeted_rows_and_errors(saved_spotlight, paired_dataset, tmp_path,
 
 def test_csv_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "t.csv"
-    attack.write_csv_atomic(path, [{"a": 1}])
+    attack_report.write_csv_atomic(path, [{"a": 1}])
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
     monkeypatch.setattr(csv.DictWriter, "writerows", broken)
     with pytest.raises(OSError):
-        attack.write_csv_atomic(path, [{"a": 2}])
+        attack_report.write_csv_atomic(path, [{"a": 2}])
     assert path.read_text().splitlines() == ["a", "1"] and os.listdir(tmp_path) == ["t.csv"]
 
 
@@ -319,7 +319,7 @@ def test_csv_write_is_atomic(tmp_path, monkeypatch):
 
 def _engine(att, low=0.1, high=0.7):
     bounds = (np.full(BANDS, low, np.float32), np.full(BANDS, high, np.float32))
-    return att._engine((SIZE, SIZE, BANDS), bounds)
+    return att._engine(np.zeros((1, SIZE, SIZE, BANDS), np.float32), bounds)
 
 
 @pytest.mark.parametrize("init", ["bounds", "gaussian", "uniform"])

@@ -108,6 +108,9 @@ def test_train_exports_a_model_that_matches_keras(tiny_cfg, blob_dataset, tmp_pa
     again = loaded.classify_latent(served["latent"])
     np.testing.assert_allclose(again["probabilities"].numpy(),
                                served["probabilities"].numpy(), atol=1e-5)
+    replica = loaded.keras_replica()  # the attacker's incremental evaluator reads its layers
+    np.testing.assert_allclose(replica(images).numpy(), served["probabilities"].numpy(),
+                               atol=1e-5)
 
     # TensorFlow alone serves it, and so does the shell client.
     plain = tf.saved_model.load(tiny_cfg["export"]["dir"]).signatures["serving_default"]

@@ -173,6 +173,9 @@ def _attack_parser():
                         help="depth of the noisy copies for the latent-distance comparison")
     parser.add_argument("--max-batch", type=int, default=None,
                         help="candidate images per model call (memory bound)")
+    parser.add_argument("--evaluator", choices=("auto", "incremental", "full"), default="auto",
+                        help="incremental: recompute only the window a pixel changes (exact; "
+                             "one pixel, models exported by tfgal); auto: where it applies")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -180,11 +183,11 @@ def _attack_parser():
 def _attack(argv):
     args = _attack_parser().parse_args(argv)
     _quiet_tensorflow()
-    from tfgal import attack
+    from tfgal import attack_report
     settings = dict(pixels=args.pixels, popsize=args.popsize, iters=args.iters, f=args.f,
                     targeted=args.targeted, success=args.success, threshold=args.threshold,
-                    seed=args.seed, max_batch=args.max_batch)
-    summary = attack.attack_dataset(
+                    seed=args.seed, max_batch=args.max_batch, evaluator=args.evaluator)
+    summary = attack_report.attack_dataset(
         args.model, args.data, args.out, split=args.split, n=args.n,
         base_depth=args.base_depth, noisy_depth=args.noisy_depth, target=args.target,
         data_seed=args.data_seed, progress=not args.no_progress, **settings)

@@ -76,6 +76,7 @@ DEFAULTS = {
         "attack_f": 0.5,              # DE mutation scale
         "attack_threshold": 0.05,     # success: true-class probability below this
         "attack_max_batch": 0,        # candidate images per model call; 0: the attack's default
+        "attack_evaluator": "auto",   # auto / incremental / full (tfgal.attack.OnePixelAttack)
         "curve_depths": [],           # survey years; [] = auto: log-spaced, through 1 and 10
         "curve_min_years": 0.1,       # auto range
         "curve_max_years": 20.0,

@@ -10,7 +10,10 @@ An exported model is a SavedModel directory with two signatures:
 
 Beside them, ``assets/tfgal.json`` holds the class names, bands, image shape, stretch
 constants (so raw e-/s images can be preprocessed without tfgal), the value range of
-stretched pixels, the resolved training config and library versions.
+stretched pixels, the resolved training config and library versions, and
+``assets/classifier.keras`` the same classifier (images -> probabilities) as a Keras
+archive of standard layers: the attacker reads its layers to evaluate one-pixel changes
+incrementally (`tfgal.incremental`), and checks it against ``serving_default`` first.
 
 Loading needs only TensorFlow: ``tf.saved_model.load(path).signatures["serving_default"]``.
 """
@@ -29,6 +32,7 @@ from tfgal import records
 from tfgal.errors import ModelContractError
 
 ASSETS_NAME = "tfgal.json"
+KERAS_NAME = "classifier.keras"
 SERVING = "serving_default"
 CLASSIFY_LATENT = "classify_latent"
 OUTPUTS = ("probabilities", "logits", "latent")
@@ -91,6 +95,11 @@ def export_saved_model(encoder, head, path, *, image_shape, assets=None, overwri
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         with open(os.path.join(tmp, "assets", ASSETS_NAME), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
+        images = keras.Input(image_shape, name="images")
+        classifier = keras.Model(
+            images, keras.layers.Softmax(name="probabilities")(head(encoder(images))),
+            name="classifier")
+        classifier.save(os.path.join(tmp, "assets", KERAS_NAME))
         records.publish_directory(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -138,6 +147,20 @@ class ExportedClassifier:
         if os.path.exists(assets_path):
             with open(assets_path, encoding="utf-8") as f:
                 self.assets = json.load(f)
+
+    def keras_replica(self):
+        """The exported classifier as a Keras model (images -> probabilities), from
+        ``assets/classifier.keras``; None when the SavedModel has none. Loaded once."""
+        if not hasattr(self, "_keras"):
+            import keras
+            path = os.path.join(self.path, "assets", KERAS_NAME)
+            self._keras = None
+            if os.path.exists(path):
+                try:
+                    self._keras = keras.saving.load_model(path, compile=False)
+                except (OSError, ValueError, TypeError) as e:
+                    raise ModelContractError(f"cannot load {path}: {e}") from None
+        return self._keras
 
     def check_images(self, shape):
         """Raises `ModelContractError` unless images of `shape` (N, H, W, C) fit."""

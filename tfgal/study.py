@@ -40,6 +40,7 @@ import uuid
 import numpy as np
 
 from tfgal import attack as attack_lib
+from tfgal import attack_report
 from tfgal import config as config_lib
 from tfgal import evaluation, export, pipeline, plots, records, report, seeds, survey, training
 from tfgal.errors import ConfigError, DataError, ModelContractError
@@ -83,6 +84,8 @@ def check_study(study):
         _require(s[key] >= low, key, f"must be >= {low}; received {s[key]!r}")
     _require(0 < s["attack_threshold"] < 1, "attack_threshold", "must lie in (0, 1)")
     _require(0 < s["attack_f"] <= 2, "attack_f", "must lie in (0, 2]")
+    _require(s["attack_evaluator"] in attack_lib.EVALUATORS, "attack_evaluator",
+             f"must be one of {attack_lib.EVALUATORS}; received {s['attack_evaluator']!r}")
     _require(s["church_span"] > 0, "church_span", "must be > 0")
     _require(0 < s["curve_min_years"] < s["curve_max_years"], "curve_min_years",
              "must be > 0 and below study.curve_max_years")
@@ -463,7 +466,7 @@ class Study:
             model, pixels=s["attack_pixels"], popsize=s["attack_popsize"],
             iters=s["attack_iters"], f=s["attack_f"], threshold=s["attack_threshold"],
             seed=seeds.derive(self.cfg["seed"], "attack"),
-            max_batch=s["attack_max_batch"] or None)
+            max_batch=s["attack_max_batch"] or None, evaluator=s["attack_evaluator"])
         with _progress_bar(len(images), f"attack {kind}", self.progress) as callback:
             result = attacker.attack(images, labels, callback=callback)
         latents = {name: model.predict(x)["latent"] for name, x in (
@@ -482,11 +485,11 @@ class Study:
         return evaluation.attack_summary(result, d_attack, d_noisy), arrays, None
 
     def _write_attack_table(self, kind, result, d_attack, d_noisy):
-        rows = attack_lib.table(result, galaxy_id=self.attack_data()["base"]["galaxy_id"],
+        rows = attack_report.table(result, galaxy_id=self.attack_data()["base"]["galaxy_id"],
                                 bands=list(self.manifest.bands),
                                 extra={"latent_distance_attack": d_attack,
                                        "latent_distance_noisy": d_noisy})
-        attack_lib.write_csv_atomic(os.path.join(self.out, f"attacks_{kind}.csv"), rows)
+        attack_report.write_csv_atomic(os.path.join(self.out, f"attacks_{kind}.csv"), rows)
 
     # ---- latent space
 

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgal import export, records
+from tfgal.evaluation import describe
 from tfgal.attack import OnePixelAttack
 from tfgal.errors import ConfigError, DataError
 
@@ -29,16 +30,6 @@ def latent_distances(model, base, other, batch_size=256):
     a = model.predict(base, batch_size)["latent"]
     b = model.predict(other, batch_size)["latent"]
     return np.linalg.norm(b - a, axis=1)
-
-
-def describe(values):
-    """mean, std, sem and n of a sample (NaN when empty)."""
-    v = np.asarray(values, np.float64)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return {"mean": None, "std": None, "sem": None, "n": 0}
-    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-    return {"mean": float(v.mean()), "std": std, "sem": std / np.sqrt(len(v)), "n": int(len(v))}
 
 
 def table(result, *, galaxy_id=None, bands=None, extra=None):

@@ -21,8 +21,17 @@ from __future__ import annotations
 import numpy as np
 
 from tfgal import pipeline, survey
-from tfgal.attack import describe  # one definition of mean, std, sem, shared
 from tfgal.errors import DataError
+
+
+def describe(values):
+    """mean, std, sem and n of a sample (NaN when empty)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return {"mean": None, "std": None, "sem": None, "n": 0}
+    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return {"mean": float(v.mean()), "std": std, "sem": std / np.sqrt(len(v)), "n": int(len(v))}
 
 
 def collect(evaluator):

@@ -54,6 +54,7 @@ class _Window:
     patch_out: tuple  # (h, w) of the window leaving
     need: tuple  # (h, w) of the input window the output window reads
     out_map: tuple  # (H, W) of the output map
+    padded: tuple  # (H, W, C) of the padded input map the windows are read from
 
 
 def flatten_layers(model):
@@ -77,7 +78,7 @@ def _pair(v):
     return (int(v), int(v)) if np.isscalar(v) else tuple(int(x) for x in v)
 
 
-def _window_geometry(layer, kind, in_map, patch):
+def _window_geometry(layer, kind, in_shape, patch):
     """Output map, padding and window sizes of a conv/pool layer for an input window."""
     if kind == "conv":
         kernel = tuple(int(d) for d in layer.kernel.shape[:2])
@@ -86,7 +87,7 @@ def _window_geometry(layer, kind, in_map, patch):
         kernel, strides = _pair(layer.pool_size), _pair(layer.strides)
     padding = layer.padding.lower()
     out_map, before, after, patch_out, need = [], [], [], [], []
-    for n, k, s, h in zip(in_map, kernel, strides, patch):
+    for n, k, s, h in zip(in_shape[:2], kernel, strides, patch):
         o = -(-n // s) if padding == "same" else (n - k) // s + 1
         total = max((o - 1) * s + k - n, 0) if padding == "same" else 0
         ho = min(o, (h + k - 2) // s + 1)
@@ -95,8 +96,9 @@ def _window_geometry(layer, kind, in_map, patch):
         after.append(max(total - total // 2, 0))
         patch_out.append(ho)
         need.append((ho - 1) * s + k)
+    padded = (in_shape[0] + before[0] + after[0], in_shape[1] + before[1] + after[1], in_shape[2])
     return _Window(layer, kind, kernel, strides, tuple(before), tuple(after), tuple(patch),
-                   tuple(patch_out), tuple(need), tuple(out_map))
+                   tuple(patch_out), tuple(need), tuple(out_map), padded)
 
 
 def _kind(layer):
@@ -129,7 +131,6 @@ class LocalEvaluator:
     """
 
     def __init__(self, model, image_shape):
-        self.model = model
         self.image_shape = tuple(int(d) for d in image_shape)
         layers = flatten_layers(model)
         self.stages, shape, patch = [], self.image_shape, (1, 1)
@@ -143,7 +144,7 @@ class LocalEvaluator:
                 self.stages.append(("point", layer))
                 shape = tuple(layer.compute_output_shape((None, *shape))[1:])
                 continue
-            geo = _window_geometry(layer, kind, shape[:2], patch)
+            geo = _window_geometry(layer, kind, shape, patch)
             if geo.patch_out[0] * geo.patch_out[1] > MAX_WINDOW_SHARE * np.prod(geo.out_map):
                 split = i
                 break
@@ -185,16 +186,9 @@ class LocalEvaluator:
         return [geo.layer.name for kind, geo in self.stages if kind != "point"]
 
     def cache_bytes_per_image(self):
-        """Bytes of the cached maps of one image."""
-        total, shape = 0, self.image_shape
-        for kind, item in self.stages:
-            if kind == "point":
-                continue
-            h, w = shape[0] + item.pad_before[0] + item.pad_after[0], \
-                shape[1] + item.pad_before[1] + item.pad_after[1]
-            total += h * w * shape[2]
-            shape = tuple(item.layer.compute_output_shape((None, *shape))[1:])
-        return 4 * (total + int(np.prod(self.boundary_shape)))
+        """Bytes of the cached maps of one image (the per-image entries of `cache_spec`)."""
+        return 4 * sum(int(np.prod(spec.shape[1:])) for spec in self.cache_spec()
+                       if spec.shape[0] is None)
 
     # ---- the clean images' maps
 
@@ -219,16 +213,11 @@ class LocalEvaluator:
         return cache
 
     def cache_spec(self):
-        specs, shape = [], self.image_shape
-        for kind, item in self.stages:
-            if kind == "point":
-                shape = tuple(item.compute_output_shape((None, *shape))[1:])
-                continue
-            specs.append(tf.TensorSpec((None, shape[0] + item.pad_before[0] + item.pad_after[0],
-                                        shape[1] + item.pad_before[1] + item.pad_after[1],
-                                        shape[2]), tf.float32))
-            shape = tuple(item.layer.compute_output_shape((None, *shape))[1:])
-        specs.append(tf.TensorSpec((None, *shape), tf.float32))
+        """TensorSpecs of `prepare`'s output: the padded maps, the boundary map and, with a
+        linear boundary, the Dense's clean product and its kernel rows per position."""
+        specs = [tf.TensorSpec((None, *geo.padded), tf.float32)
+                 for kind, geo in self.stages if kind != "point"]
+        specs.append(tf.TensorSpec((None, *self.boundary_shape), tf.float32))
         if self.dense is not None:
             d = int(self.dense.kernel.shape[1])
             (h, w, c), (ph, pw) = self.boundary_shape, self.patch

@@ -372,10 +372,9 @@ class OnePixelAttack:
         from tfgal import incremental
         if self.evaluator == "full":
             return None, None
-        keras_model = self.model.keras() if self.model.keras is not None else None
         if self.pixels != 1:
             reason = f"it changes one pixel, not {self.pixels}"
-        elif keras_model is None:
+        elif self.model.keras is None or (keras_model := self.model.keras()) is None:
             reason = (f"model {self.model.name} has no Keras layers to read (a SavedModel "
                       f"exported by tfgal has them)")
         else:
@@ -480,15 +479,20 @@ class _Outcome:
         self.genes[index] = genes
         self.stats[index] = stats
 
+    def pixels(self, image_shape):
+        """[N, k, 2] integer (x, y) of the answers for images of `image_shape` (N, H, W,
+        C); -1 for the images not attacked."""
+        size = np.array([image_shape[2], image_shape[1]]) - 1  # (x, y) limits
+        xy = np.clip(np.floor(np.nan_to_num(self.genes[:, :, :2])), 0, size).astype(np.int64)
+        return np.where(~self.already[:, None, None], xy, -1)
+
     def result(self, images, labels, targets, settings, seconds):
         n = len(images)
         cls = np.where(targets >= 0, targets, labels)
         orig_class = self.probs.argmax(axis=1).astype(np.int32)
         orig_score = self.probs[np.arange(n), cls]
         attacked = ~self.already
-        size = np.array([images.shape[2], images.shape[1]]) - 1  # (x, y) limits
-        xy = np.clip(np.floor(np.nan_to_num(self.genes[:, :, :2])), 0, size).astype(np.int64)
-        pixels = np.where(attacked[:, None, None], xy, -1)
+        pixels = self.pixels(images.shape)
         final_class = np.where(attacked, self.stats[:, CLASS], orig_class).astype(np.int32)
         return AttackResult(
             success=self.success, already=self.already, generations=self.generations,
@@ -665,7 +669,10 @@ class _Engine:
             probs = tf.cast(probs, tf.float32)
         else:
             probs = self._probs(self._perturb(tf.gather(ctx.base, rows), genes))
-        target = tf.gather(ctx.cls, rows)
+        return self._stats(probs, tf.gather(ctx.cls, rows))
+
+    def _stats(self, probs, target):
+        """Statistics [R, N_STATS] of probabilities [R, K] for classes `target` [R]."""
         score = tf.gather(probs, target, axis=1, batch_dims=1)
         pred = tf.argmax(probs, axis=1, output_type=tf.int32)
         fitness = 1.0 - score if self.attack.targeted else score
@@ -696,11 +703,16 @@ class _Engine:
 
     # ---- host loop: only when an image finishes
 
+    def _batched_probs(self, images):
+        """The model's probabilities of `images`, `max_batch` per call, as one array."""
+        step = self.max_batch
+        return np.concatenate([self._probs(tf.constant(images[i:i + step])).numpy()
+                               for i in range(0, len(images), step)])
+
     def clean(self, base, cls):
-        n, step = int(base.shape[0]), self.max_batch
+        n = int(base.shape[0])
         try:
-            probs = np.concatenate([self._probs(base[i:i + step]).numpy()
-                                    for i in range(0, n, step)])
+            probs = self._batched_probs(base.numpy())
         except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
             first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ModelContractError(f"model {self.attack.model.name} failed on images of shape "
@@ -743,17 +755,11 @@ class _Engine:
         done = np.flatnonzero(~out.already & np.isfinite(out.stats[:, FIT]))
         if not len(done):
             return
-        xy = np.clip(np.floor(out.genes[done, :, :2]), 0, [self.w - 1, self.h - 1]).astype(int)
-        perturbed = apply_pixels(images[done], xy, out.genes[done, :, 2:])
-        probs = np.concatenate([self._probs(tf.constant(perturbed[i:i + self.max_batch])).numpy()
-                                for i in range(0, len(done), self.max_batch)])
-        target = cls[done]
-        score = probs[np.arange(len(done)), target]
-        pred = probs.argmax(axis=1)
-        won = np.asarray(self._succeeded(score, pred, target))
-        fit = 1.0 - score if self.attack.targeted else score
-        out.stats[done] = np.stack([fit, won, pred, probs.max(axis=1), score], axis=1)
-        out.success[done] = won
+        perturbed = apply_pixels(images[done], out.pixels(images.shape)[done],
+                                 out.genes[done, :, 2:])
+        stats = self._stats(self._batched_probs(perturbed), cls[done]).numpy()
+        out.stats[done] = stats
+        out.success[done] = stats[:, SUCCESS] > 0.5
 
     def _empty(self):
         spec = self._spec()

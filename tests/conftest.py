@@ -7,7 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from tfgal import records, stretch, survey
+from tfgal import survey
+from tfgal.data import records
+from tfgal.data import stretch
 
 
 def blob_images(n, rng, size=16):

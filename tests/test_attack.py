@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal import attack, attack_report, export, records
+from tfgal.attack import pixel_attack as attack
+from tfgal.attack import driver as attack_report
+from tfgal.model import export
+from tfgal.data import records
 from tfgal.attack import OnePixelAttack
 from tfgal.cli import attack_main
 from tfgal.errors import ConfigError, DataError, ModelContractError

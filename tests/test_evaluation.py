@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tfgal import evaluation, export, pipeline, records, survey
+from tfgal import survey
+from tfgal.study import evaluation
+from tfgal.model import export
+from tfgal.data import pipeline
+from tfgal.data import records
 from tfgal.errors import ConfigError, DataError
 
 NAMES = ["spiral", "elliptical", "merger"]

@@ -8,7 +8,10 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from tfgal import cli, importers, records, stretch, survey
+from tfgal import cli, survey
+from tfgal.data import importers
+from tfgal.data import records
+from tfgal.data import stretch
 from tfgal.errors import ConfigError, DataError
 
 HW = 12  # small images keep the tests fast; the importers accept any H x W

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal import attack, export, incremental, models
+from tfgal.attack import pixel_attack as attack
+from tfgal.model import export
+from tfgal.attack import incremental
+from tfgal.model import architectures as models
 from tfgal.attack import OnePixelAttack
 from tfgal.errors import ConfigError, ModelContractError
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal import losses
+from tfgal.model import losses
 
 
 def numpy_mmd(s, t, sigmas):

@@ -9,7 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from tfgal import mocks, records, stretch, survey
+from tfgal import survey
+from tfgal.data import mocks
+from tfgal.data import records
+from tfgal.data import stretch
 from tfgal.errors import ConfigError, DataError
 
 SPIRAL, ELLIPTICAL, MERGER = 0, 1, 2
@@ -202,7 +205,7 @@ def test_build_is_byte_identical_whatever_the_number_of_workers(built):
 
 def test_build_in_another_process_writes_the_same_dataset(built, tmp_path):
     one = built[0]
-    code = ("from tfgal import mocks; mocks.build(%r, n_train=6, n_val=3, n_test=3, seed=0, "
+    code = ("from tfgal.data import mocks; mocks.build(%r, n_train=6, n_val=3, n_test=3, seed=0, "
             "workers=1, shard_size=4, progress=False)" % str(tmp_path / "other"))
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     other = records.Manifest.load(tmp_path / "other")
@@ -296,7 +299,7 @@ def test_sharded_build_equals_unsharded_byte_for_byte(built, tmp_path, capsys):
 
 
 def test_merge_refuses_a_damaged_part(tmp_path):
-    from tfgal import shards
+    from tfgal.data import shards
     from tfgal.errors import DataError
     out = tmp_path / "parts"
     for part in range(2):

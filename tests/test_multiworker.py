@@ -13,7 +13,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 import run_multiworker  # noqa: E402
 
-from tfgal import export, pipeline, training  # noqa: E402
+from tfgal.model import export  # noqa: E402
+from tfgal.data import pipeline
+from tfgal.model import training
 
 
 def _train_args(blob_dataset, tmp_path, epochs):

@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from tfgal import noise, survey
+from tfgal import survey
+from tfgal.data import noise
 
 
 def _draws(flux, depth, n, mode, seed0=0):

@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal import pipeline, records, stretch, survey
+from tfgal import survey
+from tfgal.data import pipeline
+from tfgal.data import records
+from tfgal.data import stretch
 from tfgal.errors import ConfigError, DataError
 
 IDENTITY = {"kind": "identity"}

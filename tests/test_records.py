@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import write_blob_dataset
-from tfgal import records
+from tfgal.data import records
 from tfgal.errors import DataError, ManifestError
 
 

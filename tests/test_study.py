@@ -12,8 +12,16 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tfgal import attack, cli, export, importers, pipeline, records, report, stretch, study, survey
-from tfgal import training
+from tfgal import cli, config, survey
+from tfgal.attack import pixel_attack as attack
+from tfgal.model import export
+from tfgal.data import importers
+from tfgal.data import pipeline
+from tfgal.data import records
+from tfgal.study import report
+from tfgal.data import stretch
+from tfgal.study import runner as study
+from tfgal.model import training
 from tfgal.errors import ConfigError
 
 SIZE = 16
@@ -171,7 +179,7 @@ def test_models_reused_only_when_the_config_matches(finished):
     assert not any(changed._model_matches(kind) for kind in study.MODELS)
     for kind in study.MODELS:
         assets = export.load(os.path.join(out, "models", kind)).assets
-        assert assets["config"] == study._plain(same.derived[kind])
+        assert assets["config"] == study._plain(same.derived[kind].to_dict())
     assert same.derived["baseline"]["loss"]["mmd_weight"] == 0.0
     assert same.derived["adapted"]["loss"]["mmd_weight"] == 0.01
     assert "study" not in same.derived["adapted"]
@@ -302,7 +310,7 @@ def test_report_and_results(finished):
     res, out = finished["results"], finished["out"]
     with open(os.path.join(out, "results.json")) as f:
         assert json.load(f) == res  # strict JSON (no NaN) that round-trips
-    assert res["config"] == study._plain(finished["cfg"])
+    assert res["config"] == study._plain(finished["cfg"].to_dict())
     assert res["paper"] == study._plain(report.PAPER)
     assert res["seeds"]["root"] == 0 and res["seeds"]["attack"] == study.seeds.derive(0, "attack")
     assert {"tensorflow", "keras", "scikit-learn", "matplotlib", "tfgal"} <= set(res["versions"])
@@ -339,8 +347,7 @@ def test_cli_reuses_the_finished_study(finished, capsys):
 
 
 def test_changed_study_setting_reruns_only_what_depends_on_it(finished):
-    cfg = json.loads(json.dumps(finished["cfg"]))
-    cfg["study"]["church_grid"] = 5
+    cfg = config.merge(finished["cfg"], {"study": {"church_grid": 5}})
     calls = collections.Counter()
     with pytest.MonkeyPatch.context() as mp:
         counting(mp, training, "train", calls)
@@ -400,12 +407,12 @@ def test_imported_data_skips_the_curve_with_a_reason(tmp_path):
 
 def test_study_defaults_and_shipped_configs():
     cfg = study.load_config()
-    assert cfg["study"] == study.STUDY_DEFAULTS
+    assert cfg.study == config.StudyConfig()
     root = os.path.join(os.path.dirname(__file__), "..", "pipelines")
     quick = study.load_config(os.path.join(root, "quick.toml"))
-    assert quick["study"]["attack_n"] < 150 and quick["study"]["attack_popsize"] < 400
+    assert quick.study.attack_n < 150 and quick.study.attack_popsize < 400
     for name in ("paper-convnet", "paper-resnet18"):
-        s = study.load_config(os.path.join(root, f"{name}.toml"))["study"]
+        s = study.load_config(os.path.join(root, f"{name}.toml")).study
         assert (s["attack_n"], s["attack_popsize"], s["attack_iters"]) == (150, 400, 100)
     depths = study.Study(quick, "unused")._curve_years()
     assert len(depths) >= 8 and depths[0].years == pytest.approx(0.1)

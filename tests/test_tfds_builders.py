@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tfgal import importers, records, tfds_builders
+from tfgal.data import importers
+from tfgal.data import records
+from tfgal.data import tfds_builders
 from tfgal.errors import DataError
 
 TINY = {"train": 24, "validation": 6, "test": 6}
@@ -17,7 +19,7 @@ TINY = {"train": 24, "validation": 6, "test": 6}
 
 def fake_mocks():
     """A stand-in for tfgal.mocks with its API: plan() and render_galaxy()."""
-    module = types.ModuleType("tfgal.mocks")
+    module = types.ModuleType("tfgal.data.mocks")
 
     def plan(n_train, n_val, n_test, seed, class_fractions=None):
         rows, gid = [], 0
@@ -41,7 +43,7 @@ def split_sizes(info):
 
 def test_tfgal_mock_tiny_with_fake_renderer(tmp_path, monkeypatch):
     fake = fake_mocks()
-    monkeypatch.setitem(sys.modules, "tfgal.mocks", fake)
+    monkeypatch.setitem(sys.modules, "tfgal.data.mocks", fake)
     ds, info = tfds.load("tfgal_mock/tiny", data_dir=str(tmp_path), split="validation",
                          with_info=True)
     assert split_sizes(info) == TINY
@@ -59,8 +61,8 @@ def test_tfgal_mock_tiny_with_fake_renderer(tmp_path, monkeypatch):
             builder.builder_config.n_test) == (3000, 500, 1000)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tfgal.mocks") is None,
-                    reason="tfgal/mocks.py has not landed yet")
+@pytest.mark.skipif(importlib.util.find_spec("tfgal.data.mocks") is None,
+                    reason="tfgal/data/mocks.py is missing")
 def test_tfgal_mock_tiny_with_real_renderer(tmp_path):
     builder = tfds_builders.TfgalMock(config="tiny", data_dir=str(tmp_path))
     builder.download_and_prepare()

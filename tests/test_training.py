@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal import adaptation, cli, config, export, models, monitoring, pipeline, records, training
+from tfgal import cli, config
+from tfgal.model import adaptation
+from tfgal.model import export
+from tfgal.model import architectures as models
+from tfgal.model import monitoring
+from tfgal.data import pipeline
+from tfgal.data import records
+from tfgal.model import training
 from tfgal.errors import ConfigError
 
 
@@ -21,7 +28,7 @@ def tiny_cfg(tmp_path, blob_dataset):
 
 
 def _history(cfg):
-    with open(os.path.join(cfg["log"]["dir"], training.HISTORY)) as f:
+    with open(os.path.join(cfg.log.dir, training.HISTORY)) as f:
         return list(csv.DictReader(f))
 
 
@@ -53,9 +60,9 @@ def test_file_and_overrides(tmp_path):
     path = tmp_path / "exp.toml"
     path.write_text('[train]\nepochs = 3\n[loss]\nmmd_weight = 0.5\n')
     cfg = config.load(path, ["train.epochs=4", "data.dir=elsewhere"])
-    assert cfg["name"] == "exp" and cfg["train"]["epochs"] == 4
-    assert cfg["loss"]["mmd_weight"] == 0.5 and cfg["data"]["dir"] == "elsewhere"
-    assert cfg["train"]["learning_rate"] == 1e-5  # untouched default
+    assert cfg.name == "exp" and cfg.train.epochs == 4
+    assert cfg.loss.mmd_weight == 0.5 and cfg.data.dir == "elsewhere"
+    assert cfg.train.learning_rate == 1e-5  # untouched default
     with pytest.raises(ConfigError, match="not found"):
         config.load(tmp_path / "missing.toml")
     path.write_text("[train\n")
@@ -66,7 +73,7 @@ def test_file_and_overrides(tmp_path):
 @pytest.mark.parametrize("name", ["quick", "paper-convnet", "paper-resnet18"])
 def test_shipped_configs_resolve(name):
     root = os.path.join(os.path.dirname(__file__), "..", "pipelines", f"{name}.toml")
-    assert config.load(root)["name"] == name
+    assert config.load(root).name == name
 
 
 def test_cli_reports_config_errors(capsys, tmp_path):
@@ -90,15 +97,15 @@ def test_train_exports_a_model_that_matches_keras(tiny_cfg, blob_dataset, tmp_pa
         assert key in rows[0] and np.isfinite(float(rows[0][key]))
     assert "target_accuracy" not in rows[0]  # target labels are never used in training
 
-    loaded = export.load(tiny_cfg["export"]["dir"])
+    loaded = export.load(tiny_cfg.export.dir)
     assert loaded.image_shape == (16, 16, 3) and loaded.latent_dim == 256
     assets = loaded.assets
     assert assets["class_names"] == list(records.CLASS_NAMES)
-    assert assets["stretch"] == blob_dataset.stretch and assets["config"] == tiny_cfg
+    assert assets["stretch"] == blob_dataset.stretch and assets["config"] == tiny_cfg.to_dict()
     assert set(assets["versions"]) >= {"tensorflow", "keras", "tfgal"}
 
     model = training.build_model(tiny_cfg, blob_dataset, training.class_weights(blob_dataset))
-    model.load_weights(os.path.join(tiny_cfg["log"]["dir"], training.BEST))
+    model.load_weights(os.path.join(tiny_cfg.log.dir, training.BEST))
     images = pipeline.load_arrays(blob_dataset, "test", "Y1")["images"]
     keras_out = model(images, training=False)
     served = loaded(images)
@@ -113,19 +120,19 @@ def test_train_exports_a_model_that_matches_keras(tiny_cfg, blob_dataset, tmp_pa
                                atol=1e-5)
 
     # TensorFlow alone serves it, and so does the shell client.
-    plain = tf.saved_model.load(tiny_cfg["export"]["dir"]).signatures["serving_default"]
+    plain = tf.saved_model.load(tiny_cfg.export.dir).signatures["serving_default"]
     np.testing.assert_allclose(plain(images=tf.constant(images))["probabilities"].numpy(),
                                served["probabilities"].numpy(), atol=1e-6)
     cli_tool = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     np.save(tmp_path / "images.npy", images[:2])
     result = subprocess.run(
-        [cli_tool, "run", "--dir", tiny_cfg["export"]["dir"], "--tag_set", "serve",
+        [cli_tool, "run", "--dir", tiny_cfg.export.dir, "--tag_set", "serve",
          "--signature_def", "serving_default", "--inputs", f"images={tmp_path / 'images.npy'}"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "probabilities" in result.stdout
 
-    run_dir = tiny_cfg["log"]["dir"]
+    run_dir = tiny_cfg.log.dir
     assert os.path.exists(os.path.join(run_dir, "projector", "metadata.tsv"))
     assert os.listdir(os.path.join(run_dir, "examples"))
     assert not os.path.exists(os.path.join(run_dir, training.BACKUP))  # cleaned once done
@@ -158,15 +165,15 @@ def test_interrupted_run_resumes(tiny_cfg, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         training.train(cfg, verbose=0)
     assert len(_history(cfg)) == 2
-    assert os.path.isdir(os.path.join(cfg["log"]["dir"], training.BACKUP))
-    assert not os.path.exists(cfg["export"]["dir"])
+    assert os.path.isdir(os.path.join(cfg.log.dir, training.BACKUP))
+    assert not os.path.exists(cfg.export.dir)
     with pytest.raises(ConfigError, match="another config"):
         training.train(config.merge(cfg, {"seed": 5}), verbose=0)
     monkeypatch.setattr(training, "_callbacks", original)
     training.train(cfg, verbose=0)
     epochs = [int(r["epoch"]) for r in _history(cfg)]
     assert epochs == [0, 1, 2]  # continued from epoch 2, nothing redone
-    assert export.load(cfg["export"]["dir"]).latent_dim == 256
+    assert export.load(cfg.export.dir).latent_dim == 256
 
 
 def test_nan_loss_stops_with_a_message(tiny_cfg):
@@ -175,7 +182,7 @@ def test_nan_loss_stops_with_a_message(tiny_cfg):
     with pytest.raises(monitoring.TrainingDiverged, match="epoch") as err:
         training.train(cfg, verbose=0)
     assert "learning_rate" in str(err.value)
-    assert not os.path.exists(cfg["export"]["dir"])
+    assert not os.path.exists(cfg.export.dir)
 
 
 def test_domain_adaptation_reduces_mmd(blob_dataset):

@@ -90,7 +90,8 @@ def _data(argv):
     _quiet_tensorflow()
     compression = "" if getattr(args, "no_gzip", False) else "GZIP"
     if args.command == "mock":
-        from tfgal import mocks, shards
+        from tfgal.data import mocks
+        from tfgal.data import shards
         fractions = None
         if args.class_fractions:
             fractions = [float(v) for v in args.class_fractions.split(",")]
@@ -103,25 +104,25 @@ def _data(argv):
             print(f"part {args.shard} written under {args.out}; merge once all parts are done")
             return
     elif args.command == "merge":
-        from tfgal import mocks
+        from tfgal.data import mocks
         manifest = mocks.merge(args.out)
     elif args.command == "import-npy":
-        from tfgal import importers
+        from tfgal.data import importers
         manifest = importers.import_npy(
             args.source, args.out, stretch=args.stretch, shard_size=args.shard_size,
             compression=compression, overwrite=args.overwrite)
     elif args.command == "import-fits":
-        from tfgal import importers
+        from tfgal.data import importers
         manifest = importers.import_fits(
             args.table, args.out, depth=args.depth, seed=args.seed,
             split_fractions=[float(v) for v in args.split_fractions.split(",")],
             shard_size=args.shard_size, compression=compression, overwrite=args.overwrite)
     elif args.command == "verify":
-        from tfgal import records
+        from tfgal.data import records
         manifest = records.verify(args.data)
         print(f"ok: {args.data}")
     else:
-        from tfgal import records
+        from tfgal.data import records
         manifest = records.Manifest.load(args.data)
     print(json.dumps(summary(manifest), indent=2))
 
@@ -183,7 +184,7 @@ def _attack_parser():
 def _attack(argv):
     args = _attack_parser().parse_args(argv)
     _quiet_tensorflow()
-    from tfgal import attack_report
+    from tfgal.attack import driver as attack_report
     settings = dict(pixels=args.pixels, popsize=args.popsize, iters=args.iters, f=args.f,
                     targeted=args.targeted, success=args.success, threshold=args.threshold,
                     seed=args.seed, max_batch=args.max_batch, evaluator=args.evaluator)
@@ -238,7 +239,8 @@ def train_overrides(args):
 def _train(argv):
     args = _train_parser().parse_args(argv)
     _quiet_tensorflow()
-    from tfgal import config, training
+    from tfgal import config
+    from tfgal.model import training
     cfg = config.load(args.config, train_overrides(args))
     summary = training.train(cfg)
     if summary is not None:
@@ -272,11 +274,11 @@ def _study_parser():
 def _study(argv):
     args = _study_parser().parse_args(argv)
     _quiet_tensorflow()
-    from tfgal import study
+    from tfgal.study import runner as study
     overrides = train_overrides(argparse.Namespace(set=args.set, out=None, logdir=None,
                                                    strategy=args.strategy))
     cfg = study.load_config(args.config, overrides)
-    out = args.out or os.path.join("studies", cfg["name"])
+    out = args.out or os.path.join("studies", cfg.name)
     results = study.run(cfg, out, redo=args.redo, progress=not args.quiet,
                         command=" ".join(["tfgal-study", *argv]))
     print(json.dumps({"report": os.path.join(out, "report.md"),

@@ -1,14 +1,22 @@
-"""Experiment configs: TOML files in `pipelines/`, defaults here, `--set key=value` overrides.
+"""Experiment configs: typed, frozen sections; TOML files in `pipelines/`; `--set` overrides.
 
-A config is a nested dict of sections (data, model, train, loss, export, study, log) plus the
-top-level `name` and `seed`. Every key must be one of the defaults' keys and of the same
-type; an unknown key or a bad value is a `ConfigError` that lists the valid keys.
-The resolved config (defaults + file + overrides) is saved with every run.
+A config is a `Config`: the top-level ``name`` and ``seed`` and one frozen dataclass per
+section (`DataConfig`, `ModelConfig`, `TrainConfig`, `LossConfig`, `ExportConfig`,
+`StudyConfig`, `LogConfig`). Each field's default, choices and bounds are declared once, on
+the field; `load` and `merge` check every key and value against them, so an unknown key or a
+bad value is a `ConfigError` that names the key and lists the valid keys (or values). The
+command-line tools take their choices and defaults from the same fields (`choices`,
+`default`).
+
+Configs travel as JSON (`Config.to_dict`, in field order): the resolved config is saved with
+every run, inside every exported model, and in a study's ``results.json``. A training config
+derived by the study has no ``study`` section (``Config.study is None``), so that changing
+how a model is studied never makes it look retrained.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import os
 
@@ -19,101 +27,209 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from tfgal.errors import ConfigError
 
-DEFAULTS = {
-    "name": "run",
-    "seed": 0,
-    "data": {
-        "dir": "data/mock",           # dataset directory (tfgal-data output)
-        "mock": True,                 # build a mock set at `dir` if it is missing
-        "mock_train": 3000,
-        "mock_val": 500,
-        "mock_test": 1000,
-        "mock_workers": 0,            # 0: all cores
-        "source_depth": "Y10",        # labelled baseline depth
-        "target_depth": "Y1",         # unlabelled perturbed depth (domain adaptation)
-        "noise_mode": "fast",         # "fast" or "exact" Poisson noise
-        "augment": True,              # flips and 90-degree rotations in training
-    },
-    "model": {
-        "name": "convnet",            # "convnet" or "resnet18"
-        "latent_dim": 256,
-        "dropout": -1.0,              # < 0: the architecture's default
-        "width": 64,                  # resnet18 only: filters of the first stage
-    },
-    "train": {
-        "epochs": 100,
-        "batch_size": 128,            # per domain: 128 source + 128 target
-        "steps_per_epoch": 0,         # 0: one pass over the training split
-        "learning_rate": 1e-5,
-        "schedule": "constant",       # "constant" (the study) or "cosine" decay to 0
-        "beta_1": 0.7,
-        "beta_2": 0.8,
-        "weight_decay": 1e-4,
-        "patience": 10,               # early stopping on validation loss
-        "precise_bn_batches": 10,     # recompute batch-norm statistics each epoch (0: off)
-        "class_weights": True,        # weight_c = N / (n_classes * n_c)
-        "mixed_precision": False,     # mixed_float16 on GPU
-        "deterministic": True,        # TensorFlow op determinism (same seed, same metrics)
-        "jit_compile": True,          # XLA-compile the train step (~30% faster on CPU)
-        "strategy": "default",        # "default", "mirrored" or "multiworker"
-    },
-    "loss": {
-        "mmd_weight": 0.01,           # 0 for the baseline
-        "mmd_sigmas": "study",        # "study" (19 fixed) or "data" (x mean distance)
-        "fisher_weight": 0.0,
-        "entropy_weight": 0.0,
-    },
-    "export": {
-        "dir": "saved_models/{name}",
-    },
-    "study": {
-        "split": "test",              # split evaluated and attacked
-        "eval_n": 0,                  # galaxies evaluated at both depths (0: the whole split)
-        "attack_n": 150,              # first galaxies of the split attacked (the paper: 150)
-        "attack_pixels": 1,
-        "attack_popsize": 400,        # the paper: 400
-        "attack_iters": 100,          # generations at most (the paper: 100)
-        "attack_f": 0.5,              # DE mutation scale
-        "attack_threshold": 0.05,     # success: true-class probability below this
-        "attack_max_batch": 0,        # candidate images per model call; 0: the attack's default
-        "attack_evaluator": "auto",   # auto / incremental / full (tfgal.attack.OnePixelAttack)
-        "curve_depths": [],           # survey years; [] = auto: log-spaced, through 1 and 10
-        "curve_min_years": 0.1,       # auto range
-        "curve_max_years": 20.0,
-        "curve_per_decade": 3,        # auto depths per factor of ten in exposure
-        "curve_n": 0,                 # galaxies per depth (0: the whole split)
-        "isomap_n": 300,              # galaxies per depth in the isomap
-        "isomap_neighbors": 10,
-        "church_windows": 3,          # attacked galaxies per model with a church-window plot
-        "church_grid": 41,            # grid points per axis
-        "church_span": 2.0,           # the grid covers [-span, span] along both directions
-        "examples": 1,                # galaxies per class in the example figure
-    },
-    "log": {
-        "dir": "runs/{name}",
-        "profile": False,             # TensorBoard profiler on a few steps
-        "images": 6,                  # example galaxies per depth in TensorBoard
-        "projector": 300,             # galaxies per depth in the embedding projector
-    },
-}
+__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "LossConfig", "ExportConfig",
+           "StudyConfig", "LogConfig", "AttackSettings", "CurveSettings", "load", "merge",
+           "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS"]
 
-CHOICES = {
-    ("model", "name"): ("convnet", "resnet18"),
-    ("train", "strategy"): ("default", "mirrored", "multiworker"),
-    ("data", "noise_mode"): ("fast", "exact"),
-    ("loss", "mmd_sigmas"): ("study", "data"),
-    ("train", "schedule"): ("constant", "cosine"),
-}
-POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("train", "learning_rate"),
-            ("model", "latent_dim"), ("model", "width")}
-NON_NEGATIVE = {("train", "steps_per_epoch"), ("train", "precise_bn_batches"), ("train", "weight_decay"), ("train", "patience"),
-                ("loss", "mmd_weight"), ("loss", "fisher_weight"), ("loss", "entropy_weight"),
-                ("data", "mock_train"), ("data", "mock_val"), ("data", "mock_test"),
-                ("data", "mock_workers"), ("log", "images"), ("log", "projector")}
+STRATEGIES = ("default", "mirrored", "multiworker")
+NOISE_MODES = ("fast", "exact")
+SPLITS = ("train", "val", "test")
+ATTACK_EVALUATORS = ("auto", "incremental", "full")
 
 
-def _check_value(path, value, default):
-    key = ".".join(path)
+def _field(default, *, choices=None, low=None, high=None, low_open=False):
+    """A config field: `default`, and optionally the values or the range it may take.
+
+    `low` is inclusive unless `low_open`; `high` is inclusive.
+    """
+    meta = {"choices": choices, "low": low, "high": high, "low_open": low_open}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _positive(default):
+    return _field(default, low=0, low_open=True)
+
+
+def _non_negative(default):
+    return _field(default, low=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    dir: str = "data/mock"                      # dataset directory (tfgal-data output)
+    mock: bool = True                           # build a mock set at `dir` if it is missing
+    mock_train: int = _non_negative(3000)
+    mock_val: int = _non_negative(500)
+    mock_test: int = _non_negative(1000)
+    mock_workers: int = _non_negative(0)        # 0: all cores
+    source_depth: str = "Y10"                   # labelled baseline depth
+    target_depth: str = "Y1"                    # unlabelled perturbed depth (adaptation)
+    noise_mode: str = _field("fast", choices=NOISE_MODES)  # Poisson noise: fast or exact
+    augment: bool = True                        # flips and 90-degree rotations in training
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    name: str = _field("convnet", choices=("convnet", "resnet18"))
+    latent_dim: int = _positive(256)
+    dropout: float = -1.0                       # < 0: the architecture's default
+    width: int = _positive(64)                  # resnet18 only: filters of the first stage
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _positive(100)
+    batch_size: int = _positive(128)            # per domain: 128 source + 128 target
+    steps_per_epoch: int = _non_negative(0)     # 0: one pass over the training split
+    learning_rate: float = _positive(1e-5)
+    schedule: str = _field("constant", choices=("constant", "cosine"))  # cosine: decay to 0
+    beta_1: float = 0.7
+    beta_2: float = 0.8
+    weight_decay: float = _non_negative(1e-4)
+    patience: int = _non_negative(10)           # early stopping on validation loss
+    precise_bn_batches: int = _non_negative(10)  # recompute BN statistics each epoch (0: off)
+    class_weights: bool = True                  # weight_c = N / (n_classes * n_c)
+    mixed_precision: bool = False               # mixed_float16 on GPU
+    deterministic: bool = True                  # op determinism (same seed, same metrics)
+    jit_compile: bool = True                    # XLA-compile the train step
+    strategy: str = _field("default", choices=STRATEGIES)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    mmd_weight: float = _non_negative(0.01)     # 0 for the baseline
+    mmd_sigmas: str = _field("study", choices=("study", "data"))  # 19 fixed, or x mean distance
+    fisher_weight: float = _non_negative(0.0)
+    entropy_weight: float = _non_negative(0.0)
+
+    ADAPTATION_WEIGHTS = ("mmd_weight", "fisher_weight", "entropy_weight")
+
+    @property
+    def adapts(self):
+        """Whether any adaptation term is on (else the target images are never seen)."""
+        return any(getattr(self, w) > 0 for w in self.ADAPTATION_WEIGHTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    dir: str = "saved_models/{name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSettings:
+    """The study's ``attack_*`` keys as one group (see `StudyConfig.attack`)."""
+    n: int
+    pixels: int
+    popsize: int
+    iters: int
+    f: float
+    threshold: float
+    max_batch: int
+    evaluator: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveSettings:
+    """The study's ``curve_*`` keys as one group (see `StudyConfig.curve`)."""
+    depths: list
+    min_years: float
+    max_years: float
+    per_decade: int
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    split: str = _field("test", choices=SPLITS)  # split evaluated and attacked
+    eval_n: int = _non_negative(0)              # galaxies evaluated at both depths (0: all)
+    attack_n: int = _field(150, low=1)          # first galaxies attacked (the paper: 150)
+    attack_pixels: int = _field(1, low=1)
+    attack_popsize: int = _field(400, low=4)    # the paper: 400; DE needs 3 partners
+    attack_iters: int = _non_negative(100)      # generations at most (the paper: 100)
+    attack_f: float = _field(0.5, low=0, low_open=True, high=2)  # DE mutation scale
+    attack_threshold: float = _field(0.05, low=0, low_open=True, high=1)  # p_true below this
+    attack_max_batch: int = _non_negative(0)    # candidates per model call; 0: the default
+    attack_evaluator: str = _field("auto", choices=ATTACK_EVALUATORS)
+    curve_depths: list = _field([])             # survey years; [] = auto: log-spaced
+    curve_min_years: float = _positive(0.1)     # auto range
+    curve_max_years: float = _positive(20.0)
+    curve_per_decade: int = _field(3, low=1)    # auto depths per factor of ten in exposure
+    curve_n: int = _non_negative(0)             # galaxies per depth (0: the whole split)
+    isomap_n: int = _field(300, low=2)          # galaxies per depth in the isomap
+    isomap_neighbors: int = _field(10, low=1)
+    church_windows: int = _non_negative(3)      # attacked galaxies per model, church plots
+    church_grid: int = _field(41, low=3)        # grid points per axis
+    church_span: float = _positive(2.0)         # the grid covers [-span, span]
+    examples: int = _field(1, low=1)            # galaxies per class in the example figure
+
+    def check(self):
+        if self.attack_threshold >= 1:
+            _bad("study.attack_threshold", "must lie in (0, 1)")
+        if not self.curve_min_years < self.curve_max_years:
+            _bad("study.curve_min_years", "must be below study.curve_max_years")
+        if not all(isinstance(y, (int, float)) and not isinstance(y, bool) and y > 0
+                   for y in self.curve_depths):
+            _bad("study.curve_depths", "must list positive survey years (or be [] for auto); "
+                 f"received {self.curve_depths!r}")
+
+    @property
+    def attack(self):
+        return AttackSettings(**{f.name: getattr(self, f"attack_{f.name}")
+                                 for f in dataclasses.fields(AttackSettings)})
+
+    @property
+    def curve(self):
+        return CurveSettings(**{f.name: getattr(self, f"curve_{f.name}")
+                                for f in dataclasses.fields(CurveSettings)})
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    dir: str = "runs/{name}"
+    profile: bool = False                       # TensorBoard profiler on a few steps
+    images: int = _non_negative(6)              # example galaxies per depth in TensorBoard
+    projector: int = _non_negative(300)         # galaxies per depth in the projector
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "loss": LossConfig,
+            "export": ExportConfig, "study": StudyConfig, "log": LogConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A resolved experiment config. ``study`` is None in a model's training config."""
+    name: str = "run"
+    seed: int = _non_negative(0)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    loss: LossConfig = LossConfig()
+    export: ExportConfig = ExportConfig()
+    study: StudyConfig | None = StudyConfig()
+    log: LogConfig = LogConfig()
+
+    def to_dict(self):
+        """Nested plain dict in field order (the JSON saved with runs and exports)."""
+        out = dataclasses.asdict(self)
+        if self.study is None:
+            del out["study"]
+        return out
+
+    def without_study(self):
+        return dataclasses.replace(self, study=None)
+
+
+DEFAULTS = Config().to_dict()
+
+
+def _bad(key, message):
+    raise ConfigError(f"config key {key} {message}", key=key)
+
+
+def _check_value(key, value, field):
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -126,35 +242,54 @@ def _check_value(path, value, default):
     if not ok:
         raise ConfigError(f"config key {key} must be {type(default).__name__}; "
                           f"received {value!r}", key=key)
-    choices = CHOICES.get(tuple(path))
-    if choices and value not in choices:
-        raise ConfigError(f"config key {key} received {value!r}", key=key, valid=choices)
-    if tuple(path) in POSITIVE and not value > 0:
-        raise ConfigError(f"config key {key} must be > 0; received {value!r}", key=key)
-    if tuple(path) in NON_NEGATIVE and not value >= 0:
-        raise ConfigError(f"config key {key} must be >= 0; received {value!r}", key=key)
     if isinstance(value, float) and value != value:
         raise ConfigError(f"config key {key} is NaN", key=key)
+    meta = field.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"config key {key} received {value!r}", key=key, valid=meta["choices"])
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and (value <= low if meta["low_open"] else value < low):
+        _bad(key, f"must be {'>' if meta['low_open'] else '>='} {low}; received {value!r}")
+    if high is not None and value > high:
+        _bad(key, f"must be <= {high}; received {value!r}")
     return value
 
 
-def merge(base, update, path=()):
-    """Returns `base` updated with `update`, validating every key and value."""
-    out = copy.deepcopy(base)
+def _merge_section(cls, current, update, path):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
     for key, value in update.items():
-        if key not in base:
+        full = ".".join((*path, key))
+        if key not in fields:
             where = ".".join(path) or "top level"
-            valid = [".".join((*path, k)) for k in base]
-            raise ConfigError(f"unknown config key {'.'.join((*path, key))!r} ({where})",
-                              key=".".join((*path, key)), valid=valid)
-        if isinstance(base[key], dict):
+            raise ConfigError(f"unknown config key {full!r} ({where})", key=full,
+                              valid=[".".join((*path, k)) for k in fields])
+        section = SECTIONS.get(key) if not path else None
+        if section is not None:
             if not isinstance(value, dict):
-                raise ConfigError(f"config key {'.'.join((*path, key))} is a section",
-                                  key=".".join((*path, key)), valid=list(base[key]))
-            out[key] = merge(base[key], value, (*path, key))
+                raise ConfigError(f"config key {full} is a section", key=full,
+                                  valid=[f.name for f in dataclasses.fields(section)])
+            base = getattr(current, key) or section()
+            values[key] = _merge_section(section, base, value, (key,))
         else:
-            out[key] = _check_value((*path, key), value, base[key])
-    return out
+            values[key] = _check_value(full, value, fields[key])
+    merged = dataclasses.replace(current, **values)
+    if hasattr(merged, "check"):
+        merged.check()
+    return merged
+
+
+def merge(base, update):
+    """`base` (a `Config`) updated with nested dict `update`, every key and value checked."""
+    if isinstance(base, dict):
+        base = _merge_section(Config, Config(), base, ())
+    return _merge_section(Config, base, update, ())
+
+
+def from_dict(obj):
+    """A `Config` from its `to_dict` form (a missing ``study`` stays missing)."""
+    cfg = merge(Config(), obj)
+    return cfg if "study" in obj else cfg.without_study()
 
 
 def parse_override(text):
@@ -174,7 +309,7 @@ def parse_override(text):
 
 def load(path=None, overrides=()):
     """Resolves defaults + the TOML file at `path` + `overrides` ("key=value")."""
-    config = copy.deepcopy(DEFAULTS)
+    cfg = Config()
     if path is not None:
         try:
             with open(path, "rb") as f:
@@ -185,16 +320,33 @@ def load(path=None, overrides=()):
             raise ConfigError(f"config file {path} is not valid TOML: {e}", key=str(path)) from None
         if "name" not in from_file:
             from_file["name"] = os.path.splitext(os.path.basename(path))[0]
-        config = merge(config, from_file)
+        cfg = merge(cfg, from_file)
     for text in overrides:
-        config = merge(config, parse_override(text))
-    return config
+        cfg = merge(cfg, parse_override(text))
+    return cfg
 
 
-def expand(template, config):
+def _lookup(key):
+    section, _, name = key.partition(".")
+    cls = SECTIONS[section] if name else Config
+    return {f.name: f for f in dataclasses.fields(cls)}[name or section]
+
+
+def choices(key):
+    """The values config key "section.name" may take (for command-line choices)."""
+    return tuple(_lookup(key).metadata["choices"])
+
+
+def default(key):
+    """The default of config key "section.name" (for command-line defaults)."""
+    field = _lookup(key)
+    return field.default if field.default is not dataclasses.MISSING else field.default_factory()
+
+
+def expand(template, cfg):
     """Fills "{name}" in a path template."""
-    return template.format(name=config["name"])
+    return template.format(name=cfg.name)
 
 
-def dumps(config):
-    return json.dumps(config, indent=2, sort_keys=False)
+def dumps(cfg):
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=False)

@@ -98,7 +98,7 @@ def _profile(c, xx, yy, size, rng):
 def train_model(size, seed, epochs):
     """A study ConvNet (plus softmax) trained for `epochs` on synthetic galaxies."""
     import keras
-    from tfgal import models
+    from tfgal.model import architectures as models
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = synthetic_galaxies(3000, size, rng)
@@ -116,7 +116,8 @@ def train_model(size, seed, epochs):
 
 
 def load_model_and_data(args):
-    from tfgal import export, pipeline
+    from tfgal.model import export
+    from tfgal.data import pipeline
     model = export.load(args.model)
     arrays = pipeline.load_arrays(args.data, args.split, "Y10", n=max(4 * args.n, 100),
                                   seed=args.seed, stretch=model.assets.get("stretch"))

@@ -17,7 +17,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfgal import mocks  # noqa: E402
+from tfgal.data import mocks  # noqa: E402
 
 
 def parse_args():

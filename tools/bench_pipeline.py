@@ -20,7 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from tfgal import pipeline, records, stretch, survey
+from tfgal import survey
+from tfgal.data import pipeline
+from tfgal.data import records
+from tfgal.data import stretch
 
 
 def synthetic_dataset(root, n, size=100, seed=0):

@@ -29,7 +29,10 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_pipeline import synthetic_dataset  # noqa: E402
 
-from tfgal import adaptation, models, pipeline, records  # noqa: E402
+from tfgal.model import adaptation  # noqa: E402
+from tfgal.model import architectures as models
+from tfgal.data import pipeline
+from tfgal.data import records
 
 
 def make_model(name, manifest, mmd_weight, use_target):

@@ -24,7 +24,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tfgal import mocks, stretch, survey
+from tfgal import survey
+from tfgal.data import mocks
+from tfgal.data import stretch
 
 DOWNSAMPLE = 4  # 100 x 100 -> 25 x 25 block means: the classifiers need shapes, not pixels
 

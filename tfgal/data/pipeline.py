@@ -18,7 +18,10 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from tfgal import noise, records, seeds, stretch as stretch_lib, survey
+from tfgal import seeds, survey
+from tfgal.data import noise
+from tfgal.data import records
+from tfgal.data import stretch as stretch_lib
 from tfgal.errors import ConfigError, DataError
 
 AUTOTUNE = tf.data.AUTOTUNE

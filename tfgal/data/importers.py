@@ -29,7 +29,9 @@ import os
 
 import numpy as np
 
-from tfgal import records, stretch as stretch_lib, survey
+from tfgal import survey
+from tfgal.data import records
+from tfgal.data import stretch as stretch_lib
 from tfgal.errors import ConfigError, DataError
 
 NPY_SPLITS = {"train": "train", "val": "valid", "test": "test"}  # tfgal name -> study name

@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfgal import losses
+from tfgal.model import losses
 
 
 def _local_value(value):

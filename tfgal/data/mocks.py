@@ -69,7 +69,10 @@ import galsim
 import numpy as np
 
 import tfgal
-from tfgal import records, shards, stretch, survey
+from tfgal import survey
+from tfgal.data import records
+from tfgal.data import shards
+from tfgal.data import stretch
 from tfgal.errors import ConfigError, DataError
 
 STAMP_PIXELS = 100

@@ -27,8 +27,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfgal import (adaptation, config as config_lib, export, models, monitoring, pipeline,
-                   records, seeds, stretch as stretch_lib)
+from tfgal import config as config_lib, seeds
+from tfgal.model import adaptation
+from tfgal.model import export
+from tfgal.model import architectures as models
+from tfgal.model import monitoring
+from tfgal.data import pipeline
+from tfgal.data import records
+from tfgal.data import stretch as stretch_lib
 from tfgal.errors import ConfigError, DataError
 
 BACKUP = "backup"
@@ -40,14 +46,14 @@ CONFIG = "config.json"
 
 def ensure_dataset(data_cfg, seed):
     """The dataset at data.dir; a mock set is built there first if missing and allowed."""
-    root = data_cfg["dir"]
-    if os.path.exists(os.path.join(root, records.MANIFEST_NAME)) or not data_cfg["mock"]:
+    root = data_cfg.dir
+    if os.path.exists(os.path.join(root, records.MANIFEST_NAME)) or not data_cfg.mock:
         return records.Manifest.load(root)
-    from tfgal import mocks
+    from tfgal.data import mocks
     print(f"tfgal: building the mock dataset at {root} (once; reused by later runs)")
-    return mocks.build(root, n_train=data_cfg["mock_train"], n_val=data_cfg["mock_val"],
-                       n_test=data_cfg["mock_test"], seed=seed,
-                       workers=data_cfg["mock_workers"] or None)
+    return mocks.build(root, n_train=data_cfg.mock_train, n_val=data_cfg.mock_val,
+                       n_test=data_cfg.mock_test, seed=seed,
+                       workers=data_cfg.mock_workers or None)
 
 
 def class_weights(manifest):
@@ -68,7 +74,7 @@ def make_strategy(name):
                               key="train.strategy")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"unknown strategy {name!r}", key="train.strategy",
-                      valid=config_lib.CHOICES[("train", "strategy")])
+                      valid=config_lib.choices("train.strategy"))
 
 
 def is_chief(strategy):
@@ -81,53 +87,53 @@ def is_chief(strategy):
 
 
 def learning_rate(cfg, steps_per_epoch):
-    train_cfg = cfg["train"]
-    if train_cfg["schedule"] == "cosine":
+    train_cfg = cfg.train
+    if train_cfg.schedule == "cosine":
         # Decays to zero by the last epoch: the final weights settle instead of jumping.
         return keras.optimizers.schedules.CosineDecay(
-            train_cfg["learning_rate"], decay_steps=train_cfg["epochs"] * steps_per_epoch)
-    return train_cfg["learning_rate"]
+            train_cfg.learning_rate, decay_steps=train_cfg.epochs * steps_per_epoch)
+    return train_cfg.learning_rate
 
 
 def build_model(cfg, manifest, weights, steps_per_epoch=1):
-    model_cfg, train_cfg, loss_cfg = cfg["model"], cfg["train"], cfg["loss"]
-    kwargs = {"image_shape": tuple(manifest.image_shape), "latent_dim": model_cfg["latent_dim"],
-              "n_classes": len(manifest.class_names), "seed": seeds.derive(cfg["seed"], "init")}
-    if model_cfg["dropout"] >= 0:
-        kwargs["dropout"] = model_cfg["dropout"]
-    if model_cfg["name"] == "resnet18":
-        kwargs["width"] = model_cfg["width"]
-    encoder, head = models.build(model_cfg["name"], **kwargs)
+    model_cfg, train_cfg, loss_cfg = cfg.model, cfg.train, cfg.loss
+    kwargs = {"image_shape": tuple(manifest.image_shape), "latent_dim": model_cfg.latent_dim,
+              "n_classes": len(manifest.class_names), "seed": seeds.derive(cfg.seed, "init")}
+    if model_cfg.dropout >= 0:
+        kwargs["dropout"] = model_cfg.dropout
+    if model_cfg.name == "resnet18":
+        kwargs["width"] = model_cfg.width
+    encoder, head = models.build(model_cfg.name, **kwargs)
     model = adaptation.MorphologyModel(
-        encoder, head, class_weights=weights if train_cfg["class_weights"] else None,
-        mmd_weight=loss_cfg["mmd_weight"],
-        mmd_sigmas=None if loss_cfg["mmd_sigmas"] == "study" else "data",
-        fisher_weight=loss_cfg["fisher_weight"], entropy_weight=loss_cfg["entropy_weight"])
+        encoder, head, class_weights=weights if train_cfg.class_weights else None,
+        mmd_weight=loss_cfg.mmd_weight,
+        mmd_sigmas=None if loss_cfg.mmd_sigmas == "study" else "data",
+        fisher_weight=loss_cfg.fisher_weight, entropy_weight=loss_cfg.entropy_weight)
     optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate(cfg, steps_per_epoch), beta_1=train_cfg["beta_1"],
-        beta_2=train_cfg["beta_2"], weight_decay=train_cfg["weight_decay"])
+        learning_rate=learning_rate(cfg, steps_per_epoch), beta_1=train_cfg.beta_1,
+        beta_2=train_cfg.beta_2, weight_decay=train_cfg.weight_decay)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=train_cfg["jit_compile"])
+                  jit_compile=train_cfg.jit_compile)
     shape = (1, *manifest.image_shape)
     model((tf.zeros(shape), tf.zeros(shape)))  # build every variable
     return model
 
 
 def _datasets(cfg, manifest, strategy):
-    data_cfg, train_cfg = cfg["data"], cfg["train"]
-    common = dict(batch_size=train_cfg["batch_size"], seed=cfg["seed"],
-                  noise_mode=data_cfg["noise_mode"])
+    data_cfg, train_cfg = cfg.data, cfg.train
+    common = dict(batch_size=train_cfg.batch_size, seed=cfg.seed,
+                  noise_mode=data_cfg.noise_mode)
 
     def train_fn(ctx=None):
         return pipeline.make_paired_dataset(
-            manifest, "train", data_cfg["source_depth"], data_cfg["target_depth"],
-            training=True, augment_images=data_cfg["augment"], repeat=True,
+            manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
+            training=True, augment_images=data_cfg.augment, repeat=True,
             input_context=ctx, **common)
 
     def val_fn(ctx=None):
         return pipeline.make_paired_dataset(
-            manifest, "val", data_cfg["source_depth"], data_cfg["target_depth"],
+            manifest, "val", data_cfg.source_depth, data_cfg.target_depth,
             training=False, input_context=ctx, **common)
 
     if strategy.num_replicas_in_sync > 1 or not is_chief(strategy) or _multiworker(strategy):
@@ -141,13 +147,13 @@ def _multiworker(strategy):
 
 
 def _steps_per_epoch(cfg, manifest):
-    steps = cfg["train"]["steps_per_epoch"]
+    steps = cfg.train.steps_per_epoch
     if steps:
         return steps
-    steps = manifest.count("train") // cfg["train"]["batch_size"]
+    steps = manifest.count("train") // cfg.train.batch_size
     if steps < 1:
         raise DataError(f"the training split has {manifest.count('train')} galaxies, fewer "
-                        f"than one batch of {cfg['train']['batch_size']}",
+                        f"than one batch of {cfg.train.batch_size}",
                         path=manifest.root, index="train")
     return steps
 
@@ -160,7 +166,7 @@ def prepare_run_dir(run_dir, cfg):
     if resuming and os.path.exists(saved):
         with open(saved) as f:
             previous = json.load(f)
-        if previous != json.loads(config_lib.dumps(cfg)):
+        if previous != cfg.to_dict():
             raise ConfigError(
                 f"{run_dir} holds an interrupted run with another config; rerun with the "
                 "same config to resume, or pick another --logdir", key="log.dir")
@@ -169,27 +175,27 @@ def prepare_run_dir(run_dir, cfg):
             path = os.path.join(run_dir, name)
             if os.path.exists(path):
                 os.remove(path)
-    records.write_json_atomic(saved, json.loads(config_lib.dumps(cfg)))
+    records.write_json_atomic(saved, cfg.to_dict())
     return resuming
 
 
 def _calibration_batches(cfg, manifest, model):
     """() -> image batches as training feeds them (source, plus target when adapting)."""
-    data_cfg = cfg["data"]
+    data_cfg = cfg.data
     ds = pipeline.make_paired_dataset(
-        manifest, "train", data_cfg["source_depth"], data_cfg["target_depth"],
-        batch_size=cfg["train"]["batch_size"], seed=seeds.derive(cfg["seed"], "precise-bn"),
-        augment_images=data_cfg["augment"], noise_mode=data_cfg["noise_mode"])
+        manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
+        batch_size=cfg.train.batch_size, seed=seeds.derive(cfg.seed, "precise-bn"),
+        augment_images=data_cfg.augment, noise_mode=data_cfg.noise_mode)
     if model.adapts:
         ds = ds.map(lambda x, y: tf.concat(x, axis=0))
     else:
         ds = ds.map(lambda x, y: x[0])
-    n = cfg["train"]["precise_bn_batches"]
+    n = cfg.train.precise_bn_batches
     return lambda: ds.take(n)
 
 
 def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
-    log_cfg = cfg["log"]
+    log_cfg = cfg.log
     history = os.path.join(run_dir, HISTORY)
     best, _ = monitoring.best_and_wait(history, "val_loss")
     # Two copies: a kill while one is being written leaves the other.
@@ -202,18 +208,18 @@ def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
             os.path.join(run_dir, BEST), monitor="val_loss", save_best_only=True,
             save_weights_only=True, initial_value_threshold=best),
         monitoring.ResumableEarlyStopping(history, monitor="val_loss",
-                                          patience=cfg["train"]["patience"]),
+                                          patience=cfg.train.patience),
         keras.callbacks.CSVLogger(history, append=True),
-        keras.callbacks.TensorBoard(run_dir, profile_batch=(2, 6) if log_cfg["profile"] else 0),
+        keras.callbacks.TensorBoard(run_dir, profile_batch=(2, 6) if log_cfg.profile else 0),
     ]
-    if cfg["train"]["precise_bn_batches"]:
+    if cfg.train.precise_bn_batches:
         # First, so that validation and checkpoints see the recalibrated statistics.
         callbacks.insert(0, monitoring.PreciseBatchNorm(
             _calibration_batches(cfg, manifest, model), steps))
-    if log_cfg["images"] and chief:
-        examples = {str(d): pipeline.load_arrays(manifest, "val", d, n=log_cfg["images"],
-                                                 seed=cfg["seed"])["images"]
-                    for d in (cfg["data"]["source_depth"], cfg["data"]["target_depth"])}
+    if log_cfg.images and chief:
+        examples = {str(d): pipeline.load_arrays(manifest, "val", d, n=log_cfg.images,
+                                                 seed=cfg.seed)["images"]
+                    for d in (cfg.data.source_depth, cfg.data.target_depth)}
         callbacks.append(monitoring.ExampleGalaxies(run_dir, examples,
                                                     monitoring.value_range(manifest)))
     return callbacks
@@ -222,9 +228,9 @@ def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
 def evaluate_depths(classifier, manifest, cfg, split):
     """Accuracy of an exported classifier on `split` at the source and target depths."""
     out = {}
-    for depth in (cfg["data"]["source_depth"], cfg["data"]["target_depth"]):
-        data = pipeline.load_arrays(manifest, split, depth, seed=cfg["seed"],
-                                    noise_mode=cfg["data"]["noise_mode"])
+    for depth in (cfg.data.source_depth, cfg.data.target_depth):
+        data = pipeline.load_arrays(manifest, split, depth, seed=cfg.seed,
+                                    noise_mode=cfg.data.noise_mode)
         logits = classifier.predict(data["images"])["logits"]
         out[str(depth)] = float(np.mean(np.argmax(logits, 1) == data["labels"]))
     return out
@@ -235,26 +241,26 @@ def export_assets(cfg, manifest):
         "class_names": list(manifest.class_names), "bands": list(manifest.bands),
         "image_shape": list(manifest.image_shape), "stretch": manifest.stretch,
         "value_range": stretch_lib.value_range(manifest.stretch) if manifest.stretch else None,
-        "source_depth": cfg["data"]["source_depth"], "target_depth": cfg["data"]["target_depth"],
+        "source_depth": cfg.data.source_depth, "target_depth": cfg.data.target_depth,
         "dataset": {"root": os.path.abspath(manifest.root), "images": manifest.images,
                     "generator": manifest.generator},
-        "config": cfg,
+        "config": cfg.to_dict(),
     }
 
 
 def train(cfg, *, verbose=None):
     """Trains and exports the model a resolved config describes; returns the summary."""
     started = time.time()
-    keras.utils.set_random_seed(seeds.derive(cfg["seed"], "init"))
-    if cfg["train"]["deterministic"]:
+    keras.utils.set_random_seed(seeds.derive(cfg.seed, "init"))
+    if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if cfg["train"]["mixed_precision"] and tf.config.list_physical_devices("GPU"):
+    if cfg.train.mixed_precision and tf.config.list_physical_devices("GPU"):
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = make_strategy(cfg["train"]["strategy"])
+    strategy = make_strategy(cfg.train.strategy)
     chief = is_chief(strategy)
-    manifest = ensure_dataset(cfg["data"], cfg["seed"])
-    run_dir = config_lib.expand(cfg["log"]["dir"], cfg)
-    export_dir = config_lib.expand(cfg["export"]["dir"], cfg)
+    manifest = ensure_dataset(cfg.data, cfg.seed)
+    run_dir = config_lib.expand(cfg.log.dir, cfg)
+    export_dir = config_lib.expand(cfg.export.dir, cfg)
     backup_dir = os.path.join(run_dir, BACKUP)  # the chief's, restored by every worker
     if not chief:
         run_dir = tempfile.mkdtemp(prefix="tfgal-worker-")
@@ -268,7 +274,7 @@ def train(cfg, *, verbose=None):
         verbose = 1 if sys.stdout.isatty() else 2
     try:
         with pipeline.naming_corrupt_records(manifest, ["train", "val"]):
-            model.fit(train_ds, validation_data=val_ds, epochs=cfg["train"]["epochs"],
+            model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
                       steps_per_epoch=steps,
                       callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir,
                                            model, steps),
@@ -295,11 +301,11 @@ def _finish(cfg, model, manifest, run_dir, export_dir):
     # Measure the exported artifact itself; it also runs outside any tf.distribute strategy,
     # whose collectives would wait for workers that have already finished.
     classifier = export.load(export_dir)
-    if cfg["log"]["projector"]:
+    if cfg.log.projector:
         monitoring.write_projector(run_dir, classifier, manifest,
-                                   (cfg["data"]["source_depth"], cfg["data"]["target_depth"]),
-                                   n=cfg["log"]["projector"], seed=cfg["seed"])
-    summary = {"name": cfg["name"], "export_dir": os.path.abspath(export_dir),
+                                   (cfg.data.source_depth, cfg.data.target_depth),
+                                   n=cfg.log.projector, seed=cfg.seed)
+    summary = {"name": cfg.name, "export_dir": os.path.abspath(export_dir),
                "run_dir": os.path.abspath(run_dir), "class_weights": class_weights(manifest),
                "val_accuracy": evaluate_depths(classifier, manifest, cfg, "val")}
     if "test" in manifest.splits:

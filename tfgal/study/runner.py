@@ -19,7 +19,7 @@ the stage's settings and of the stages it reads), so a stage reruns exactly when
 output is missing, its settings changed or a stage it reads was redone. An interrupted
 training resumes from its last epoch (`tfgal.training`).
 
-Settings live in the config's ``[study]`` section (`STUDY_DEFAULTS`).
+Settings live in the config's ``[study]`` section (`tfgal.config.StudyConfig`).
 """
 
 from __future__ import annotations
@@ -39,13 +39,19 @@ import uuid
 
 import numpy as np
 
-from tfgal import attack as attack_lib
-from tfgal import attack_report
+from tfgal.attack import pixel_attack as attack_lib
+from tfgal.attack import driver as attack_report
 from tfgal import config as config_lib
-from tfgal import evaluation, export, pipeline, plots, records, report, seeds, survey, training
+from tfgal import seeds, survey
+from tfgal.study import evaluation
+from tfgal.model import export
+from tfgal.data import pipeline
+from tfgal.study import plots
+from tfgal.data import records
+from tfgal.study import report
+from tfgal.model import training
 from tfgal.errors import ConfigError, DataError, ModelContractError
 
-STUDY_DEFAULTS = config_lib.DEFAULTS["study"]
 MODELS = ("baseline", "adapted")
 STAGES = ("train_baseline", "train_adapted", "evaluate", "curve", "attack_baseline",
           "attack_adapted", "latent", "church", "figures", "report")
@@ -54,7 +60,6 @@ REPORT_FILES = ("report.md", "results.json")
 FIGURES = {"robustness_curve": "robustness_curve.png", "confusion": "confusion.png",
            "isomap": "isomap.png", "church_windows": "church_windows.png",
            "latent_distances": "latent_distances.png", "examples": "examples.png"}
-ADAPTATION_WEIGHTS = ("mmd_weight", "fisher_weight", "entropy_weight")
 
 
 # --------------------------------------------------------------------------- config
@@ -63,36 +68,8 @@ ADAPTATION_WEIGHTS = ("mmd_weight", "fisher_weight", "entropy_weight")
 def load_config(path=None, overrides=()):
     """Defaults (with ``[study]``) + the TOML file + ``key=value`` overrides, checked."""
     cfg = config_lib.load(path, overrides)
-    check_study(cfg["study"])
     derived_configs(cfg, "study")  # raises early when the config has no adaptation term
     return cfg
-
-
-def _require(ok, key, message):
-    if not ok:
-        raise ConfigError(f"config key study.{key} {message}", key=f"study.{key}")
-
-
-def check_study(study):
-    """Raises `ConfigError` (naming the key) on a study setting out of range."""
-    s = study
-    _require(s["split"] in SPLITS, "split", f"must be one of {SPLITS}; received {s['split']!r}")
-    for key, low in (("eval_n", 0), ("attack_n", 1), ("attack_pixels", 1), ("attack_popsize", 4),
-                     ("attack_iters", 0), ("attack_max_batch", 0), ("curve_per_decade", 1),
-                     ("curve_n", 0), ("isomap_n", 2), ("isomap_neighbors", 1),
-                     ("church_windows", 0), ("church_grid", 3), ("examples", 1)):
-        _require(s[key] >= low, key, f"must be >= {low}; received {s[key]!r}")
-    _require(0 < s["attack_threshold"] < 1, "attack_threshold", "must lie in (0, 1)")
-    _require(0 < s["attack_f"] <= 2, "attack_f", "must lie in (0, 2]")
-    _require(s["attack_evaluator"] in attack_lib.EVALUATORS, "attack_evaluator",
-             f"must be one of {attack_lib.EVALUATORS}; received {s['attack_evaluator']!r}")
-    _require(s["church_span"] > 0, "church_span", "must be > 0")
-    _require(0 < s["curve_min_years"] < s["curve_max_years"], "curve_min_years",
-             "must be > 0 and below study.curve_max_years")
-    depths = s["curve_depths"]
-    _require(all(isinstance(y, (int, float)) and not isinstance(y, bool) and y > 0
-                 for y in depths), "curve_depths",
-             f"must list positive survey years (or be [] for auto); received {depths!r}")
 
 
 def _escape(path):
@@ -101,20 +78,18 @@ def _escape(path):
 
 def derived_configs(cfg, out):
     """{"baseline", "adapted"}: the training configs of the study's two models."""
-    if not any(cfg["loss"][w] > 0 for w in ADAPTATION_WEIGHTS):
+    if not cfg.loss.adapts:
         raise ConfigError("the study compares a domain-adapted model with a baseline, but the "
                           "config's loss has no adaptation term: set loss.mmd_weight > 0",
                           key="loss.mmd_weight")
-    base = {k: copy.deepcopy(v) for k, v in cfg.items() if k != "study"}
     derived = {}
     for kind in MODELS:
-        c = copy.deepcopy(base)
-        c["name"] = f"{cfg['name']}-{kind}"
+        update = {"name": f"{cfg.name}-{kind}",
+                  "export": {"dir": _escape(os.path.join(out, "models", kind))},
+                  "log": {"dir": _escape(os.path.join(out, "runs", kind))}}
         if kind == "baseline":
-            c["loss"].update({w: 0.0 for w in ADAPTATION_WEIGHTS})
-        c["export"]["dir"] = _escape(os.path.join(out, "models", kind))
-        c["log"]["dir"] = _escape(os.path.join(out, "runs", kind))
-        derived[kind] = c
+            update["loss"] = {w: 0.0 for w in cfg.loss.ADAPTATION_WEIGHTS}
+        derived[kind] = config_lib.merge(cfg, update).without_study()
     return derived
 
 
@@ -252,16 +227,15 @@ class Study:
     """The robustness study of a resolved config (`load_config`), run into `out`."""
 
     def __init__(self, cfg, out, *, progress=True, train_verbose=None, command=None):
-        check_study(cfg["study"])
-        self.cfg, self.s, self.out = cfg, cfg["study"], os.fspath(out)
+        self.cfg, self.s, self.out = cfg, cfg.study, os.fspath(out)
         self.derived = derived_configs(cfg, self.out)
         self.progress, self.train_verbose, self.command = progress, train_verbose, command
         self.store = StageStore(os.path.join(self.out, "stages"), log=self._log)
         self.stage_records = {}
         self._models, self._attack_data, self.manifest = {}, None, None
         self._retrain = set()
-        self.source = cfg["data"]["source_depth"]
-        self.target = cfg["data"]["target_depth"]
+        self.source = cfg.data.source_depth
+        self.target = cfg.data.target_depth
 
     def _log(self, message):
         if self.progress:
@@ -273,10 +247,10 @@ class Study:
         return self._models[kind]
 
     def _export_dir(self, kind):
-        return config_lib.expand(self.derived[kind]["export"]["dir"], self.derived[kind])
+        return config_lib.expand(self.derived[kind].export.dir, self.derived[kind])
 
     def _run_dir(self, kind):
-        return config_lib.expand(self.derived[kind]["log"]["dir"], self.derived[kind])
+        return config_lib.expand(self.derived[kind].log.dir, self.derived[kind])
 
     def redo(self, stages):
         """Forgets the records of `stages` ("all": every stage) so they run again; a
@@ -290,11 +264,11 @@ class Study:
     def run(self):
         """Runs (or resumes) every stage; returns the results dict of ``results.json``."""
         os.makedirs(self.out, exist_ok=True)
-        self.manifest = training.ensure_dataset(self.cfg["data"], self.cfg["seed"])
+        self.manifest = training.ensure_dataset(self.cfg.data, self.cfg.seed)
         r, trained = self.stage_records, [f"train_{k}" for k in MODELS]
         for kind in MODELS:
             r[f"train_{kind}"] = self._stage(
-                f"train_{kind}", lambda k=kind: self._train(k), {"config": self.derived[kind]},
+                f"train_{kind}", lambda k=kind: self._train(k), {"config": self.derived[kind].to_dict()},
                 valid=lambda saved, k=kind: self._trained(k, saved))
         r["evaluate"] = self._stage("evaluate", self._evaluate, self._eval_settings(), trained)
         r["curve"] = self._stage("curve", self._curve, self._curve_settings(), trained)
@@ -306,7 +280,7 @@ class Study:
                                   ["evaluate", *attacks])
         r["church"] = self._stage("church", self._church, self._church_settings(),
                                   [*trained, *attacks])
-        r["figures"] = self._stage("figures", self._figures, {"examples": self.s["examples"]},
+        r["figures"] = self._stage("figures", self._figures, {"examples": self.s.examples},
                                    STAGES[:-2], outputs=self._figure_paths())
         r["report"] = self._stage("report", self._report, {}, STAGES[:-1],
                                   outputs=[os.path.join(self.out, n) for n in REPORT_FILES])
@@ -334,7 +308,7 @@ class Study:
             model = export.load(self._export_dir(kind))
         except ModelContractError:
             return False
-        return model.assets.get("config") == _plain(self.derived[kind])
+        return model.assets.get("config") == _plain(self.derived[kind].to_dict())
 
     def _train(self, kind):
         cfg, run_dir = self.derived[kind], self._run_dir(kind)
@@ -362,16 +336,16 @@ class Study:
         if os.path.exists(saved):
             with open(saved) as f:
                 previous = json.load(f)
-        if previous != _plain(cfg):
+        if previous != _plain(cfg.to_dict()):
             self._log(f"{run_dir} holds an interrupted run of another config: starting over")
             shutil.rmtree(backup)
 
     # ---- evaluation
 
     def _eval_settings(self):
-        return {"data": self._data_id(), "split": self.s["split"], "n": self.s["eval_n"],
-                "seed": self.cfg["seed"], "noise_mode": self.cfg["data"]["noise_mode"],
-                "depths": [self.source, self.target], "isomap_n": self.s["isomap_n"]}
+        return {"data": self._data_id(), "split": self.s.split, "n": self.s.eval_n,
+                "seed": self.cfg.seed, "noise_mode": self.cfg.data.noise_mode,
+                "depths": [self.source, self.target], "isomap_n": self.s.isomap_n}
 
     def _data_id(self):
         with open(os.path.join(self.manifest.root, records.MANIFEST_NAME), "rb") as f:
@@ -381,18 +355,18 @@ class Study:
     def _predict(self, depth, n):
         models = {k: self.model(k) for k in MODELS}
         return evaluation.predict_split(
-            models, self.manifest, self.s["split"], depth, n=n or None, seed=self.cfg["seed"],
-            noise_mode=self.cfg["data"]["noise_mode"])
+            models, self.manifest, self.s.split, depth, n=n or None, seed=self.cfg.seed,
+            noise_mode=self.cfg.data.noise_mode)
 
     def _evaluate(self):
         names = list(self.manifest.class_names)
-        out = {d: self._predict(d, self.s["eval_n"]) for d in (self.source, self.target)}
+        out = {d: self._predict(d, self.s.eval_n) for d in (self.source, self.target)}
         src, tgt = out[self.source], out[self.target]
         if not np.array_equal(src["galaxy_id"], tgt["galaxy_id"]):
             raise DataError(f"{self.source} and {self.target} images are not the same galaxies "
                             "in the same order", path=self.manifest.root)
         metrics, arrays = {}, {"labels": src["labels"], "galaxy_id": src["galaxy_id"]}
-        m = self.s["isomap_n"]
+        m = self.s.isomap_n
         for kind in MODELS:
             metrics[kind] = {}
             for i, depth in enumerate((self.source, self.target)):
@@ -409,16 +383,16 @@ class Study:
 
     def _curve_years(self):
         s = self.s
-        return evaluation.curve_depths(s["curve_depths"], low=s["curve_min_years"],
-                                       high=s["curve_max_years"], per_decade=s["curve_per_decade"],
+        return evaluation.curve_depths(s.curve_depths, low=s.curve_min_years,
+                                       high=s.curve_max_years, per_decade=s.curve_per_decade,
                                        always=self._training_years())
 
     def _training_years(self):
         return tuple(survey.Depth.parse(d).years for d in (self.source, self.target))
 
     def _curve_settings(self):
-        return {"data": self._data_id(), "split": self.s["split"], "n": self.s["curve_n"],
-                "seed": self.cfg["seed"], "noise_mode": self.cfg["data"]["noise_mode"],
+        return {"data": self._data_id(), "split": self.s.split, "n": self.s.curve_n,
+                "seed": self.cfg.seed, "noise_mode": self.cfg.data.noise_mode,
                 "years": [d.years for d in self._curve_years()]}
 
     def _curve(self):
@@ -431,8 +405,8 @@ class Study:
         depths = self._curve_years()
         models = {k: self.model(k) for k in MODELS}
         curve = evaluation.RobustnessCurve(
-            models, self.manifest, self.s["split"], depths, n=self.s["curve_n"] or None,
-            seed=self.cfg["seed"], noise_mode=self.cfg["data"]["noise_mode"],
+            models, self.manifest, self.s.split, depths, n=self.s.curve_n or None,
+            seed=self.cfg.seed, noise_mode=self.cfg.data.noise_mode,
             progress=lambda d: self._log(f"curve: depth {d.name} "
                                          f"({depths.index(d) + 1}/{len(depths)})"))
         return curve.table(), None, None
@@ -441,19 +415,19 @@ class Study:
 
     def _attack_settings(self):
         s = self.s
-        return {"data": self._data_id(), "split": s["split"], "n": s["attack_n"],
-                "seed": seeds.derive(self.cfg["seed"], "attack"), "data_seed": self.cfg["seed"],
+        return {"data": self._data_id(), "split": s.split, "n": s.attack_n,
+                "seed": seeds.derive(self.cfg.seed, "attack"), "data_seed": self.cfg.seed,
                 "depths": [self.source, self.target],
-                **{k: s[k] for k in ("attack_pixels", "attack_popsize", "attack_iters",
+                **{k: getattr(s, k) for k in ("attack_pixels", "attack_popsize", "attack_iters",
                                      "attack_f", "attack_threshold", "attack_max_batch")}}
 
     def attack_data(self):
         """The attacked galaxies at the source depth and the same galaxies at the target."""
         if self._attack_data is None:
-            kw = dict(n=self.s["attack_n"], seed=self.cfg["seed"],
-                      noise_mode=self.cfg["data"]["noise_mode"])
-            base = pipeline.load_arrays(self.manifest, self.s["split"], self.source, **kw)
-            noisy = pipeline.load_arrays(self.manifest, self.s["split"], self.target, **kw)
+            kw = dict(n=self.s.attack_n, seed=self.cfg.seed,
+                      noise_mode=self.cfg.data.noise_mode)
+            base = pipeline.load_arrays(self.manifest, self.s.split, self.source, **kw)
+            noisy = pipeline.load_arrays(self.manifest, self.s.split, self.target, **kw)
             if not np.array_equal(base["galaxy_id"], noisy["galaxy_id"]):
                 raise DataError("attacked galaxies differ between depths", path=self.manifest.root)
             self._attack_data = {"base": base, "noisy": noisy}
@@ -463,10 +437,10 @@ class Study:
         s, model, data = self.s, self.model(kind), self.attack_data()
         images, labels = data["base"]["images"], data["base"]["labels"]
         attacker = attack_lib.OnePixelAttack(
-            model, pixels=s["attack_pixels"], popsize=s["attack_popsize"],
-            iters=s["attack_iters"], f=s["attack_f"], threshold=s["attack_threshold"],
-            seed=seeds.derive(self.cfg["seed"], "attack"),
-            max_batch=s["attack_max_batch"] or None, evaluator=s["attack_evaluator"])
+            model, pixels=s.attack_pixels, popsize=s.attack_popsize,
+            iters=s.attack_iters, f=s.attack_f, threshold=s.attack_threshold,
+            seed=seeds.derive(self.cfg.seed, "attack"),
+            max_batch=s.attack_max_batch or None, evaluator=s.attack_evaluator)
         with _progress_bar(len(images), f"attack {kind}", self.progress) as callback:
             result = attacker.attack(images, labels, callback=callback)
         latents = {name: model.predict(x)["latent"] for name, x in (
@@ -494,7 +468,7 @@ class Study:
     # ---- latent space
 
     def _latent_settings(self):
-        return {"isomap_n": self.s["isomap_n"], "neighbors": self.s["isomap_neighbors"],
+        return {"isomap_n": self.s.isomap_n, "neighbors": self.s.isomap_neighbors,
                 "solver": "dense"}
 
     def _latent(self):
@@ -507,7 +481,7 @@ class Study:
             latents = np.concatenate([ev[f"latent_{kind}_0"], ev[f"latent_{kind}_1"],
                                       att["latent_attacked"][hit]])
             arrays[f"embedding_{kind}"] = evaluation.isomap(
-                latents, n_neighbors=self.s["isomap_neighbors"])
+                latents, n_neighbors=self.s.isomap_neighbors)
             arrays[f"group_{kind}"] = np.repeat([0, 1, 2], [m, m, int(hit.sum())])
             arrays[f"label_{kind}"] = np.concatenate([ev["labels"][:m], ev["labels"][:m],
                                                       att["labels"][hit]])
@@ -517,24 +491,24 @@ class Study:
     # ---- church windows
 
     def _church_settings(self):
-        return {k: self.s[k] for k in ("church_windows", "church_grid", "church_span")}
+        return {k: getattr(self.s, k) for k in ("church_windows", "church_grid", "church_span")}
 
     def _church(self):
         result, arrays = {}, {}
         for kind in MODELS:
             att, model = self.stage_records[f"attack_{kind}"].arrays, self.model(kind)
-            chosen = np.flatnonzero(att["success"])[:self.s["church_windows"]]
+            chosen = np.flatnonzero(att["success"])[:self.s.church_windows]
             grids, windows = [], []
             for i in chosen:
                 coords, classes = evaluation.church_window(
                     model, att["latent_base"][i], att["latent_attacked"][i],
-                    att["latent_noisy"][i], grid=self.s["church_grid"], span=self.s["church_span"])
+                    att["latent_noisy"][i], grid=self.s.church_grid, span=self.s.church_span)
                 grids.append(classes)
                 windows.append(evaluation.window_summary(att, i, coords, classes,
                                                len(self.manifest.class_names)))
-            g = self.s["church_grid"]
+            g = self.s.church_grid
             arrays[f"classes_{kind}"] = np.asarray(grids, np.int16).reshape(-1, g, g)
-            arrays["coords"] = np.linspace(-self.s["church_span"], self.s["church_span"], g)
+            arrays["coords"] = np.linspace(-self.s.church_span, self.s.church_span, g)
             result[kind] = windows
         return result, arrays, None
 
@@ -576,14 +550,14 @@ class Study:
 
     def _examples(self):
         """The first `examples` galaxies of each class, at both depths."""
-        n = min(self.manifest.count(self.s["split"]), 64 * self.s["examples"])
-        data = {d: pipeline.load_arrays(self.manifest, self.s["split"], d, n=n,
-                                        seed=self.cfg["seed"],
-                                        noise_mode=self.cfg["data"]["noise_mode"])
+        n = min(self.manifest.count(self.s.split), 64 * self.s.examples)
+        data = {d: pipeline.load_arrays(self.manifest, self.s.split, d, n=n,
+                                        seed=self.cfg.seed,
+                                        noise_mode=self.cfg.data.noise_mode)
                 for d in (self.source, self.target)}
         labels = data[self.source]["labels"]
         pick = [i for c in range(len(self.manifest.class_names))
-                for i in np.flatnonzero(labels == c)[:self.s["examples"]]]
+                for i in np.flatnonzero(labels == c)[:self.s.examples]]
         return {d: (data[d]["images"][pick], labels[pick]) for d in data}
 
     def _attacked_example(self):
@@ -609,9 +583,9 @@ class Study:
         r, names = self.stage_records, list(self.manifest.class_names)
         attack = {k: r[f"attack_{k}"].result for k in MODELS}
         results = {
-            "name": self.cfg["name"], "created": _now(), "command": self.command,
-            "model_name": self.cfg["model"]["name"], "class_names": names,
-            "split": self.s["split"], "depths": {"source": self.source, "target": self.target},
+            "name": self.cfg.name, "created": _now(), "command": self.command,
+            "model_name": self.cfg.model.name, "class_names": names,
+            "split": self.s.split, "depths": {"source": self.source, "target": self.target},
             "dataset": self._dataset_info(),
             "models": {k: self._model_info(k) for k in MODELS},
             "evaluation": r["evaluate"].result["metrics"],
@@ -622,7 +596,7 @@ class Study:
             "church_windows": r["church"].result,
             "figures": self._figure_names(),
             "paper": report.PAPER,
-            "config": self.cfg, "seeds": self._seeds(), "versions": report.versions(),
+            "config": self.cfg.to_dict(), "seeds": self._seeds(), "versions": report.versions(),
             "run_times": self._run_times(),
         }
         results["paper_comparison"] = report.headline(results)
@@ -639,20 +613,20 @@ class Study:
     def _model_info(self, kind):
         rec = self.stage_records[f"train_{kind}"]
         cfg = self.derived[kind]
-        return {"loss": cfg["loss"], "epochs": rec.result.get("epochs"),
+        return {"loss": cfg.loss, "epochs": rec.result.get("epochs"),
                 "export_dir": rec.result["export_dir"], "run_dir": rec.result["run_dir"],
                 "reused": rec.reused or rec.result.get("reused_model", False),
                 "fingerprint": rec.id, "train_summary": rec.result["summary"]}
 
     def _seeds(self):
-        seed = self.cfg["seed"]
+        seed = self.cfg.seed
         return {"root": seed, "init": seeds.derive(seed, "init"), "noise": seed,
                 "attack": seeds.derive(seed, "attack")}
 
     def _run_times(self):
         stages = {name: {"seconds": rec.seconds, "reused": rec.reused}
                   for name, rec in self.stage_records.items()}
-        return {"stages": stages, "total_s": round(sum(s["seconds"] for s in stages.values()), 1)}
+        return {"stages": stages, "total_s": round(sum(s.seconds for s in stages.values()), 1)}
 
 
 def _epochs(run_dir):

@@ -67,7 +67,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from tfgal import export
+from tfgal.model import export
 from tfgal.errors import ConfigError, DataError, ModelContractError
 
 SUCCESS_MODES = ("probability", "class")
@@ -234,7 +234,7 @@ def resolve_value_range(value_range, assets, images):
     if assets.get("value_range") is not None:
         return _parse_range(assets["value_range"], n_bands, "assets.value_range"), "model assets"
     if assets.get("stretch"):
-        from tfgal import stretch
+        from tfgal.data import stretch
         vr = stretch.value_range(assets["stretch"])
         if vr is not None:
             return _parse_range(vr, n_bands, "assets.stretch"), "model stretch"
@@ -369,7 +369,7 @@ class OnePixelAttack:
     def _local_evaluator(self, images, bounds):
         """A checked `tfgal.incremental.LocalEvaluator` and its deviation from the model,
         when the settings and the model allow one; else (None, None)."""
-        from tfgal import incremental
+        from tfgal.attack import incremental
         if self.evaluator == "full":
             return None, None
         if self.pixels != 1:

@@ -20,7 +20,7 @@ import shutil
 
 import numpy as np
 
-from tfgal import records
+from tfgal.data import records
 from tfgal.errors import DataError
 
 PARTS = ".parts"

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfgal import pipeline, survey
+from tfgal import survey
+from tfgal.data import pipeline
 from tfgal.errors import DataError
 
 

@@ -11,7 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfgal import pipeline, stretch as stretch_lib
+from tfgal.data import pipeline
+from tfgal.data import stretch as stretch_lib
 from tfgal.errors import TfgalError
 
 

@@ -28,7 +28,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from tfgal import records
+from tfgal.data import records
 from tfgal.errors import ModelContractError
 
 ASSETS_NAME = "tfgal.json"

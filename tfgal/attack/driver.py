@@ -16,8 +16,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfgal import export, records
-from tfgal.evaluation import describe
+from tfgal.model import export
+from tfgal.data import records
+from tfgal.study.evaluation import describe
 from tfgal.attack import OnePixelAttack
 from tfgal.errors import ConfigError, DataError
 
@@ -94,8 +95,8 @@ def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
     Returns:
       the summary dict.
     """
-    from tfgal import pipeline
-    from tfgal.records import write_json_atomic
+    from tfgal.data import pipeline
+    from tfgal.data.records import write_json_atomic
     start = time.perf_counter()
     exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
     stretch = exported.assets.get("stretch")

@@ -21,7 +21,8 @@ import importlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfgal import importers, records
+from tfgal.data import importers
+from tfgal.data import records
 from tfgal.errors import DataError
 
 TFDS_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # tfgal -> TFDS
@@ -93,7 +94,7 @@ class TfgalMock(tfds.core.GeneratorBasedBuilder):
 
 def _mocks():
     # Imported late: the module renders with GalSim, which the npy builder never needs.
-    return importlib.import_module("tfgal.mocks")
+    return importlib.import_module("tfgal.data.mocks")
 
 
 class DeepAdversaries(tfds.core.GeneratorBasedBuilder):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import platform
 
-from tfgal import export, records
+from tfgal.model import export
+from tfgal.data import records
 
 PAPER = {
     "source": "Ciprijanovic et al. 2022, Mach. Learn.: Sci. Technol. 3 035007 "

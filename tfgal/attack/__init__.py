@@ -1,0 +1,1 @@
+from tfgal.attack.pixel_attack import INITS, OnePixelAttack

@@ -1,0 +1,101 @@
+"""Writing files so that nothing is half-written: one atomic writer, a directory publisher,
+and file digests.
+
+Every file tfgal writes goes through `atomic_path`: the content is written to a temporary
+file in the destination's directory (same filesystem, so the rename is atomic) and renamed
+onto the destination only when complete. A crash leaves the old file or none, never a
+truncated one. Directories (datasets, SavedModels) are built elsewhere and published whole
+by `publish_directory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io as _io
+import json
+import os
+import shutil
+import tempfile
+import uuid
+
+__all__ = ["atomic_path", "write_bytes", "write_text", "write_json", "write_csv", "write_npz",
+           "publish_directory", "sha256_file", "update_sha256"]
+
+BLOCK = 1 << 20
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds.
+
+    The block writes the temporary file by any means (a library's own writer included). On
+    an exception the temporary file is removed and `path` is left as it was.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path, data):
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_text(path, text):
+    """Writes `text` (UTF-8, newlines as given) to `path` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+
+
+def write_json(path, obj):
+    """Writes `obj` as indented JSON (keys in their order) to `path` atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path, rows):
+    """Writes dict rows (columns from the first row) to `path` atomically."""
+    buffer = _io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def write_npz(path, arrays):
+    """Writes a dict of arrays as an uncompressed ``.npz`` to `path` atomically."""
+    import numpy as np
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def publish_directory(src, dst):
+    """Renames a finished directory `src` onto `dst`, replacing any old one."""
+    trash = None
+    if os.path.exists(dst):
+        trash = f"{dst}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dst, trash)
+    os.replace(src, dst)
+    if trash:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def update_sha256(digest, path):
+    """Feeds the bytes of file `path` into a hashlib object `digest`; returns it."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(BLOCK), b""):
+            digest.update(block)
+    return digest
+
+
+def sha256_file(path):
+    """Hex SHA-256 of a file's bytes."""
+    return update_sha256(hashlib.sha256(), path).hexdigest()

@@ -1,0 +1,44 @@
+"""One progress helper for long work: a tqdm bar, or nothing when progress is off.
+
+    with progress.bar(150, "attack", unit="galaxy") as bar:
+        bar.update(5, successes=2)
+
+`bar` is always an object with ``update(n, **postfix)``, so callers never test whether
+progress is on. Postfix values are running totals the caller passes (shown as ``k=v``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+__all__ = ["bar"]
+
+
+class _Silent:
+    def update(self, n=1, **postfix):
+        pass
+
+
+class _Bar:
+    def __init__(self, tqdm_bar):
+        self._bar = tqdm_bar
+
+    def update(self, n=1, **postfix):
+        self._bar.update(n)
+        if postfix:
+            self._bar.set_postfix(postfix, refresh=False)
+
+
+@contextlib.contextmanager
+def bar(total, desc, *, unit="galaxy", enabled=True):
+    """A progress bar over `total` items named `desc`; silent when `enabled` is False.
+
+    Writes to stdout, refreshing at most every 2 s so that logs of batch jobs stay short.
+    """
+    if not enabled:
+        yield _Silent()
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, desc=desc, unit=unit, mininterval=2.0, file=sys.stdout) as t:
+        yield _Bar(t)

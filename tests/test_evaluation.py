@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from tfgal.attack import summary as attack_summary
 from tfgal import survey
 from tfgal.study import evaluation
 from tfgal.model import export
@@ -95,20 +96,20 @@ def test_curve_depths():
 def test_distance_summary_and_ratio():
     d_attack = np.array([1.0, np.nan, 3.0, 5.0])
     d_noisy = np.array([2.0, 4.0, 6.0, 8.0])
-    s = evaluation.distance_summary(d_attack, d_noisy, [True, False, True, True])
+    s = attack_summary.distance_summary(d_attack, d_noisy, [True, False, True, True])
     assert s["attack"]["mean"] == pytest.approx(3.0) and s["attack"]["n"] == 3
     assert s["attack"]["std"] == pytest.approx(2.0)
     assert s["attack"]["sem"] == pytest.approx(2.0 / np.sqrt(3))
     assert s["noisy"]["mean"] == pytest.approx(5.0) and s["noisy"]["n"] == 4
     assert s["noisy_success"]["mean"] == pytest.approx(16 / 3)
-    double = evaluation.distance_summary(2 * d_attack, 2 * d_noisy, [True, False, True, True])
-    r = evaluation.distance_ratios(double, s)
+    double = attack_summary.distance_summary(2 * d_attack, 2 * d_noisy, [True, False, True, True])
+    r = attack_summary.distance_ratios(double, s)
     assert r["attack"]["ratio"] == pytest.approx(2.0)
     rel = s["attack"]["sem"] / s["attack"]["mean"]
     assert r["attack"]["sem"] == pytest.approx(2.0 * np.sqrt(2) * rel)
-    empty = evaluation.distance_summary([np.nan], [1.0], [False])
+    empty = attack_summary.distance_summary([np.nan], [1.0], [False])
     assert empty["attack"]["mean"] is None
-    assert evaluation.distance_ratios(empty, empty)["attack"] == {"ratio": None, "sem": None}
+    assert attack_summary.distance_ratios(empty, empty)["attack"] == {"ratio": None, "sem": None}
 
 
 # --------------------------------------------------------------------------- with a model

@@ -8,8 +8,6 @@ attacked version and to the same galaxy at a noisier depth.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 
@@ -17,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfgal.model import export
-from tfgal.data import records
-from tfgal.study.evaluation import describe
+from tfgal import io
+from tfgal.attack.summary import describe
 from tfgal.attack import OnePixelAttack
 from tfgal.errors import ConfigError, DataError
 
@@ -64,15 +62,6 @@ def _pixel_columns(result, i, bands):
     return row
 
 
-def write_csv_atomic(path, rows):
-    """Writes dict rows to `path` (columns from the first row) via a temp file + rename."""
-    buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
-    writer.writeheader()
-    writer.writerows(rows)
-    records.write_text_atomic(path, buffer.getvalue())
-
-
 # --------------------------------------------------------------------------- datasets
 
 TABLE_NAME = "attack.csv"
@@ -96,7 +85,6 @@ def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
       the summary dict.
     """
     from tfgal.data import pipeline
-    from tfgal.data.records import write_json_atomic
     start = time.perf_counter()
     exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
     stretch = exported.assets.get("stretch")
@@ -121,8 +109,8 @@ def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
                        d_attack, d_galaxy, n_galaxies=len(base["labels"]))
     summary["seconds_total"] = time.perf_counter() - start
     os.makedirs(out, exist_ok=True)
-    write_csv_atomic(os.path.join(out, TABLE_NAME), table_rows)
-    write_json_atomic(os.path.join(out, SUMMARY_NAME), summary)
+    io.write_csv(os.path.join(out, TABLE_NAME), table_rows)
+    io.write_json(os.path.join(out, SUMMARY_NAME), summary)
     return summary
 
 

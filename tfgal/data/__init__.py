@@ -1,0 +1,1 @@
+"""The data wing: survey-independent storage, mock galaxies, importers, noise and pipelines."""

@@ -28,7 +28,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from tfgal.data import records
+from tfgal import io
 from tfgal.errors import ModelContractError
 
 ASSETS_NAME = "tfgal.json"
@@ -100,7 +100,7 @@ def export_saved_model(encoder, head, path, *, image_shape, assets=None, overwri
             images, keras.layers.Softmax(name="probabilities")(head(encoder(images))),
             name="classifier")
         classifier.save(os.path.join(tmp, "assets", KERAS_NAME))
-        records.publish_directory(tmp, path)
+        io.publish_directory(tmp, path)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

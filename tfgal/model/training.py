@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgal import io
 from tfgal import config as config_lib, seeds
 from tfgal.model import adaptation
 from tfgal.model import export
@@ -175,7 +176,7 @@ def prepare_run_dir(run_dir, cfg):
             path = os.path.join(run_dir, name)
             if os.path.exists(path):
                 os.remove(path)
-    records.write_json_atomic(saved, cfg.to_dict())
+    io.write_json(saved, cfg.to_dict())
     return resuming
 
 
@@ -290,7 +291,7 @@ def train(cfg, *, verbose=None):
         model.load_weights(best)
     summary = _finish(cfg, model, manifest, run_dir, export_dir)
     summary["wall_time_s"] = round(time.time() - started, 1)
-    records.write_json_atomic(os.path.join(run_dir, SUMMARY), summary)
+    io.write_json(os.path.join(run_dir, SUMMARY), summary)
     shutil.rmtree(os.path.join(run_dir, BACKUP), ignore_errors=True)  # the run is complete
     return summary
 

@@ -22,17 +22,8 @@ import numpy as np
 
 from tfgal import survey
 from tfgal.data import pipeline
+from tfgal.attack.summary import describe
 from tfgal.errors import DataError
-
-
-def describe(values):
-    """mean, std, sem and n of a sample (NaN when empty)."""
-    v = np.asarray(values, np.float64)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return {"mean": None, "std": None, "sem": None, "n": 0}
-    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-    return {"mean": float(v.mean()), "std": std, "sem": std / np.sqrt(len(v)), "n": int(len(v))}
 
 
 def collect(evaluator):
@@ -226,29 +217,6 @@ class RobustnessCurve:
 # --------------------------------------------------------------------------- latent space
 
 
-def ratio(numerator, denominator):
-    """Ratio of two `describe` means with its propagated standard error."""
-    a, b = numerator.get("mean"), denominator.get("mean")
-    if a is None or b is None or b == 0:
-        return {"ratio": None, "sem": None}
-    r = a / b
-    rel = [s / m for s, m in ((numerator["sem"], a), (denominator["sem"], b)) if m]
-    return {"ratio": float(r), "sem": float(abs(r) * np.sqrt(sum(x * x for x in rel)))}
-
-
-def distance_summary(d_attack, d_noisy, success):
-    """The paper's latent distances of one model: base -> attacked (successful attacks) and
-    base -> noisy (every attacked galaxy, and the successful ones alone)."""
-    success = np.asarray(success, bool)
-    return {"attack": describe(np.where(success, d_attack, np.nan)),
-            "noisy": describe(d_noisy), "noisy_success": describe(np.asarray(d_noisy)[success])}
-
-
-def distance_ratios(adapted, baseline):
-    """Domain-adapted over baseline, per distance kind of `distance_summary`."""
-    return {kind: ratio(adapted[kind], baseline[kind]) for kind in adapted}
-
-
 def church_window(model, base, attacked, noisy, *, grid=41, span=2.0, batch_size=4096):
     """Classes on the plane base + a (attacked - base) + b (noisy - base) of latent space.
 
@@ -288,18 +256,3 @@ def window_summary(att, i, coords, classes, n_classes):
     return {"index": int(i), "galaxy_id": int(att["galaxy_id"][i]), "label": int(att["labels"][i]),
             "base_class": int(classes[centre, centre]) if coords[centre] == 0 else None,
             "attacked_class": int(att["final_class"][i]), "class_share": share.tolist()}
-
-
-def attack_summary(result, d_attack, d_noisy):
-    """The numbers of an `attack.AttackResult` the study reports, latent distances included."""
-    won = result.success
-    return {
-        "n_galaxies": int(result.n), "n_attacked": int(np.sum(~result.already)),
-        "n_already_adversarial": int(result.already.sum()), "n_success": int(won.sum()),
-        "success_rate": result.success_rate, "settings": result.settings,
-        "queries": {"total": int(result.queries.sum()), "mean": float(result.queries.mean()),
-                    "mean_success": float(result.queries[won].mean()) if won.any() else None},
-        "generations_mean_success": float(result.generations[won].mean()) if won.any() else None,
-        "seconds": result.seconds,
-        "latent_distance": distance_summary(d_attack, d_noisy, won),
-    }

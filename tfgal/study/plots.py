@@ -9,7 +9,6 @@ fixed across figures so they can be read side by side.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import matplotlib
 
@@ -19,6 +18,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from tfgal import io  # noqa: E402
+
 DPI = 110
 MODEL_STYLE = {"baseline": {"color": "#d95f02", "label": "baseline (no DA)"},
                "adapted": {"color": "#1b9e77", "label": "domain-adapted (MMD)"}}
@@ -27,18 +28,12 @@ DEPTH_MARKERS = ("o", "^")
 
 
 def save(fig, path):
-    """Writes `fig` to `path` as PNG through a temporary file and a rename; closes it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
-    os.close(fd)
+    """Writes `fig` to `path` as PNG atomically (`tfgal.io.atomic_path`); closes it."""
     try:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-        os.replace(tmp, path)
+        with io.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import platform
 
+from tfgal import io
 from tfgal.model import export
-from tfgal.data import records
 
 PAPER = {
     "source": "Ciprijanovic et al. 2022, Mach. Learn.: Sci. Technol. 3 035007 "
@@ -37,8 +37,8 @@ MODELS = ("baseline", "adapted")
 
 def write(out, results):
     """Writes ``results.json`` and ``report.md`` into `out`, each atomically."""
-    records.write_json_atomic(os.path.join(out, "results.json"), results)
-    records.write_text_atomic(os.path.join(out, "report.md"), markdown(results))
+    io.write_json(os.path.join(out, "results.json"), results)
+    io.write_text(os.path.join(out, "report.md"), markdown(results))
     return os.path.join(out, "report.md")
 
 

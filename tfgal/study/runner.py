@@ -39,8 +39,10 @@ import uuid
 
 import numpy as np
 
+from tfgal import io
 from tfgal.attack import pixel_attack as attack_lib
 from tfgal.attack import driver as attack_report
+from tfgal.attack import summary as attack_summary
 from tfgal import config as config_lib
 from tfgal import seeds, survey
 from tfgal.study import evaluation
@@ -140,19 +142,6 @@ class StageRecord:
         return self._arrays
 
 
-def _save_npz_atomic(path, arrays):
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-",
-                               dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class StageStore:
     """Stage records under ``root``: ``<name>.json`` (written last) and ``<name>.npz``."""
 
@@ -190,11 +179,11 @@ class StageStore:
         started = time.time()
         result, arrays, record_id = fn()
         if arrays is not None:
-            _save_npz_atomic(self.path(name, "npz"), arrays)
+            io.write_npz(self.path(name, "npz"), arrays)
         saved = {"stage": name, "key": key, "id": record_id or uuid.uuid4().hex[:16],
                  "seconds": round(time.time() - started, 2), "npz": arrays is not None,
                  "finished": _now(), "settings": _plain(settings), "result": _plain(result)}
-        records.write_json_atomic(self.path(name), saved)
+        io.write_json(self.path(name), saved)
         self.log(f"{name}: done in {saved['seconds']:.1f} s")
         return self._record(saved, reused=False, arrays=arrays)
 
@@ -456,14 +445,14 @@ class Study:
                   "original_class": result.original_class, "final_class": result.final_class,
                   "final_score": result.final_score, "d_attack": d_attack, "d_noisy": d_noisy,
                   **{f"latent_{k}": v for k, v in latents.items()}}
-        return evaluation.attack_summary(result, d_attack, d_noisy), arrays, None
+        return attack_summary.summarize(result, d_attack, d_noisy), arrays, None
 
     def _write_attack_table(self, kind, result, d_attack, d_noisy):
         rows = attack_report.table(result, galaxy_id=self.attack_data()["base"]["galaxy_id"],
                                 bands=list(self.manifest.bands),
                                 extra={"latent_distance_attack": d_attack,
                                        "latent_distance_noisy": d_noisy})
-        attack_report.write_csv_atomic(os.path.join(self.out, f"attacks_{kind}.csv"), rows)
+        io.write_csv(os.path.join(self.out, f"attacks_{kind}.csv"), rows)
 
     # ---- latent space
 
@@ -591,7 +580,7 @@ class Study:
             "evaluation": r["evaluate"].result["metrics"],
             "robustness_curve": r["curve"].result,
             "attack": attack,
-            "latent_distance_ratio": evaluation.distance_ratios(
+            "latent_distance_ratio": attack_summary.distance_ratios(
                 attack["adapted"]["latent_distance"], attack["baseline"]["latent_distance"]),
             "church_windows": r["church"].result,
             "figures": self._figure_names(),

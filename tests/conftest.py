@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfgal import survey
-from tfgal.data import records
+from tfgal.data import DatasetWriter, SPLITS
 from tfgal.data import stretch
 
 
@@ -29,9 +29,9 @@ def write_blob_dataset(root, counts=(24, 8, 8), size=16, shard_size=8, compressi
     rng = np.random.default_rng(seed)
     galaxy_id = 0
     train_sample = []
-    with records.DatasetWriter(root, images={"flux": {"noise": False}}, image_shape=(size, size, 3),
-                               shard_size=shard_size, compression=compression) as writer:
-        for split, n in zip(records.SPLITS, counts):
+    with DatasetWriter(root, images={"flux": {"noise": False}}, image_shape=(size, size, 3),
+                       shard_size=shard_size, compression=compression) as writer:
+        for split, n in zip(SPLITS, counts):
             images = blob_images(n, rng, size)
             for image in images:
                 writer.add(split, {"flux": image}, galaxy_id % 3, galaxy_id)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal.attack import pixel_attack as attack
-from tfgal.attack import driver as attack_report
+from tfgal import io
+from tfgal.attack import INITS, OnePixelAttack, default_max_batch, describe, driver, summarize
+from tfgal.attack.one_pixel import DEFAULT_INIT
 from tfgal.model import export
-from tfgal.data import records
-from tfgal.attack import OnePixelAttack
+from tfgal.data import DatasetWriter, pipeline
 from tfgal.cli import attack_main
 from tfgal.errors import ConfigError, DataError, ModelContractError
 
@@ -109,7 +109,7 @@ def test_robust_model_reports_failure_with_the_full_budget():
     assert (result.queries == att.budget).all() and att.budget == 1 + 40 * 21
     assert (result.generations == 20).all()
     assert (result.final_class == 0).all() and result.success_rate == 0.0
-    assert result.settings["max_batch"] == attack.default_max_batch((SIZE, SIZE, BANDS))
+    assert result.settings["max_batch"] == default_max_batch((SIZE, SIZE, BANDS))
 
 
 def test_values_stay_inside_the_bounds():
@@ -259,7 +259,7 @@ def test_bad_inputs():
 def paired_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("attack_data") / "ds"
     y10, y1 = dim_images(4, seed=1), dim_images(4, seed=2)
-    with records.DatasetWriter(root, images={"Y10": {"noise": True}, "Y1": {"noise": True}},
+    with DatasetWriter(root, images={"Y10": {"noise": True}, "Y1": {"noise": True}},
                                image_shape=(SIZE, SIZE, BANDS)) as writer:
         for i in range(4):
             writer.add("test", {"Y10": y10[i], "Y1": y1[i]}, 0, 100 + i)
@@ -307,13 +307,13 @@ def test_cli_targeted_rows_and_errors(saved_spotlight, paired_dataset, tmp_path,
 
 def test_csv_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "t.csv"
-    attack_report.write_csv_atomic(path, [{"a": 1}])
+    io.write_csv(path, [{"a": 1}])
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
     monkeypatch.setattr(csv.DictWriter, "writerows", broken)
     with pytest.raises(OSError):
-        attack_report.write_csv_atomic(path, [{"a": 2}])
+        io.write_csv(path, [{"a": 2}])
     assert path.read_text().splitlines() == ["a", "1"] and os.listdir(tmp_path) == ["t.csv"]
 
 
@@ -342,8 +342,8 @@ def test_initial_population(init):
 
 
 def test_default_init_is_bounds_and_every_init_attacks():
-    assert OnePixelAttack(spotlight).init == attack.DEFAULT_INIT == "bounds"
-    for init in attack.INITS:
+    assert OnePixelAttack(spotlight).init == DEFAULT_INIT == "bounds"
+    for init in INITS:
         result = OnePixelAttack(spotlight, init=init, **FAST).attack(dim_images(2), np.zeros(2))
         assert result.success.all() and result.settings["init"] == init
 
@@ -356,8 +356,8 @@ def test_generation_loop_is_traced_once():
         att.attack(images, np.zeros(n))
     (engine,) = att._engines.values()
     assert engine.capacity == 2
-    assert engine._loop.experimental_get_tracing_count() == 1
-    assert engine._probs.experimental_get_tracing_count() == 1  # reused inside the loop
+    assert engine.loop.experimental_get_tracing_count() == 1
+    assert engine.probs.experimental_get_tracing_count() == 1  # reused inside the loop
 
 
 def test_padded_and_finished_slots_are_neither_computed_nor_counted():
@@ -384,3 +384,79 @@ def test_chunked_evaluation_does_not_change_results():
             for batch in (4096, 25)]  # 25 < popsize: each generation in chunks of 25 + 15
     for name in ("success", "generations", "queries", "pixels", "values"):
         np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@pytest.fixture(scope="module", params=["untargeted", "targeted"])
+def attack_run(request, saved_spotlight, paired_dataset):
+    if request.param == "untargeted":
+        settings = dict(n=3, popsize=200, iters=40, seed=3)
+    else:  # class 2 is out of reach of the spotlight model: failures beside successes
+        settings = dict(n=2, popsize=40, iters=10, targeted=True)
+    run = driver.attack_galaxies(str(saved_spotlight), paired_dataset, progress=False,
+                                 **settings)
+    return request.param, run
+
+
+def test_attack_galaxies_latents_match_the_model(attack_run, saved_spotlight, paired_dataset):
+    mode, run = attack_run
+    model = export.load(saved_spotlight)
+    n = len(run.labels)
+    assert run.galaxy_id.tolist() == list(range(100, 100 + n))
+    if mode == "untargeted":
+        np.testing.assert_array_equal(run.rows, np.arange(n))
+    else:
+        assert run.rows.tolist() == [0, 0, 1, 1] and run.result.targets.tolist() == [1, 2, 1, 2]
+        assert run.result.success.any() and not run.result.success.all()
+    np.testing.assert_array_equal(run.result.labels, run.labels[run.rows])
+    noisy = pipeline.load_arrays(paired_dataset, "test", "Y1", n=n)["images"]
+    for name, images in (("base", run.images[run.rows]), ("attacked", run.result.images),
+                         ("noisy", noisy[run.rows])):
+        np.testing.assert_allclose(run.latents[name], model.predict(images)["latent"],
+                                   rtol=1e-5, atol=1e-6)
+    attacked = np.linalg.norm(run.latents["attacked"] - run.latents["base"], axis=1)
+    np.testing.assert_array_equal(np.isnan(run.d_attack), ~run.result.success)
+    np.testing.assert_array_equal(run.d_attack[run.result.success], attacked[run.result.success])
+    np.testing.assert_array_equal(
+        run.d_noisy, np.linalg.norm(run.latents["noisy"] - run.latents["base"], axis=1))
+    np.testing.assert_array_equal(run.d_noisy, run.d_noisy_galaxies[run.rows])
+    assert run.summary == summarize(run.result, run.d_attack, run.d_noisy)
+    assert run.summary["n_galaxies"] == len(run.rows) and run.seconds >= run.result.seconds
+
+
+def test_attack_dataset_files_match_the_run(attack_run, saved_spotlight, paired_dataset,
+                                            tmp_path, monkeypatch):
+    mode, run = attack_run
+    runs, original = [], driver.attack_galaxies
+
+    def recorded(*args, **kwargs):  # keeps the run attack_dataset writes
+        runs.append(original(*args, **kwargs))
+        return runs[-1]
+    monkeypatch.setattr(driver, "attack_galaxies", recorded)
+    settings = ({"n": 3, "popsize": 200, "iters": 40, "seed": 3} if mode == "untargeted"
+                else {"n": 2, "popsize": 40, "iters": 10, "targeted": True})
+    summary = driver.attack_dataset(str(saved_spotlight), paired_dataset, tmp_path,
+                                    progress=False, **settings)
+    (new,) = runs
+    for name in ("success", "queries", "pixels", "values", "images"):  # same seeds, same run
+        np.testing.assert_array_equal(getattr(new.result, name), getattr(run.result, name))
+    stored = json.loads((tmp_path / "attack.json").read_text())
+    assert stored == json.loads(json.dumps(summary))
+    expected = json.loads(json.dumps(new.summary))
+    for key, value in expected.items():
+        if key not in ("n_galaxies", "latent_distance"):
+            assert stored[key] == value, key
+    assert stored["n_galaxies"] == len(new.labels) and stored["n_attacks"] == new.result.n
+    assert stored["target"] == (None if mode == "untargeted" else "all")
+    distances = stored["latent_distance"]
+    assert distances["attack"] == expected["latent_distance"]["attack"]
+    assert distances["noisy"] == json.loads(json.dumps(describe(new.d_noisy_galaxies)))
+    if mode == "untargeted":
+        assert distances == expected["latent_distance"]
+    assert stored["seconds_total"] == new.seconds
+    with open(tmp_path / "attack.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [{k: str(v) for k, v in row.items()}
+                    for row in driver.table(new, bands=["g", "r", "i"])]

@@ -1,4 +1,4 @@
-"""tfgal.evaluation: metrics against scikit-learn, the depth curve, latent-space helpers."""
+"""tfgal.study measurements: metrics against scikit-learn, the depth curve, latent space."""
 
 import os
 
@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from tfgal import data, survey
 from tfgal.attack import summary as attack_summary
-from tfgal import survey
-from tfgal.study import evaluation
-from tfgal.model import export
 from tfgal.data import pipeline
-from tfgal.data import records
 from tfgal.errors import ConfigError, DataError
+from tfgal.model import export
+from tfgal.study import curve, latent, metrics
 
 NAMES = ["spiral", "elliptical", "merger"]
 
@@ -36,7 +35,7 @@ def test_classification_metrics_match_sklearn(decimals):
     probs = _probabilities(300, rng, decimals)
     probs[labels == 1] += [0.0, 0.4, 0.0]  # some skill, so the numbers are not all chance
     probs /= probs.sum(1, keepdims=True)
-    got = evaluation.collect(evaluation.ClassificationEvaluator(labels, probs, NAMES))
+    got = metrics.collect(metrics.ClassificationEvaluator(labels, probs, NAMES))
     pred = probs.argmax(1)
     assert got["n"] == 300
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
@@ -62,7 +61,7 @@ def test_never_predicted_class_and_absent_class():
     labels = np.array([0, 0, 1, 1, 1, 0])
     probs = np.array([[.8, .1, .1], [.3, .6, .1], [.2, .7, .1], [.1, .8, .1], [.6, .3, .1],
                       [.9, .05, .05]])
-    got = evaluation.collect(evaluation.ClassificationEvaluator(labels, probs, NAMES))
+    got = metrics.collect(metrics.ClassificationEvaluator(labels, probs, NAMES))
     # merger: never predicted and never true -> precision 0 (zero_division=0), AUC undefined.
     assert got["precision/merger"] == 0.0 and got["support/merger"] == 0
     assert got["roc_auc/merger"] is None and got["roc_auc/macro"] is None
@@ -75,21 +74,21 @@ def test_never_predicted_class_and_absent_class():
 
 def test_evaluator_rejects_bad_input():
     with pytest.raises(DataError):
-        evaluation.ClassificationEvaluator([0, 1], np.ones((3, 3)) / 3, NAMES)
+        metrics.ClassificationEvaluator([0, 1], np.ones((3, 3)) / 3, NAMES)
     with pytest.raises(DataError):
-        evaluation.ClassificationEvaluator([], np.zeros((0, 3)), NAMES)
+        metrics.ClassificationEvaluator([], np.zeros((0, 3)), NAMES)
 
 
 def test_curve_depths():
-    depths = evaluation.curve_depths(low=0.1, high=20, per_decade=3)
+    depths = curve.curve_depths(low=0.1, high=20, per_decade=3)
     years = [d.years for d in depths]
     assert years == pytest.approx([0.1, 0.2154, 0.4642, 1, 2.154, 4.642, 10, 20], rel=1e-3)
     assert np.allclose(np.diff(np.log10(years[:-1])), 1 / 3, rtol=1e-3)  # log-spaced
     ten = [d for d in depths if d.name == "10y"][0]
     assert ten.exposure_s == pytest.approx(survey.Y10.exposure_s)  # the very Y10 noise
-    finer = evaluation.curve_depths(low=0.05, high=30, per_decade=4, always=(3.0,))
+    finer = curve.curve_depths(low=0.05, high=30, per_decade=4, always=(3.0,))
     assert len(finer) == 14 and 3.0 in [d.years for d in finer]
-    explicit = evaluation.curve_depths([3, 0.5, 3])
+    explicit = curve.curve_depths([3, 0.5, 3])
     assert [d.name for d in explicit] == ["0.5y", "3y"]
 
 
@@ -143,8 +142,8 @@ def test_church_window_classifies_the_plane(linear16):
     model, head = linear16
     rng = np.random.default_rng(0)
     base, attacked, noisy = rng.normal(0, 1, (3, 4)).astype(np.float32)
-    coords, classes = evaluation.church_window(model, base, attacked, noisy, grid=9, span=2.0,
-                                               batch_size=7)  # batches of 7: uneven on purpose
+    coords, classes = latent.church_window(model, base, attacked, noisy, grid=9, span=2.0,
+                                           batch_size=7)  # batches of 7: uneven on purpose
     assert coords.tolist() == [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
     assert classes.shape == (9, 9)
     w, b = (np.asarray(v) for v in head.get_layer("logits").get_weights())
@@ -161,7 +160,7 @@ def test_isomap_unrolls_a_curve_deterministically():
     from scipy.stats import spearmanr
     t = np.linspace(0, 3 * np.pi, 60)
     points = np.stack([np.cos(t), np.sin(t), 0.3 * t, np.zeros_like(t)], axis=1)  # a helix
-    a, b = evaluation.isomap(points, n_neighbors=6), evaluation.isomap(points, n_neighbors=6)
+    a, b = latent.isomap(points, n_neighbors=6), latent.isomap(points, n_neighbors=6)
     assert a.shape == (60, 2) and np.array_equal(a, b)
     # Geodesic, not straight-line, distances: the first axis follows the arc length.
     assert abs(spearmanr(a[:, 0], t).correlation) > 0.99
@@ -170,21 +169,21 @@ def test_isomap_unrolls_a_curve_deterministically():
 def test_predict_split_and_curve_agree(linear16, blob_dataset):
     model, _ = linear16
     models = {"m": model, "again": model}
-    out = evaluation.predict_split(models, blob_dataset, "test", "Y10", n=5, batch_size=2)
+    out = curve.predict_split(models, blob_dataset, "test", "Y10", n=5, batch_size=2)
     ref = pipeline.load_arrays(blob_dataset, "test", "Y10", n=5)
     assert np.array_equal(out["galaxy_id"], ref["galaxy_id"])
     np.testing.assert_allclose(out["m"]["latent"], model.predict(ref["images"])["latent"],
                                atol=1e-5)
     assert np.array_equal(out["m"]["probabilities"], out["again"]["probabilities"])
 
-    depths = evaluation.curve_depths([1, 10])
-    curve = evaluation.RobustnessCurve({"m": model}, blob_dataset, "test", depths).table()
-    assert curve["depths"] == ["1y", "10y"] and curve["years"] == pytest.approx([1, 10])
+    depths = curve.curve_depths([1, 10])
+    table = curve.RobustnessCurve({"m": model}, blob_dataset, "test", depths).table()
+    assert table["depths"] == ["1y", "10y"] and table["years"] == pytest.approx([1, 10])
     for depth, i in (("Y1", 0), ("Y10", 1)):
-        full = evaluation.predict_split({"m": model}, blob_dataset, "test", depth)
-        ref = evaluation.collect(evaluation.ClassificationEvaluator(
+        full = curve.predict_split({"m": model}, blob_dataset, "test", depth)
+        ref = metrics.collect(metrics.ClassificationEvaluator(
             full["labels"], full["m"]["probabilities"], NAMES))
-        row = {k: v[i] for k, v in curve["models"]["m"].items()}
+        row = {k: v[i] for k, v in table["models"]["m"].items()}
         assert row["accuracy"] == pytest.approx(ref["accuracy"])
         assert row["f1_weighted"] == pytest.approx(ref["f1/weighted"])
         assert row["n"] == 8
@@ -197,15 +196,15 @@ def test_curve_refuses_baked_in_noise(linear16, tmp_path):
     rng = np.random.default_rng(0)
     images = {"Y10": {"noise": True, "depth": survey.Y10.to_json()},
               "Y1": {"noise": True, "depth": survey.Y1.to_json()}}
-    with records.DatasetWriter(tmp_path / "stored", images=images,
-                               image_shape=(size, size, 3)) as writer:
+    with data.DatasetWriter(tmp_path / "stored", images=images,
+                            image_shape=(size, size, 3)) as writer:
         for i in range(6):
             writer.add("test", {d: rng.uniform(0.4, 0.9, (size, size, 3)).astype(np.float32)
                                 for d in images}, i % 3, i)
         manifest = writer.finish(stretch={"kind": "identity"})
-    out = evaluation.predict_split({"m": linear16[0]}, manifest, "test", "Y1")
+    out = curve.predict_split({"m": linear16[0]}, manifest, "test", "Y1")
     assert len(out["labels"]) == 6
-    curve = evaluation.RobustnessCurve({"m": linear16[0]}, manifest, "test",
-                                       evaluation.curve_depths([3]))
+    refusing = curve.RobustnessCurve({"m": linear16[0]}, manifest, "test",
+                                     curve.curve_depths([3]))
     with pytest.raises(ConfigError):
-        curve.table()
+        refusing.table()

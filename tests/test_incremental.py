@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal.attack import pixel_attack as attack
+from tfgal.attack import host
 from tfgal.model import export
 from tfgal.attack import incremental
 from tfgal.model import architectures as models
@@ -184,7 +184,7 @@ def test_keras_model_and_cache_groups(monkeypatch):
     model = keras.Model(images_in, keras.layers.Softmax()(head(encoder(images_in))))
     settings = dict(popsize=40, iters=20, seed=2, value_range=(0.0, 1.0), max_batch=80)
     one = OnePixelAttack(model, **settings).attack(dim(5), np.zeros(5))
-    monkeypatch.setitem(attack.CACHE_BUDGET_BYTES, "CPU", 1)  # groups of 2 images (2 slots)
+    monkeypatch.setitem(host.CACHE_BUDGET_BYTES, "CPU", 1)  # groups of 2 images (2 slots)
     grouped = OnePixelAttack(model, **settings).attack(dim(5), np.zeros(5))
     assert one.settings["evaluator"] == grouped.settings["evaluator"] == "incremental"
     for name in ("success", "generations", "queries", "pixels", "values"):

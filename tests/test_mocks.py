@@ -10,19 +10,21 @@ import numpy as np
 import pytest
 
 from tfgal import survey
-from tfgal.data import mocks
-from tfgal.data import records
+from tfgal.data import CLASS_NAMES, FLUX, Manifest, MANIFEST_NAME, read_examples, verify
+from tfgal.data import mock_build
+from tfgal.data import mock_galaxies
+from tfgal.data import mock_params
 from tfgal.data import stretch
 from tfgal.errors import ConfigError, DataError
 
 SPIRAL, ELLIPTICAL, MERGER = 0, 1, 2
-PARAMS = mocks.MockParams()
+PARAMS = mock_params.MockParams()
 
 
 @pytest.fixture(scope="module")
 def sample():
     """Eight galaxies per class rendered once: {label: [(galaxy_id, image), ...]}."""
-    return {label: [(k, mocks.render_galaxy(k, label, 11)) for k in range(8)]
+    return {label: [(k, mock_galaxies.render_galaxy(k, label, 11)) for k in range(8)]
             for label in range(3)}
 
 
@@ -47,7 +49,7 @@ def test_r_band_flux_matches_the_declared_magnitude(sample):
     ratios = []
     for label, galaxies in sample.items():
         for galaxy_id, image in galaxies:
-            declared = mocks.describe(galaxy_id, label, 11)["r_mag"]
+            declared = mock_galaxies.describe(galaxy_id, label, 11)["r_mag"]
             assert low <= declared <= high
             total = float(image[..., r].sum())
             ratios.append(total / survey.mag_to_flux(declared, "r"))
@@ -73,7 +75,7 @@ def test_ellipticals_are_redder_than_spirals_on_average(sample):
 
 def test_flux_and_size_are_drawn_from_the_same_ranges_for_every_class():
     for label in range(3):
-        props = [mocks.describe(k, label, 3) for k in range(40)]
+        props = [mock_galaxies.describe(k, label, 3) for k in range(40)]
         mags = [p["r_mag"] for p in props]
         radii = [p["half_light_radius_arcsec"] for p in props]
         assert PARAMS.r_mag[0] <= min(mags) and max(mags) <= PARAMS.r_mag[1]
@@ -84,26 +86,26 @@ def test_flux_and_size_are_drawn_from_the_same_ranges_for_every_class():
 
 def test_rendering_is_deterministic_and_independent_of_order(sample):
     image = sample[MERGER][3][1]
-    again = mocks.render_galaxy(3, MERGER, 11)
+    again = mock_galaxies.render_galaxy(3, MERGER, 11)
     assert again.tobytes() == image.tobytes()
     # Rendering other galaxies first (different caches, RNG use) changes nothing.
-    mocks.render_galaxy(5, SPIRAL, 99)
-    assert mocks.render_galaxy(3, MERGER, 11).tobytes() == image.tobytes()
+    mock_galaxies.render_galaxy(5, SPIRAL, 99)
+    assert mock_galaxies.render_galaxy(3, MERGER, 11).tobytes() == image.tobytes()
 
 
 def test_different_seeds_ids_and_labels_give_different_galaxies(sample):
     base = sample[SPIRAL][2][1]
-    assert not np.allclose(mocks.render_galaxy(2, SPIRAL, 12), base)
+    assert not np.allclose(mock_galaxies.render_galaxy(2, SPIRAL, 12), base)
     assert not np.allclose(sample[SPIRAL][3][1], base)
-    assert mocks.describe(2, SPIRAL, 11) != mocks.describe(2, SPIRAL, 12)
+    assert mock_galaxies.describe(2, SPIRAL, 11) != mock_galaxies.describe(2, SPIRAL, 12)
 
 
 def test_params_change_the_galaxies_and_round_trip_through_json():
     bright = dataclasses.replace(PARAMS, r_mag=(19.0, 19.0))
-    image = mocks.render_galaxy(0, ELLIPTICAL, 1, bright)
+    image = mock_galaxies.render_galaxy(0, ELLIPTICAL, 1, bright)
     assert image[..., 1].sum() == pytest.approx(survey.mag_to_flux(19.0, "r"), rel=0.12)
     text = json.dumps(dataclasses.asdict(PARAMS))
-    assert mocks.MockParams.from_dict(json.loads(text)) == PARAMS
+    assert mock_params.MockParams.from_dict(json.loads(text)) == PARAMS
 
 
 @pytest.mark.parametrize("change", [
@@ -122,20 +124,20 @@ def test_bad_params_raise_config_error(change):
 
 def test_bad_galaxy_arguments_raise_config_error():
     with pytest.raises(ConfigError):
-        mocks.render_galaxy(0, 3, 0)
+        mock_galaxies.render_galaxy(0, 3, 0)
     with pytest.raises(ConfigError):
-        mocks.render_galaxy(-1, 0, 0)
+        mock_galaxies.render_galaxy(-1, 0, 0)
     with pytest.raises(ConfigError):
-        mocks.render_galaxy(0, 0, -5)
+        mock_galaxies.render_galaxy(0, 0, -5)
     with pytest.raises(ConfigError):
-        mocks.render_galaxy(0, 0, 0, params={"r_mag": (20, 21)})
+        mock_galaxies.render_galaxy(0, 0, 0, params={"r_mag": (20, 21)})
 
 
 # --------------------------------------------------------------------------- planning
 
 
 def test_plan_balances_classes_per_split_with_unique_ids():
-    rows = mocks.plan(30, 9, 12, seed=4)
+    rows = mock_params.plan(30, 9, 12, seed=4)
     assert [r[1] for r in rows] == list(range(51))
     assert [r[0] for r in rows] == ["train"] * 30 + ["val"] * 9 + ["test"] * 12
     for split, n in (("train", 30), ("val", 9), ("test", 12)):
@@ -144,19 +146,19 @@ def test_plan_balances_classes_per_split_with_unique_ids():
     # Shuffled, deterministically.
     train = [label for s, _, label in rows if s == "train"]
     assert train != sorted(train)
-    assert mocks.plan(30, 9, 12, seed=4) == rows
-    assert mocks.plan(30, 9, 12, seed=5) != rows
+    assert mock_params.plan(30, 9, 12, seed=4) == rows
+    assert mock_params.plan(30, 9, 12, seed=5) != rows
 
 
 def test_plan_honours_class_fractions_with_largest_remainder():
-    rows = mocks.plan(100, 10, 0, seed=0, class_fractions=(0.5, 0.3, 0.2))
+    rows = mock_params.plan(100, 10, 0, seed=0, class_fractions=(0.5, 0.3, 0.2))
     train = np.bincount([lab for s, _, lab in rows if s == "train"], minlength=3)
     assert train.tolist() == [50, 30, 20]
     # 10 x (0.45, 0.35, 0.2) = (4.5, 3.5, 2): the tie goes to the lower class index.
-    rows = mocks.plan(10, 0, 0, seed=0, class_fractions=[0.45, 0.35, 0.2])
+    rows = mock_params.plan(10, 0, 0, seed=0, class_fractions=[0.45, 0.35, 0.2])
     assert np.bincount([lab for _, _, lab in rows], minlength=3).tolist() == [5, 3, 2]
     # Uneven balanced counts stay within one of each other.
-    rows = mocks.plan(11, 0, 0, seed=0)
+    rows = mock_params.plan(11, 0, 0, seed=0)
     assert np.bincount([lab for _, _, lab in rows], minlength=3).tolist() == [4, 4, 3]
 
 
@@ -171,7 +173,7 @@ def test_plan_honours_class_fractions_with_largest_remainder():
 ])
 def test_plan_rejects_bad_counts_and_fractions(kwargs):
     with pytest.raises(ConfigError) as info:
-        mocks.plan(seed=0, **kwargs)
+        mock_params.plan(seed=0, **kwargs)
     assert info.value.key in ("n_train", "class_fractions")
 
 
@@ -181,8 +183,8 @@ def test_plan_rejects_bad_counts_and_fractions(kwargs):
 def _build(root, workers, seed=0, **kwargs):
     sizes = dict(n_train=6, n_val=3, n_test=3)
     sizes.update(kwargs)
-    return mocks.build(root, seed=seed, workers=workers, shard_size=4, progress=False,
-                       **sizes)
+    return mock_build.build(root, seed=seed, workers=workers, shard_size=4, progress=False,
+                            **sizes)
 
 
 @pytest.fixture(scope="module")
@@ -205,10 +207,10 @@ def test_build_is_byte_identical_whatever_the_number_of_workers(built):
 
 def test_build_in_another_process_writes_the_same_dataset(built, tmp_path):
     one = built[0]
-    code = ("from tfgal.data import mocks; mocks.build(%r, n_train=6, n_val=3, n_test=3, seed=0, "
-            "workers=1, shard_size=4, progress=False)" % str(tmp_path / "other"))
+    code = ("from tfgal.data import mock_build; mock_build.build(%r, n_train=6, n_val=3, "
+            "n_test=3, seed=0, workers=1, shard_size=4, progress=False)" % str(tmp_path / "other"))
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    other = records.Manifest.load(tmp_path / "other")
+    other = Manifest.load(tmp_path / "other")
     for split in ("train", "val", "test"):
         for a, b in zip(one.files(split), other.files(split)):
             with open(a, "rb") as fa, open(b, "rb") as fb:
@@ -217,38 +219,38 @@ def test_build_in_another_process_writes_the_same_dataset(built, tmp_path):
 
 def test_build_writes_the_planned_galaxies_as_rendered(built):
     manifest = built[0]
-    rows = mocks.plan(6, 3, 3, seed=0)
-    got = [(split, ex["galaxy_id"], ex["label"], ex[records.FLUX])
+    rows = mock_params.plan(6, 3, 3, seed=0)
+    got = [(split, ex["galaxy_id"], ex["label"], ex[FLUX])
            for split in ("train", "val", "test")
            for path in manifest.files(split)
-           for ex in records.read_examples(path, manifest.compression)]
+           for ex in read_examples(path, manifest.compression)]
     assert [g[:3] for g in got] == rows
     for split, galaxy_id, label, image in got[:4] + got[-2:]:
-        assert image.tobytes() == mocks.render_galaxy(galaxy_id, label, 0).tobytes()
+        assert image.tobytes() == mock_galaxies.render_galaxy(galaxy_id, label, 0).tobytes()
 
 
 def test_build_manifest_records_counts_stretch_and_generator(built):
-    manifest = records.Manifest.load(built[0].root)
+    manifest = Manifest.load(built[0].root)
     assert manifest.image_shape == (100, 100, 3)
-    assert manifest.class_names == records.CLASS_NAMES
+    assert manifest.class_names == CLASS_NAMES
     assert manifest.images == {"flux": {"noise": False, "units": "e-/s per pixel"}}
     assert [manifest.count(s) for s in ("train", "val", "test")] == [6, 3, 3]
     assert manifest.class_counts("train") == [2, 2, 2]
     assert manifest.class_counts("val") == [1, 1, 1]
     assert [len(manifest.split(s)["files"]) for s in ("train", "val", "test")] == [2, 1, 1]
     # The stretch is fitted on the training galaxies at Y10, with noise seeded by `seed`.
-    train = np.stack([ex[records.FLUX] for path in manifest.files("train")
-                      for ex in records.read_examples(path)])
+    train = np.stack([ex[FLUX] for path in manifest.files("train")
+                      for ex in read_examples(path)])
     expected = stretch.fit(train, noiseless=True, depth="Y10", seed=0)
     assert manifest.stretch == json.loads(json.dumps(expected))
     assert manifest.stretch["n_images"] == 6 and manifest.stretch["depth"] == "Y10"
     gen = manifest.generator
     assert gen["name"] == "tfgal.mocks" and gen["seed"] == 0
-    assert mocks.MockParams.from_dict(gen["params"]) == PARAMS
+    assert mock_params.MockParams.from_dict(gen["params"]) == PARAMS
     assert gen["class_fractions"] == pytest.approx([1 / 3] * 3)
     assert gen["counts"] == {"train": [2, 2, 2], "val": [1, 1, 1], "test": [1, 1, 1]}
     assert {"tfgal_version", "galsim_version"} <= set(gen)
-    records.verify(manifest.root)
+    verify(manifest.root)
 
 
 def test_build_with_class_fractions_and_no_training_split(tmp_path):
@@ -268,7 +270,7 @@ def test_build_rejects_bad_arguments(tmp_path):
     with pytest.raises(ConfigError):
         _build(tmp_path / "c", workers=0)
     with pytest.raises(ConfigError):
-        mocks.build(tmp_path / "d", n_train=3, n_val=0, n_test=0, seed=0, params={"r_mag": 1})
+        mock_build.build(tmp_path / "d", n_train=3, n_val=0, n_test=0, seed=0, params={"r_mag": 1})
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "keep.txt").write_text("x")
     with pytest.raises(DataError):
@@ -286,10 +288,10 @@ def test_sharded_build_equals_unsharded_byte_for_byte(built, tmp_path, capsys):
         assert cli.data_main(args + ["--shard", f"{part}/3"]) == 0
     assert cli.data_main(["merge", "--out", str(out)]) == 2  # part 1 of 3 is missing
     assert "parts [1] of 3 are missing" in capsys.readouterr().err
-    assert not (out / records.MANIFEST_NAME).exists()
+    assert not (out / MANIFEST_NAME).exists()
     assert cli.data_main(args + ["--shard", "1/3"]) == 0
     assert cli.data_main(["merge", "--out", str(out)]) == 0
-    sharded = records.Manifest.load(out)
+    sharded = Manifest.load(out)
     assert sharded.to_json() == one.to_json()
     for split in ("train", "val", "test"):
         for a, b in zip(one.files(split), sharded.files(split)):
@@ -303,10 +305,10 @@ def test_merge_refuses_a_damaged_part(tmp_path):
     from tfgal.errors import DataError
     out = tmp_path / "parts"
     for part in range(2):
-        mocks.build(out, n_train=4, n_val=0, n_test=0, seed=1, workers=1, shard_size=2,
-                    progress=False, shard=(part, 2))
+        mock_build.build(out, n_train=4, n_val=0, n_test=0, seed=1, workers=1, shard_size=2,
+                         progress=False, shard=(part, 2))
     victim = next(p for p in (out / shards.PARTS).iterdir() if p.name.startswith("train-00001"))
     victim.write_bytes(victim.read_bytes()[:-3] + b"xyz")
     with pytest.raises(DataError, match="checksum") as err:
-        mocks.merge(out)
+        mock_build.merge(out)
     assert err.value.path == str(victim)

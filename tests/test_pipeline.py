@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from tfgal import survey
 from tfgal.data import pipeline
-from tfgal.data import records
+from tfgal.data import DatasetWriter, Manifest, read_examples
 from tfgal.data import stretch
 from tfgal.errors import ConfigError, DataError
 
@@ -12,7 +12,7 @@ IDENTITY = {"kind": "identity"}
 
 
 def _flux(manifest, split):
-    return np.stack([e["flux"] for p in manifest.files(split) for e in records.read_examples(p)])
+    return np.stack([e["flux"] for p in manifest.files(split) for e in read_examples(p)])
 
 
 def test_batches_shapes_and_range(blob_dataset):
@@ -133,8 +133,8 @@ def test_input_context_shards_files(blob_dataset):
 def noisy_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("noisy") / "ds"
     rng = np.random.default_rng(0)
-    with records.DatasetWriter(root, images={"Y10": {"noise": True}, "Y1": {"noise": True}},
-                               image_shape=(8, 8, 3)) as w:
+    with DatasetWriter(root, images={"Y10": {"noise": True}, "Y1": {"noise": True}},
+                       image_shape=(8, 8, 3)) as w:
         for i in range(6):
             w.add("test", {"Y10": rng.normal(0, 0.1, (8, 8, 3)),
                            "Y1": rng.normal(0, 0.3, (8, 8, 3))}, i % 3, i)
@@ -142,7 +142,7 @@ def noisy_dataset(tmp_path_factory):
 
 
 def test_stored_depths_are_picked(noisy_dataset):
-    stored = [e for p in noisy_dataset.files("test") for e in records.read_examples(p)]
+    stored = [e for p in noisy_dataset.files("test") for e in read_examples(p)]
     for name in ("Y10", "Y1"):
         out = pipeline.load_arrays(noisy_dataset, "test", name)
         np.testing.assert_array_equal(out["images"], np.stack([e[name] for e in stored]))
@@ -154,7 +154,7 @@ def test_stored_depths_are_picked(noisy_dataset):
 
 
 def test_missing_stretch_is_an_error(noisy_dataset):
-    manifest = records.Manifest.load(noisy_dataset.root)
+    manifest = Manifest.load(noisy_dataset.root)
     manifest.stretch = None
     with pytest.raises(DataError, match="stretch"):
         pipeline.make_dataset(manifest, "test", "Y1")
@@ -165,7 +165,7 @@ def test_corrupt_record_while_streaming_names_the_file(blob_dataset, tmp_path):
     import shutil
     root = tmp_path / "copy"
     shutil.copytree(blob_dataset.root, root)
-    manifest = records.Manifest.load(root)
+    manifest = Manifest.load(root)
     path = manifest.files("test")[0]
     data = bytearray(gzip.decompress(open(path, "rb").read()))
     data[len(data) // 2] ^= 0xFF  # same length, bad CRC

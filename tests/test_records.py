@@ -1,18 +1,21 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+import tfgal.data
 from conftest import write_blob_dataset
-from tfgal.data import records
+from tfgal.data import DatasetWriter, Manifest, MANIFEST_NAME, read_examples, verify
 from tfgal.errors import DataError, ManifestError
 
 
 def _writer(root, **kw):
-    return records.DatasetWriter(root, images={"flux": {"noise": False}}, image_shape=(4, 4, 3),
-                                 shard_size=3, **kw)
+    return DatasetWriter(root, images={"flux": {"noise": False}}, image_shape=(4, 4, 3),
+                         shard_size=3, **kw)
 
 
 def test_round_trip(tmp_path):
@@ -25,13 +28,13 @@ def test_round_trip(tmp_path):
     assert manifest.count("train") == 7
     assert manifest.class_counts("train") == [3, 2, 2]
     assert [f["count"] for f in manifest.split("train")["files"]] == [3, 3, 1]
-    back = [e for path in manifest.files("train") for e in records.read_examples(path)]
+    back = [e for path in manifest.files("train") for e in read_examples(path)]
     np.testing.assert_array_equal(np.stack([e["flux"] for e in back]), images)
     assert [e["galaxy_id"] for e in back] == list(range(100, 107))
     assert [e["label"] for e in back] == [i % 3 for i in range(7)]
-    loaded = records.Manifest.load(tmp_path / "ds")
+    loaded = Manifest.load(tmp_path / "ds")
     assert loaded.generator == {"seed": 1} and loaded.image_shape == (4, 4, 3)
-    assert records.verify(tmp_path / "ds").count("train") == 7
+    assert verify(tmp_path / "ds").count("train") == 7
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
 
 
@@ -54,8 +57,8 @@ def test_bad_images_are_refused_with_index(tmp_path, image, message):
 
 
 def test_noisy_images_may_be_negative(tmp_path):
-    with records.DatasetWriter(tmp_path / "ds", images={"Y1": {"noise": True}},
-                               image_shape=(4, 4, 3)) as w:
+    with DatasetWriter(tmp_path / "ds", images={"Y1": {"noise": True}},
+                       image_shape=(4, 4, 3)) as w:
         w.add("test", {"Y1": -np.ones((4, 4, 3))}, 2, 0)
         manifest = w.finish()
     assert not manifest.noiseless and manifest.class_counts("test") == [0, 0, 1]
@@ -86,9 +89,9 @@ def test_existing_output_needs_overwrite(tmp_path):
         write_blob_dataset(root, counts=(3, 0, 0))
     with _writer(root, overwrite=True) as w:
         w.add("train", {"flux": np.ones((4, 4, 3))}, 0, 0)
-        assert records.Manifest.load(root).image_shape == (16, 16, 3)  # old one intact meanwhile
+        assert Manifest.load(root).image_shape == (16, 16, 3)  # old one intact meanwhile
         w.finish()
-    assert records.Manifest.load(root).image_shape == (4, 4, 3)
+    assert Manifest.load(root).image_shape == (4, 4, 3)
 
 
 def test_interrupted_build_leaves_nothing(tmp_path):
@@ -108,7 +111,7 @@ def dataset_copy(blob_dataset, tmp_path):
 
 
 def test_truncated_shard_is_named(dataset_copy):
-    manifest = records.Manifest.load(dataset_copy)
+    manifest = Manifest.load(dataset_copy)
     path = manifest.files("train")[1]
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
@@ -118,7 +121,7 @@ def test_truncated_shard_is_named(dataset_copy):
 
 
 def test_corrupt_shard_is_named_with_record(dataset_copy, tmp_path):
-    manifest = records.Manifest.load(dataset_copy)
+    manifest = Manifest.load(dataset_copy)
     path = manifest.files("val")[0]
     # Flip bytes inside an uncompressed copy so the record CRC fails.
     raw = tmp_path / "raw.tfrecord"
@@ -127,7 +130,7 @@ def test_corrupt_shard_is_named_with_record(dataset_copy, tmp_path):
     data[len(data) // 2] ^= 0xFF
     raw.write_bytes(bytes(data))
     with pytest.raises(DataError, match="corrupt") as err:
-        list(records.read_examples(raw, compression=""))
+        list(read_examples(raw, compression=""))
     assert err.value.path == str(raw) and err.value.index is not None
     # The same damage in the dataset itself is caught by verify (checksum first).
     with open(path, "wb") as f:
@@ -136,22 +139,22 @@ def test_corrupt_shard_is_named_with_record(dataset_copy, tmp_path):
     entry["bytes"] = os.path.getsize(path)
     manifest.save()
     with pytest.raises(DataError, match="checksum") as err:
-        records.verify(dataset_copy)
+        verify(dataset_copy)
     assert err.value.path == path
 
 
 def test_missing_shard_and_manifest(dataset_copy):
-    manifest = records.Manifest.load(dataset_copy)
+    manifest = Manifest.load(dataset_copy)
     path = manifest.files("test")[0]
     os.remove(path)
     with pytest.raises(DataError, match="missing") as err:
         manifest.files("test")
     assert err.value.path == path
-    os.remove(dataset_copy / records.MANIFEST_NAME)
+    os.remove(dataset_copy / MANIFEST_NAME)
     with pytest.raises(ManifestError, match="no manifest"):
-        records.Manifest.load(dataset_copy)
+        Manifest.load(dataset_copy)
     with pytest.raises(ManifestError, match="does not exist"):
-        records.Manifest.load(dataset_copy / "nowhere")
+        Manifest.load(dataset_copy / "nowhere")
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -160,15 +163,31 @@ def test_missing_shard_and_manifest(dataset_copy):
     (lambda m: m.pop("splits"), "splits"),
 ])
 def test_bad_manifest_names_the_key(dataset_copy, edit, key):
-    path = dataset_copy / records.MANIFEST_NAME
+    path = dataset_copy / MANIFEST_NAME
     obj = json.loads(path.read_text())
     edit(obj)
     path.write_text(json.dumps(obj))
     with pytest.raises(ManifestError) as err:
-        records.Manifest.load(dataset_copy)
+        Manifest.load(dataset_copy)
     assert err.value.index == key and err.value.path == str(path)
 
 
 def test_unknown_split(blob_dataset):
     with pytest.raises(ManifestError, match="no split"):
         blob_dataset.files("holdout")
+
+
+def test_package_map_resolves_every_name_lazily():
+    for name in tfgal.data.__all__:
+        assert getattr(tfgal.data, name) is not None, name
+        assert name in dir(tfgal.data)
+    assert tfgal.data.build_mocks.__module__ == "tfgal.data.mock_build"
+    assert tfgal.data.import_npy.__module__ == "tfgal.data.npy_importer"
+    with pytest.raises(AttributeError):
+        tfgal.data.records  # noqa: B018 (the old module is gone, with no shim)
+    # The package and the mock builder stay free of TensorFlow (the pool forks) and the
+    # package of GalSim.
+    code = ("import sys, tfgal.data as d; d.MockParams; d.plan_mocks; d.Manifest; "
+            "assert 'tensorflow' not in sys.modules and 'galsim' not in sys.modules; "
+            "import tfgal.data.mock_build; assert 'tensorflow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

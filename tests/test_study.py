@@ -2,6 +2,7 @@
 
 import collections
 import csv
+import dataclasses
 import json
 import os
 import struct
@@ -12,17 +13,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tfgal import cli, config, survey
-from tfgal.attack import pixel_attack as attack
-from tfgal.model import export
-from tfgal.data import importers
-from tfgal.data import pipeline
-from tfgal.data import records
-from tfgal.study import report
-from tfgal.data import stretch
-from tfgal.study import runner as study
-from tfgal.model import training
+from tfgal import cli, config, data, seeds, study, survey
+from tfgal.attack import apply_pixels
+from tfgal.data import pipeline, stretch
 from tfgal.errors import ConfigError
+from tfgal.model import export, training
+from tfgal.study import attacks, models, outputs, report, runner, store
 
 SIZE = 16
 # Small but learnable: 2 x 150 steps of 16 galaxies. Faint galaxies, so that Y1 noise hurts
@@ -81,9 +77,9 @@ def galaxy_images(labels, rng, size=SIZE):
 def write_galaxies(root, counts=(60, 15, 24), seed=0):
     rng = np.random.default_rng(seed)
     galaxy_id, sample = 0, []
-    with records.DatasetWriter(root, images={"flux": {"noise": False}},
-                               image_shape=(SIZE, SIZE, 3), shard_size=16) as writer:
-        for split, n in zip(records.SPLITS, counts):
+    with data.DatasetWriter(root, images={"flux": {"noise": False}},
+                            image_shape=(SIZE, SIZE, 3), shard_size=16) as writer:
+        for split, n in zip(data.SPLITS, counts):
             labels = np.arange(n) % 3
             for image, label in zip(galaxy_images(labels, rng), labels):
                 writer.add(split, {"flux": image}, int(label), galaxy_id)
@@ -101,19 +97,26 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
-def counting(monkeypatch, owner, name, calls, fail=False):
-    original = getattr(owner, name)
+STAGE_CLASSES = (models.Evaluate, models.Curve, attacks.Attack, attacks.Latent, attacks.Church,
+                 outputs.Figures, runner.Report)
 
-    def wrapped(*args, **kwargs):
-        calls[name] += 1
-        if fail:
-            raise RuntimeError(f"{name} interrupted")
+
+def counting_stages(monkeypatch, calls, fail=(), classes=STAGE_CLASSES):
+    """Counts each stage's runs by stage name in `calls` (and trainings as "train");
+    stages named in `fail` raise."""
+    def train(*args, original=training.train, **kwargs):
+        calls["train"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(owner, name, wrapped)
+    monkeypatch.setattr(training, "train", train)
+    for cls in classes:
+        def wrapped(self, ctx, inputs, original=cls.run):
+            calls[self.name] += 1
+            if self.name in fail:
+                raise RuntimeError(f"{self.name} interrupted")
+            return original(self, ctx, inputs)
 
-
-STAGE_METHODS = ("_evaluate", "_curve", "_attack", "_latent", "_church", "_figures", "_report")
+        monkeypatch.setattr(cls, "run", wrapped)
 
 
 @pytest.fixture(scope="module")
@@ -127,16 +130,14 @@ def finished(tmp_path_factory):
     out = str(root / "out")
     first = collections.Counter()
     with pytest.MonkeyPatch.context() as mp:
-        counting(mp, study.Study, "_church", first, fail=True)
+        counting_stages(mp, first, fail=("church",))
         with pytest.raises(RuntimeError, match="interrupted"):
             study.run(cfg, out, progress=False, train_verbose=0)
     stage_dir = os.path.join(out, "stages")
     before = {n: os.stat(os.path.join(stage_dir, n)).st_mtime_ns for n in os.listdir(stage_dir)}
     calls = collections.Counter()
     with pytest.MonkeyPatch.context() as mp:
-        counting(mp, training, "train", calls)
-        for name in STAGE_METHODS:
-            counting(mp, study.Study, name, calls)
+        counting_stages(mp, calls)
         results = study.run(cfg, out, progress=False, train_verbose=0)
     return {"cfg": cfg, "out": out, "config_path": str(config_path), "results": results,
             "before": before, "calls": calls, "manifest": manifest}
@@ -157,8 +158,9 @@ def test_resumes_after_an_interrupted_stage(finished):
     assert not {"church.json", "figures.json", "report.json"} & set(before)
     # The resumed run redid only the interrupted stage and those after it.
     assert calls["train"] == 0
-    assert all(calls[m] == 0 for m in ("_evaluate", "_curve", "_attack", "_latent"))
-    assert calls["_church"] == 1 and calls["_figures"] == 1 and calls["_report"] == 1
+    assert all(calls[m] == 0 for m in ("evaluate", "curve", "attack_baseline", "attack_adapted",
+                                       "latent"))
+    assert calls["church"] == 1 and calls["figures"] == 1 and calls["report"] == 1
     stage_dir = os.path.join(finished["out"], "stages")
     for name, mtime in before.items():
         assert os.stat(os.path.join(stage_dir, name)).st_mtime_ns == mtime, name
@@ -171,18 +173,21 @@ def test_resumes_after_an_interrupted_stage(finished):
 
 def test_models_reused_only_when_the_config_matches(finished):
     cfg, out = finished["cfg"], finished["out"]
-    same = study.Study(cfg, out, progress=False)
-    assert all(same._model_matches(kind) for kind in study.MODELS)
-    other = json.loads(json.dumps(cfg))
-    other["train"]["learning_rate"] = 5e-4
-    changed = study.Study(other, out, progress=False)
-    assert not any(changed._model_matches(kind) for kind in study.MODELS)
+    same = study.Study(cfg, out, progress=False).ctx
+    assert all(models.Train(kind).model_matches(same) for kind in study.MODELS)
+    other = config.merge(cfg, {"train": {"learning_rate": 5e-4}})
+    changed = study.Study(other, out, progress=False).ctx
+    assert not any(models.Train(kind).model_matches(changed) for kind in study.MODELS)
     for kind in study.MODELS:
         assets = export.load(os.path.join(out, "models", kind)).assets
-        assert assets["config"] == study._plain(same.derived[kind].to_dict())
-    assert same.derived["baseline"]["loss"]["mmd_weight"] == 0.0
-    assert same.derived["adapted"]["loss"]["mmd_weight"] == 0.01
-    assert "study" not in same.derived["adapted"]
+        assert assets["config"] == store.plain(same.derived[kind].to_dict())
+    assert same.derived["baseline"].loss.mmd_weight == 0.0
+    assert same.derived["adapted"].loss.mmd_weight == 0.01
+    assert "study" not in same.derived["adapted"].to_dict()
+    # The results give each model's loss weights as a dict (the report's table reads them).
+    for kind in study.MODELS:
+        assert finished["results"]["models"][kind]["loss"] == \
+            same.derived[kind].to_dict()["loss"]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -194,8 +199,8 @@ def test_metrics_match_sklearn_on_the_stored_predictions(finished):
     labels = arrays["labels"]
     assert len(labels) == 24 and res["dataset"]["counts"]["test"] == 24
     for kind in study.MODELS:
-        for i, depth in enumerate(("Y10", "Y1")):
-            probs = arrays[f"probabilities_{kind}_{i}"]
+        for depth in ("Y10", "Y1"):
+            probs = arrays[f"probabilities/{kind}/{depth}"]
             got, pred = res["evaluation"][kind][depth], probs.argmax(1)
             assert got["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
             assert got["f1/weighted"] == pytest.approx(
@@ -213,7 +218,7 @@ def test_metrics_match_sklearn_on_the_stored_predictions(finished):
     model = export.load(os.path.join(out, "models", "adapted"))
     images = pipeline.load_arrays(finished["manifest"], "test", "Y1")["images"]
     np.testing.assert_allclose(model.predict(images)["probabilities"],
-                               arrays["probabilities_adapted_1"], atol=1e-5)
+                               arrays["probabilities/adapted/Y1"], atol=1e-5)
     # The study's effect, on data built to show it: noise hurts the baseline.
     base = res["evaluation"]["baseline"]
     assert base["Y10"]["accuracy"] > base["Y1"]["accuracy"]
@@ -234,8 +239,8 @@ def test_robustness_curve_passes_through_both_depths(finished):
 
 
 def test_attack_numbers(finished):
-    res, out, s = finished["results"], finished["out"], finished["cfg"]["study"]
-    base = pipeline.load_arrays(finished["manifest"], "test", "Y10", n=s["attack_n"])
+    res, out, s = finished["results"], finished["out"], finished["cfg"].study
+    base = pipeline.load_arrays(finished["manifest"], "test", "Y10", n=s.attack_n)
     successes = 0
     for kind in study.MODELS:
         a, arrays = res["attack"][kind], stage_arrays(out, f"attack_{kind}")
@@ -254,7 +259,7 @@ def test_attack_numbers(finished):
         assert d["noisy"]["sem"] == pytest.approx(arrays["d_noisy"].std(ddof=1) / np.sqrt(12))
         # The stored pixels reproduce the attacked images and their latent distances.
         model = export.load(os.path.join(out, "models", kind))
-        attacked = attack.apply_pixels(base["images"], arrays["pixels"], arrays["values"])
+        attacked = apply_pixels(base["images"], arrays["pixels"], arrays["values"])
         won = arrays["success"]
         lat0, lat1 = (model.predict(x)["latent"] for x in (base["images"], attacked))
         np.testing.assert_allclose(np.linalg.norm(lat1 - lat0, axis=1)[won],
@@ -281,14 +286,14 @@ def test_church_windows_and_isomap(finished):
         attacks = stage_arrays(out, f"attack_{kind}")
         windows = res["church_windows"][kind]
         assert len(windows) == min(2, int(attacks["success"].sum()))
-        assert church[f"classes_{kind}"].shape == (len(windows), 9, 9)
-        for grid, w in zip(church[f"classes_{kind}"], windows):
+        assert church[f"classes/{kind}"].shape == (len(windows), 9, 9)
+        for grid, w in zip(church[f"classes/{kind}"], windows):
             # The base image at (0, 0) and the attacked one at (1, 0), through classify_latent.
             assert grid[zero, zero] == attacks["original_class"][w["index"]]
             assert grid[zero, one] == attacks["final_class"][w["index"]]
             assert sum(w["class_share"]) == pytest.approx(1.0)
-        group = latent[f"group_{kind}"]
-        assert latent[f"embedding_{kind}"].shape == (len(group), 2)
+        group = latent[f"group/{kind}"]
+        assert latent[f"embedding/{kind}"].shape == (len(group), 2)
         assert (group == 0).sum() == (group == 1).sum() == 12
         assert (group == 2).sum() == attacks["success"].sum()
 
@@ -310,9 +315,9 @@ def test_report_and_results(finished):
     res, out = finished["results"], finished["out"]
     with open(os.path.join(out, "results.json")) as f:
         assert json.load(f) == res  # strict JSON (no NaN) that round-trips
-    assert res["config"] == study._plain(finished["cfg"].to_dict())
-    assert res["paper"] == study._plain(report.PAPER)
-    assert res["seeds"]["root"] == 0 and res["seeds"]["attack"] == study.seeds.derive(0, "attack")
+    assert res["config"] == store.plain(finished["cfg"].to_dict())
+    assert res["paper"] == store.plain(report.PAPER)
+    assert res["seeds"]["root"] == 0 and res["seeds"]["attack"] == seeds.derive(0, "attack")
     assert {"tensorflow", "keras", "scikit-learn", "matplotlib", "tfgal"} <= set(res["versions"])
     assert res["run_times"]["total_s"] > 0
     rows = {r["quantity"]: r for r in res["paper_comparison"]}
@@ -335,9 +340,7 @@ def test_report_and_results(finished):
 def test_cli_reuses_the_finished_study(finished, capsys):
     calls = collections.Counter()
     with pytest.MonkeyPatch.context() as mp:
-        counting(mp, training, "train", calls)
-        for name in STAGE_METHODS:
-            counting(mp, study.Study, name, calls)
+        counting_stages(mp, calls)
         status = cli.study_main(["--config", finished["config_path"], "--out", finished["out"],
                                  "--quiet"])
     assert status == 0 and sum(calls.values()) == 0
@@ -346,18 +349,76 @@ def test_cli_reuses_the_finished_study(finished, capsys):
         finished["results"]["evaluation"]["baseline"]["Y10"]["accuracy"]
 
 
+# --------------------------------------------------------------------------- adding a stage
+
+
+@dataclasses.dataclass
+class MeanOutput:
+    mean: dict                               # {kind: mean probability of class 0}
+    per_class: dict = store.array_field()    # {kind: [K] mean probabilities}
+
+
+class MeanProbability(study.Stage):
+    """A stage added by a test: one class, one line in the stage list."""
+
+    name, deps, Output = "mean_probability", ("evaluate",), MeanOutput
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def settings(self, ctx):
+        return {"scale": self.scale}
+
+    def run(self, ctx, inputs):
+        probs = {k: inputs["evaluate"].probabilities[k][ctx.target] for k in study.MODELS}
+        return MeanOutput(mean={k: self.scale * float(p[:, 0].mean()) for k, p in probs.items()},
+                          per_class={k: self.scale * p.mean(axis=0) for k, p in probs.items()})
+
+
+def test_an_added_stage_runs_resumes_and_is_reused(finished):
+    cfg, out = finished["cfg"], finished["out"]
+
+    def run_with(stage, calls, fail=()):
+        with pytest.MonkeyPatch.context() as mp:
+            counting_stages(mp, calls, fail=fail, classes=(MeanProbability, *STAGE_CLASSES))
+            s = study.Study(cfg, out, progress=False, stages=[*study.default_stages(), stage])
+            s.run()
+        return s.ctx.records["mean_probability"]
+
+    calls = collections.Counter()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_with(MeanProbability(), calls, fail=("mean_probability",))
+    assert not os.path.exists(os.path.join(out, "stages", "mean_probability.json"))
+    first = run_with(MeanProbability(), calls)  # resumes
+    probs = stage_arrays(out, "evaluate")["probabilities/adapted/Y1"]
+    assert not first.reused and first.output.mean["adapted"] == pytest.approx(probs[:, 0].mean())
+    stored = stage_arrays(out, "mean_probability")
+    np.testing.assert_allclose(stored["per_class/adapted"], probs.mean(axis=0))
+    again = run_with(MeanProbability(), calls)
+    assert again.reused and again.id == first.id and again.output.mean == first.output.mean
+    np.testing.assert_array_equal(again.output.per_class["baseline"],
+                                  first.output.per_class["baseline"])
+    scaled = run_with(MeanProbability(scale=2.0), calls)  # a changed setting reruns it
+    assert not scaled.reused
+    assert scaled.output.mean["adapted"] == pytest.approx(2 * first.output.mean["adapted"])
+    assert calls == {"mean_probability": 3}  # the failed run, the resumed one, the rescaled
+    # Its dependency must run before it.
+    with pytest.raises(ValueError, match="evaluate"):
+        study.Study(cfg, out, stages=[MeanProbability(), *study.default_stages()])
+    with pytest.raises(ConfigError):
+        study.Study(cfg, out).redo(["mean_probability"])
+
+
 def test_changed_study_setting_reruns_only_what_depends_on_it(finished):
     cfg = config.merge(finished["cfg"], {"study": {"church_grid": 5}})
     calls = collections.Counter()
     with pytest.MonkeyPatch.context() as mp:
-        counting(mp, training, "train", calls)
-        for name in STAGE_METHODS:
-            counting(mp, study.Study, name, calls)
+        counting_stages(mp, calls)
         results = study.run(cfg, finished["out"], progress=False)
         assert stage_arrays(finished["out"], "church")["coords"].tolist() == [-2, -1, 0, 1, 2]
         # --redo forces a stage whose inputs did not change.
         study.run(cfg, finished["out"], progress=False, redo=["latent"])
-    assert calls == {"_church": 1, "_figures": 2, "_report": 2, "_latent": 1}
+    assert calls == {"church": 1, "figures": 2, "report": 2, "latent": 1}
     assert results["config"]["study"]["church_grid"] == 5
 
 
@@ -381,7 +442,7 @@ def write_study_npy(directory, sizes=(("train", 30), ("valid", 6), ("test", 9)),
 
 def test_imported_data_skips_the_curve_with_a_reason(tmp_path):
     write_study_npy(tmp_path / "zenodo")
-    manifest = importers.import_npy(str(tmp_path / "zenodo"), str(tmp_path / "imported"))
+    manifest = data.import_npy(str(tmp_path / "zenodo"), str(tmp_path / "imported"))
     assert not manifest.noiseless
     cfg = study.load_config(overrides=[
         f'data.dir="{manifest.root}"', "data.mock=false", "train.epochs=1",
@@ -413,8 +474,8 @@ def test_study_defaults_and_shipped_configs():
     assert quick.study.attack_n < 150 and quick.study.attack_popsize < 400
     for name in ("paper-convnet", "paper-resnet18"):
         s = study.load_config(os.path.join(root, f"{name}.toml")).study
-        assert (s["attack_n"], s["attack_popsize"], s["attack_iters"]) == (150, 400, 100)
-    depths = study.Study(quick, "unused")._curve_years()
+        assert (s.attack.n, s.attack.popsize, s.attack.iters) == (150, 400, 100)
+    depths = models.curve_years(study.Study(quick, "unused").ctx)
     assert len(depths) >= 8 and depths[0].years == pytest.approx(0.1)
     assert depths[-1].years == pytest.approx(20.0)
 

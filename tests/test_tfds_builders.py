@@ -1,4 +1,4 @@
-"""Tests of tfgal.tfds_builders: both builders prepare offline from local inputs."""
+"""Tests of tfgal.data.tfds_builders: both builders prepare offline from local inputs."""
 
 import importlib.util
 import os
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tfgal.data import importers
-from tfgal.data import records
+from tfgal.data import CLASS_NAMES
+from tfgal.data import mock_params
+from tfgal.data import npy_importer
 from tfgal.data import tfds_builders
 from tfgal.errors import DataError
 
@@ -18,8 +19,8 @@ TINY = {"train": 24, "validation": 6, "test": 6}
 
 
 def fake_mocks():
-    """A stand-in for tfgal.mocks with its API: plan() and render_galaxy()."""
-    module = types.ModuleType("tfgal.data.mocks")
+    """Stand-ins for the mock API: plan() (mock_params) and render_galaxy() (mock_galaxies)."""
+    module = types.ModuleType("tfgal.data.mock_galaxies")
 
     def plan(n_train, n_val, n_test, seed, class_fractions=None):
         rows, gid = [], 0
@@ -43,12 +44,13 @@ def split_sizes(info):
 
 def test_tfgal_mock_tiny_with_fake_renderer(tmp_path, monkeypatch):
     fake = fake_mocks()
-    monkeypatch.setitem(sys.modules, "tfgal.data.mocks", fake)
+    monkeypatch.setitem(sys.modules, "tfgal.data.mock_galaxies", fake)
+    monkeypatch.setattr(mock_params, "plan", fake.plan)
     ds, info = tfds.load("tfgal_mock/tiny", data_dir=str(tmp_path), split="validation",
                          with_info=True)
     assert split_sizes(info) == TINY
     assert info.features["flux"].shape == (100, 100, 3)
-    assert info.features["label"].names == list(records.CLASS_NAMES)
+    assert info.features["label"].names == list(CLASS_NAMES)
     examples = list(tfds.as_numpy(ds))
     assert sorted(e["galaxy_id"] for e in examples) == list(range(1024, 1030))
     for e in examples:
@@ -61,8 +63,7 @@ def test_tfgal_mock_tiny_with_fake_renderer(tmp_path, monkeypatch):
             builder.builder_config.n_test) == (3000, 500, 1000)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tfgal.data.mocks") is None,
-                    reason="tfgal/data/mocks.py is missing")
+@pytest.mark.skipif(importlib.util.find_spec("galsim") is None, reason="GalSim is missing")
 def test_tfgal_mock_tiny_with_real_renderer(tmp_path):
     builder = tfds_builders.TfgalMock(config="tiny", data_dir=str(tmp_path))
     builder.download_and_prepare()
@@ -106,7 +107,7 @@ def test_deep_adversaries_from_manual_dir(tmp_path):
         y10, y1, onehot = data[study]
         split = "val" if study == "valid" else study
         for e in tfds.as_numpy(builder.as_dataset(split=tfds_split)):
-            row = e["galaxy_id"] - importers.SPLIT_ID_OFFSETS[split]
+            row = e["galaxy_id"] - npy_importer.SPLIT_ID_OFFSETS[split]
             assert 0 <= row < len(y10)
             np.testing.assert_array_equal(e["image_y10"], y10[row].transpose(1, 2, 0))
             np.testing.assert_array_equal(e["image_y1"], y1[row].transpose(1, 2, 0))

@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -8,14 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgal import cli, config
-from tfgal.model import adaptation
-from tfgal.model import export
-from tfgal.model import architectures as models
-from tfgal.model import monitoring
+from tfgal import config
+from tfgal import data
 from tfgal.data import pipeline
-from tfgal.data import records
-from tfgal.model import training
+from tfgal.model import adaptation, architectures, callbacks, export, training
 from tfgal.errors import ConfigError
 
 
@@ -76,12 +73,47 @@ def test_shipped_configs_resolve(name):
     assert config.load(root).name == name
 
 
-def test_cli_reports_config_errors(capsys, tmp_path):
-    path = tmp_path / "c.toml"
-    path.write_text("[train]\nepocs = 3\n")
-    assert cli.train_main(["--config", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert "train.epocs" in err and "train.epochs" in err
+PIPELINES = os.path.join(os.path.dirname(__file__), "..", "pipelines")
+
+
+@pytest.mark.parametrize("name", ["quick", "paper-convnet", "paper-resnet18"])
+def test_to_dict_round_trips(name):
+    cfg = config.load(os.path.join(PIPELINES, f"{name}.toml"), ["study.curve_depths=[1, 10]"])
+    assert config.from_dict(cfg.to_dict()) == cfg
+    assert config.from_dict(json.loads(config.dumps(cfg))) == cfg
+    training_cfg = cfg.without_study()
+    assert config.from_dict(training_cfg.to_dict()) == training_cfg
+
+
+def test_training_config_has_no_study_section():
+    cfg = config.load(overrides=["study.attack_n=7"]).without_study()
+    assert cfg.study is None and "study" not in cfg.to_dict()
+    assert cfg.to_dict() == {k: v for k, v in config.DEFAULTS.items() if k != "study"}
+    with pytest.raises(ConfigError) as err:  # still checked like any config
+        config.merge(cfg, {"train": {"epochs": -1}})
+    assert err.value.key == "train.epochs"
+
+
+def test_json_layout_is_stable():
+    """Saved configs are compared as JSON: the key order and names must not move."""
+    d = config.DEFAULTS
+    assert list(d) == ["name", "seed", "data", "model", "train", "loss", "export", "study", "log"]
+    assert list(d["train"]) == [
+        "epochs", "batch_size", "steps_per_epoch", "learning_rate", "schedule", "beta_1",
+        "beta_2", "weight_decay", "patience", "precise_bn_batches", "class_weights",
+        "mixed_precision", "deterministic", "jit_compile", "strategy"]
+    assert list(d["loss"]) == ["mmd_weight", "mmd_sigmas", "fisher_weight", "entropy_weight"]
+    assert isinstance(d["train"]["learning_rate"], float) and d["study"]["curve_depths"] == []
+
+
+def test_choices_and_defaults_name_unknown_keys():
+    assert config.choices("train.strategy") == ("default", "mirrored", "multiworker")
+    assert config.default("study.attack_popsize") == 400 and config.default("seed") == 0
+    with pytest.raises(ConfigError) as err:
+        config.default("train.epoch")
+    assert "train.epochs" in err.value.valid
+    with pytest.raises(ConfigError):
+        config.choices("train.epochs")  # any positive int
 
 
 # --------------------------------------------------------------------------- training
@@ -100,7 +132,7 @@ def test_train_exports_a_model_that_matches_keras(tiny_cfg, blob_dataset, tmp_pa
     loaded = export.load(tiny_cfg.export.dir)
     assert loaded.image_shape == (16, 16, 3) and loaded.latent_dim == 256
     assets = loaded.assets
-    assert assets["class_names"] == list(records.CLASS_NAMES)
+    assert assets["class_names"] == list(data.CLASS_NAMES)
     assert assets["stretch"] == blob_dataset.stretch and assets["config"] == tiny_cfg.to_dict()
     assert set(assets["versions"]) >= {"tensorflow", "keras", "tfgal"}
 
@@ -179,7 +211,7 @@ def test_interrupted_run_resumes(tiny_cfg, monkeypatch):
 def test_nan_loss_stops_with_a_message(tiny_cfg):
     cfg = config.merge(tiny_cfg, {"train": {"learning_rate": 1e30, "epochs": 3},
                                   "log": {"projector": 0}})
-    with pytest.raises(monitoring.TrainingDiverged, match="epoch") as err:
+    with pytest.raises(callbacks.TrainingDiverged, match="epoch") as err:
         training.train(cfg, verbose=0)
     assert "learning_rate" in str(err.value)
     assert not os.path.exists(cfg.export.dir)
@@ -189,7 +221,7 @@ def test_domain_adaptation_reduces_mmd(blob_dataset):
     """Y10 vs a very shallow depth: MMD training pulls the two latent clouds together."""
     def val_mmd(weight):
         keras.utils.set_random_seed(0)
-        encoder, head = models.build("convnet", image_shape=(16, 16, 3), seed=0, latent_dim=16)
+        encoder, head = architectures.build("convnet", image_shape=(16, 16, 3), seed=0, latent_dim=16)
         model = adaptation.MorphologyModel(encoder, head, mmd_weight=weight, mmd_sigmas="data")
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -205,9 +237,9 @@ def test_domain_adaptation_reduces_mmd(blob_dataset):
 
 def test_precise_batch_norm_matches_population_statistics():
     rng = np.random.default_rng(0)
-    encoder, _ = models.build("convnet", image_shape=(16, 16, 3), seed=0)
+    encoder, _ = architectures.build("convnet", image_shape=(16, 16, 3), seed=0)
     batches = [tf.constant(rng.normal(0.5, 0.1, (8, 16, 16, 3)), tf.float32) for _ in range(3)]
-    monitoring.recalibrate_batch_norm(encoder, batches)
+    callbacks.recalibrate_batch_norm(encoder, batches)
     bn0 = encoder.get_layer("bn0")
     conv0 = encoder.get_layer("conv0")
     outs = [conv0(b) for b in batches]

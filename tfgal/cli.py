@@ -1,7 +1,14 @@
-"""Command-line entry points: ``tfgal-data`` (and later ``tfgal-train`` ...).
+"""Command-line entry points, one per stage of the flow:
+
+* ``tfgal-data``: build mock datasets, import survey data, check and describe datasets;
+* ``tfgal-train``: train a morphology classifier from a config and export it;
+* ``tfgal-attack``: one-pixel attacks on an exported model over a dataset split;
+* ``tfgal-study``: the whole robustness study, resumable, with figures and a report.
 
 Each entry point parses its arguments, turns tfgal's errors into one readable line and
-exit status 2, and calls into the library; no science happens here.
+exit status 2, and calls into the library; no science happens here. Choices and defaults
+come from where they are defined (the config's fields, the data and attack wings), so the
+commands cannot drift from the library.
 """
 
 from __future__ import annotations
@@ -11,7 +18,10 @@ import json
 import os
 import sys
 
+from tfgal import config
 from tfgal.errors import TfgalError
+
+__all__ = ["data_main", "train_main", "attack_main", "study_main", "train_overrides", "summary"]
 
 
 def _quiet_tensorflow():
@@ -34,22 +44,25 @@ def _run(main, argv):
 
 
 def _data_parser():
+    from tfgal.data import DEFAULT_SHARD_SIZE
+    from tfgal.data import STRETCH_CHOICES
     parser = argparse.ArgumentParser(
         prog="tfgal-data", description="Build, import and check tfgal datasets.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def storage_args(p):
         p.add_argument("--out", required=True, help="dataset directory to create")
-        p.add_argument("--shard-size", type=int, default=256, help="galaxies per shard")
+        p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                       help="galaxies per shard")
         p.add_argument("--no-gzip", action="store_true", help="write uncompressed shards")
         p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
 
     p = sub.add_parser("mock", help="render mock LSST galaxies with GalSim")
     storage_args(p)
-    p.add_argument("--train", type=int, default=3000)
-    p.add_argument("--val", type=int, default=500)
-    p.add_argument("--test", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=int, default=config.default("data.mock_train"))
+    p.add_argument("--val", type=int, default=config.default("data.mock_val"))
+    p.add_argument("--test", type=int, default=config.default("data.mock_test"))
+    p.add_argument("--seed", type=int, default=config.default("seed"))
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--class-fractions", default=None,
                    help="spiral,elliptical,merger fractions (default balanced), e.g. 0.43,0.24,0.33")
@@ -63,7 +76,7 @@ def _data_parser():
     p = sub.add_parser("import-npy", help="import the study's published .npy files")
     storage_args(p)
     p.add_argument("--source", required=True, help="directory with images_Y10_train.npy ...")
-    p.add_argument("--stretch", choices=("auto", "fit", "identity"), default="auto",
+    p.add_argument("--stretch", choices=STRETCH_CHOICES, default=STRETCH_CHOICES[0],
                    help="fit a stretch on train Y10, or keep values (already stretched); "
                         "auto: identity when every value lies in [0, 1]")
 
@@ -86,17 +99,17 @@ def _data_parser():
 
 
 def _data(argv):
-    args = _data_parser().parse_args(argv)
     _quiet_tensorflow()
+    args = _data_parser().parse_args(argv)
+    from tfgal import data
     compression = "" if getattr(args, "no_gzip", False) else "GZIP"
     if args.command == "mock":
-        from tfgal.data import mocks
         from tfgal.data import shards
         fractions = None
         if args.class_fractions:
             fractions = [float(v) for v in args.class_fractions.split(",")]
         shard = shards.parse_part(args.shard) if args.shard else None
-        manifest = mocks.build(
+        manifest = data.build_mocks(
             args.out, n_train=args.train, n_val=args.val, n_test=args.test, seed=args.seed,
             workers=args.workers, class_fractions=fractions, shard_size=args.shard_size,
             compression=compression, overwrite=args.overwrite, shard=shard)
@@ -104,26 +117,21 @@ def _data(argv):
             print(f"part {args.shard} written under {args.out}; merge once all parts are done")
             return
     elif args.command == "merge":
-        from tfgal.data import mocks
-        manifest = mocks.merge(args.out)
+        manifest = data.merge_mocks(args.out)
     elif args.command == "import-npy":
-        from tfgal.data import importers
-        manifest = importers.import_npy(
+        manifest = data.import_npy(
             args.source, args.out, stretch=args.stretch, shard_size=args.shard_size,
             compression=compression, overwrite=args.overwrite)
     elif args.command == "import-fits":
-        from tfgal.data import importers
-        manifest = importers.import_fits(
+        manifest = data.import_fits(
             args.table, args.out, depth=args.depth, seed=args.seed,
             split_fractions=[float(v) for v in args.split_fractions.split(",")],
             shard_size=args.shard_size, compression=compression, overwrite=args.overwrite)
     elif args.command == "verify":
-        from tfgal.data import records
-        manifest = records.verify(args.data)
+        manifest = data.verify(args.data)
         print(f"ok: {args.data}")
     else:
-        from tfgal.data import records
-        manifest = records.Manifest.load(args.data)
+        manifest = data.Manifest.load(args.data)
     print(json.dumps(summary(manifest), indent=2))
 
 
@@ -147,34 +155,43 @@ def data_main(argv=None):
 
 
 def _attack_parser():
+    from tfgal.attack import SUCCESS_MODES
+    from tfgal.attack import DEFAULT_TARGET_THRESHOLD, DEFAULT_THRESHOLD
     parser = argparse.ArgumentParser(
         prog="tfgal-attack",
         description="One-pixel attacks (batched differential evolution) on an exported model.")
     parser.add_argument("--model", required=True, help="exported SavedModel directory")
     parser.add_argument("--data", required=True, help="dataset directory")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--n", type=int, default=150,
+    parser.add_argument("--split", default=config.default("study.split"))
+    parser.add_argument("--n", type=int, default=config.default("study.attack_n"),
                         help="galaxies attacked (the first n of the split)")
     parser.add_argument("--out", required=True, help="directory for attack.json and attack.csv")
-    parser.add_argument("--pixels", type=int, default=1, help="pixels changed per image")
-    parser.add_argument("--popsize", type=int, default=400)
-    parser.add_argument("--iters", type=int, default=100, help="generations at most")
-    parser.add_argument("--f", type=float, default=0.5, help="DE mutation scale")
+    parser.add_argument("--pixels", type=int, default=config.default("study.attack_pixels"),
+                        help="pixels changed per image")
+    parser.add_argument("--popsize", type=int, default=config.default("study.attack_popsize"))
+    parser.add_argument("--iters", type=int, default=config.default("study.attack_iters"),
+                        help="generations at most")
+    parser.add_argument("--f", type=float, default=config.default("study.attack_f"),
+                        help="DE mutation scale")
     parser.add_argument("--targeted", action="store_true")
     parser.add_argument("--target", default="all",
                         help="with --targeted: all (every other class), next, or a class index")
-    parser.add_argument("--success", choices=("probability", "class"), default="probability")
+    parser.add_argument("--success", choices=SUCCESS_MODES, default=SUCCESS_MODES[0])
     parser.add_argument("--threshold", type=float, default=None,
-                        help="true-class probability below (default 0.05), or target "
-                             "probability above (default 0.5) which an attack succeeds")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the attack")
-    parser.add_argument("--data-seed", type=int, default=0, help="seed of the images' noise")
-    parser.add_argument("--base-depth", default="Y10")
-    parser.add_argument("--noisy-depth", default="Y1",
+                        help=f"true-class probability below (default {DEFAULT_THRESHOLD}), or "
+                             f"target probability above (default {DEFAULT_TARGET_THRESHOLD}) "
+                             "which an attack succeeds")
+    parser.add_argument("--seed", type=int, default=config.default("seed"),
+                        help="seed of the attack")
+    parser.add_argument("--data-seed", type=int, default=config.default("seed"),
+                        help="seed of the images' noise")
+    parser.add_argument("--base-depth", default=config.default("data.source_depth"))
+    parser.add_argument("--noisy-depth", default=config.default("data.target_depth"),
                         help="depth of the noisy copies for the latent-distance comparison")
     parser.add_argument("--max-batch", type=int, default=None,
                         help="candidate images per model call (memory bound)")
-    parser.add_argument("--evaluator", choices=("auto", "incremental", "full"), default="auto",
+    parser.add_argument("--evaluator", choices=config.ATTACK_EVALUATORS,
+                        default=config.default("study.attack_evaluator"),
                         help="incremental: recompute only the window a pixel changes (exact; "
                              "one pixel, models exported by tfgal); auto: where it applies")
     parser.add_argument("--no-progress", action="store_true")
@@ -182,13 +199,13 @@ def _attack_parser():
 
 
 def _attack(argv):
-    args = _attack_parser().parse_args(argv)
     _quiet_tensorflow()
-    from tfgal.attack import driver as attack_report
+    args = _attack_parser().parse_args(argv)
+    from tfgal import attack
     settings = dict(pixels=args.pixels, popsize=args.popsize, iters=args.iters, f=args.f,
                     targeted=args.targeted, success=args.success, threshold=args.threshold,
                     seed=args.seed, max_batch=args.max_batch, evaluator=args.evaluator)
-    summary = attack_report.attack_dataset(
+    summary = attack.attack_dataset(
         args.model, args.data, args.out, split=args.split, n=args.n,
         base_depth=args.base_depth, noisy_depth=args.noisy_depth, target=args.target,
         data_seed=args.data_seed, progress=not args.no_progress, **settings)
@@ -220,7 +237,7 @@ def _experiment_args(parser, example):
     parser.add_argument("--config", required=True, help="experiment config, e.g. pipelines/quick.toml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override a config key, e.g. --set {example} (repeatable)")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+    parser.add_argument("--strategy", choices=config.choices("train.strategy"),
                         help="tf.distribute strategy for training (config train.strategy)")
 
 
@@ -239,10 +256,9 @@ def train_overrides(args):
 def _train(argv):
     args = _train_parser().parse_args(argv)
     _quiet_tensorflow()
-    from tfgal import config
-    from tfgal.model import training
+    from tfgal import model
     cfg = config.load(args.config, train_overrides(args))
-    summary = training.train(cfg)
+    summary = model.train(cfg)
     if summary is not None:
         print(json.dumps(summary, indent=2))
 
@@ -274,7 +290,7 @@ def _study_parser():
 def _study(argv):
     args = _study_parser().parse_args(argv)
     _quiet_tensorflow()
-    from tfgal.study import runner as study
+    from tfgal import study
     overrides = train_overrides(argparse.Namespace(set=args.set, out=None, logdir=None,
                                                    strategy=args.strategy))
     cfg = study.load_config(args.config, overrides)

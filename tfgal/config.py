@@ -29,7 +29,8 @@ from tfgal.errors import ConfigError
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "LossConfig", "ExportConfig",
            "StudyConfig", "LogConfig", "AttackSettings", "CurveSettings", "load", "merge",
-           "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS"]
+           "from_dict", "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS",
+           "SECTIONS", "STRATEGIES", "NOISE_MODES", "SPLITS", "ATTACK_EVALUATORS"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 NOISE_MODES = ("fast", "exact")
@@ -328,13 +329,22 @@ def load(path=None, overrides=()):
 
 def _lookup(key):
     section, _, name = key.partition(".")
-    cls = SECTIONS[section] if name else Config
-    return {f.name: f for f in dataclasses.fields(cls)}[name or section]
+    cls = SECTIONS.get(section) if name else Config
+    fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
+    if (name or section) not in fields or (not name and section in SECTIONS):
+        valid = [f"{s}.{f.name}" for s, c in SECTIONS.items() for f in dataclasses.fields(c)]
+        raise ConfigError(f"unknown config key {key!r}", key=key,
+                          valid=["name", "seed", *valid])
+    return fields[name or section]
 
 
 def choices(key):
     """The values config key "section.name" may take (for command-line choices)."""
-    return tuple(_lookup(key).metadata["choices"])
+    field = _lookup(key)
+    if not field.metadata.get("choices"):
+        raise ConfigError(f"config key {key} takes any {field.type}, not one of a few values",
+                          key=key)
+    return tuple(field.metadata["choices"])
 
 
 def default(key):

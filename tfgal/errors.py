@@ -6,6 +6,9 @@ index) so a user can find the bad input.
 """
 
 
+__all__ = ["TfgalError", "DataError", "ManifestError", "ConfigError", "ModelContractError"]
+
+
 class TfgalError(Exception):
     """Base class of every error tfgal raises on purpose."""
 

@@ -31,14 +31,19 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def bar(total, desc, *, unit="galaxy", enabled=True):
-    """A progress bar over `total` items named `desc`; silent when `enabled` is False.
+def bar(total, desc, *, unit="galaxy", enabled=True, file=None):
+    """A progress bar over `total` items named `desc`.
 
-    Writes to stdout, refreshing at most every 2 s so that logs of batch jobs stay short.
+    `enabled`: True (always), False (silent) or None (only when `file` is a terminal).
+    Writes to `file`, by default stderr, so that what a command prints on stdout (JSON)
+    stays clean; refreshes at most every 2 s so that logs of batch jobs stay short.
     """
+    file = sys.stderr if file is None else file
+    if enabled is None:
+        enabled = hasattr(file, "isatty") and file.isatty()
     if not enabled:
         yield _Silent()
         return
     from tqdm import tqdm
-    with tqdm(total=total, desc=desc, unit=unit, mininterval=2.0, file=sys.stdout) as t:
+    with tqdm(total=total, desc=desc, unit=unit, mininterval=2.0, file=file) as t:
         yield _Bar(t)

@@ -6,6 +6,8 @@ machine and Python (no ``hash()``, which is salted per process).
 
 import hashlib
 
+__all__ = ["derive", "MAX_SEED"]
+
 MAX_SEED = 2**31 - 1
 
 

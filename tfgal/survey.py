@@ -15,6 +15,10 @@ import numpy as np
 
 from tfgal.errors import ConfigError
 
+__all__ = ["BANDS", "PIXEL_SCALE_ARCSEC", "VISIT_EXPOSURE_S", "VISITS_Y10", "ZERO_POINT_MAG",
+           "SKY_MAG_PER_ARCSEC2", "SEEING_FWHM_ARCSEC", "SURVEY_YEARS", "mag_to_flux", "flux_to_mag",
+           "sky_per_pixel", "sky_vector", "Depth", "Y10", "Y1", "NAMED_DEPTHS"]
+
 BANDS = ("g", "r", "i")
 PIXEL_SCALE_ARCSEC = 0.2
 VISIT_EXPOSURE_S = 30.0  # two 15 s snaps

@@ -7,7 +7,7 @@ success when the predicted class changes: ART's criterion) by
 * tfgal: `tfgal.attack.OnePixelAttack`, populations of several images batched, the
   generation loop compiled, its default "bounds" initialisation; once with each
   ``--evaluators`` entry: "incremental" (the default's choice on this model: only the
-  window a pixel changes is recomputed, exactly, `tfgal.incremental`) and "full" (the
+  window a pixel changes is recomputed, exactly, `tfgal.attack.incremental`) and "full" (the
   model on every candidate image, as the peers do). ``--inits`` adds rows with other
   initialisations (Su et al.'s "gaussian", "uniform"), incremental;
 * ART: ``PixelAttack(classifier, th=1, es=1, max_iter=iters)``, one image at a time;
@@ -20,20 +20,20 @@ success when the predicted class changes: ART's criterion) by
 
 Model queries are counted where the model is called (for tfgal: candidates evaluated);
 a success is re-checked with the model on the returned image; tfgal's time includes
-tracing its compiled loop and checking the incremental evaluator against the model
-(about 2 s). By default the study's ConvNet is trained briefly on synthetic galaxies
+tracing its compiled loop and checking the incremental evaluator against the model.
+By default the study's ConvNet is trained briefly on synthetic galaxies
 (exponential disk, compact bulge, two-blob merger) at the study's stamp size, 100 x 100
-pixels (``--size``), so no data or SavedModel is needed. Default run (about 5 minutes on
-2 CPU cores, more when they are shared)::
+pixels (``--size``), so no data or SavedModel is needed. Run it with the interpreter tfgal
+is installed in (timings of past runs: docs/benchmarks.md)::
 
-    /work/venv/bin/python tools/bench_attack.py
+    python tools/bench_attack.py
 
 That toy model is confident enough that one pixel rarely flips it within 30 generations,
 so its success rates are equal but uninformative. On the study's ConvNet trained by
-tfgal on its mock galaxies (about 5 minutes to train) the attacks succeed often::
+tfgal on its mock galaxies the attacks succeed often::
 
     tfgal-train --config pipelines/quick.toml
-    /work/venv/bin/python tools/bench_attack.py --model saved_models/quick --data data/mock
+    python tools/bench_attack.py --model saved_models/quick --data data/mock
 
 The table gives, per attacker, wall and CPU seconds, microseconds per query and the
 speed-up of the reference row (the first: tfgal, incremental) over each row. Below it,
@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 CLASSES = 3
-LOW, HIGH = 0.45, 0.89  # about the range the study's stretched pixels took
+LOW, HIGH = 0.45, 0.89  # a narrow band like the study's stretched pixels (benchmarks.md)
 
 
 # --------------------------------------------------------------------------- model and data

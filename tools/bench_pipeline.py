@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tfgal import survey
 from tfgal.data import pipeline
-from tfgal.data import records
+from tfgal.data import DatasetWriter, make_parser, Manifest
 from tfgal.data import stretch
 
 
@@ -30,8 +30,8 @@ def synthetic_dataset(root, n, size=100, seed=0):
     """Smooth random galaxies (e-/s per pixel), GZIP shards like a mock set."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size] - size / 2
-    with records.DatasetWriter(root, images={"flux": {"noise": False}},
-                               image_shape=(size, size, 3)) as writer:
+    with DatasetWriter(root, images={"flux": {"noise": False}},
+                       image_shape=(size, size, 3)) as writer:
         sample = []
         for i in range(n):
             r = np.hypot(xx * rng.uniform(0.5, 1), yy) / rng.uniform(3, 10)
@@ -44,7 +44,7 @@ def synthetic_dataset(root, n, size=100, seed=0):
 
 
 def naive_dataset(manifest, depth, batch_size):
-    parse = records.make_parser(manifest)
+    parse = make_parser(manifest)
     exposure = depth.exposure_vector()
     sky = survey.sky_vector()
     params = manifest.stretch
@@ -80,7 +80,7 @@ def main():
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = (records.Manifest.load(args.data) if args.data
+        manifest = (Manifest.load(args.data) if args.data
                     else synthetic_dataset(os.path.join(tmp, "ds"), args.n))
         depth = survey.Depth.parse(args.depth)
         variants = {

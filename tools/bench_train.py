@@ -29,15 +29,14 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_pipeline import synthetic_dataset  # noqa: E402
 
-from tfgal.model import adaptation  # noqa: E402
-from tfgal.model import architectures as models
-from tfgal.data import pipeline
-from tfgal.data import records
+from tfgal import data  # noqa: E402
+from tfgal.data import pipeline  # noqa: E402
+from tfgal.model import adaptation, architectures  # noqa: E402
 
 
 def make_model(name, manifest, mmd_weight, use_target):
     keras.utils.set_random_seed(0)
-    encoder, head = models.build(name, image_shape=tuple(manifest.image_shape), seed=0)
+    encoder, head = architectures.build(name, image_shape=tuple(manifest.image_shape), seed=0)
     model = adaptation.MorphologyModel(encoder, head, mmd_weight=mmd_weight,
                                        use_target=use_target)
     model.compile(optimizer=keras.optimizers.AdamW(1e-5),
@@ -71,7 +70,7 @@ def main():
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = (records.Manifest.load(args.data) if args.data
+        manifest = (data.Manifest.load(args.data) if args.data
                     else synthetic_dataset(os.path.join(tmp, "ds"), args.n))
         batches = pipeline.make_paired_dataset(manifest, "train", batch_size=args.batch_size,
                                                repeat=True, seed=0).prefetch(4)

@@ -3,8 +3,8 @@
 Renders a few hundred galaxies per class, observes them with Poisson noise at Y10 and at
 Y1, applies the arcsinh stretch fitted on the training part at Y10, trains a simple
 scikit-learn classifier on Y10 and reports its accuracy on held-out Y10 and Y1 images of
-the same galaxies (the study's CNN: 72% -> 43%). Also reports what a classifier on total
-flux and size alone (and on colour alone) achieves: it should stay weak.
+the same galaxies. Also reports what a classifier on total flux and size alone (and on
+colour alone) achieves: it should stay weak. Results of past runs: docs/benchmarks.md.
 
     python tools/check_mock_separability.py --per-class 300 --workers 2
     python tools/check_mock_separability.py --set r_mag=20,23.5 --set spiral_knot_count=10,30
@@ -25,7 +25,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tfgal import survey
-from tfgal.data import mocks
+from tfgal.data import mock_build
+from tfgal.data import mock_params
 from tfgal.data import stretch
 
 DOWNSAMPLE = 4  # 100 x 100 -> 25 x 25 block means: the classifiers need shapes, not pixels
@@ -52,14 +53,14 @@ def params_from(overrides):
         if name.endswith("_count"):
             values = [int(v) for v in values]
         changes[name] = tuple(values) if len(values) > 1 else values[0]
-    return dataclasses.replace(mocks.MockParams(), **changes)
+    return dataclasses.replace(mock_params.MockParams(), **changes)
 
 
 def render(n_train, n_test, seed, params, workers):
-    rows = mocks.plan(n_train, 0, n_test, seed)
+    rows = mock_params.plan(n_train, 0, n_test, seed)
     start = time.perf_counter()
-    images = np.stack(list(mocks.render_many([(g, lab) for _, g, lab in rows], seed, params,
-                                             workers=workers)))
+    images = np.stack(list(mock_build.render_many([(g, lab) for _, g, lab in rows], seed, params,
+                                                  workers=workers)))
     elapsed = time.perf_counter() - start
     print(f"rendered {len(rows)} galaxies in {elapsed:.1f} s ({len(rows) / elapsed:.1f}/s)")
     labels = np.array([lab for _, _, lab in rows])
@@ -135,7 +136,7 @@ def main():
     rng = np.random.default_rng(args.seed + 1)
     y10 = stretch.observe_numpy(flux, "Y10", rng)
     y1 = stretch.observe_numpy(flux, "Y1", rng)
-    fitted = stretch.fit(flux[is_train][: mocks.STRETCH_SAMPLE], noiseless=True, depth="Y10",
+    fitted = stretch.fit(flux[is_train][: stretch.STRETCH_SAMPLE], noiseless=True, depth="Y10",
                          seed=args.seed)
     x10, x1 = (downsample(stretch.apply_numpy(x, fitted)) for x in (y10, y1))
     tr, te = is_train, ~is_train

@@ -1,121 +1,116 @@
-"""Attacks on a dataset, and their tables and summaries: `tfgal-attack`'s work.
+"""Attacks on a dataset: the one driver behind `tfgal-attack` and the study's attack stages.
 
-`attack_dataset` attacks the first galaxies of a split at the base depth with
-`tfgal.attack.OnePixelAttack` and writes, atomically, a per-attack table (``attack.csv``)
-and a summary (``attack.json``) with the latent distances from each base image to its
-attacked version and to the same galaxy at a noisier depth.
+`attack_galaxies` loads the first galaxies of a split at a base depth and the same galaxies
+at a noisier depth, attacks them with `OnePixelAttack`, and computes each image set's
+latents once, and from them the latent distances (the only place they are computed):
+base -> attacked image and base -> the same galaxy at the noisy depth. It returns an
+`AttackRun` whose ``summary`` is `summary.summarize`. `table` gives its per-attack rows;
+`attack_dataset` (``tfgal-attack``) writes them as ``attack.csv`` and the summary, with the
+run's context, as ``attack.json``, each atomically.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from tfgal.model import export
 from tfgal import io
-from tfgal.attack.summary import describe
-from tfgal.attack import OnePixelAttack
+from tfgal.attack.one_pixel import OnePixelAttack
+from tfgal.attack.results import AttackResult
+from tfgal.attack.summary import describe, summarize
 from tfgal.errors import ConfigError, DataError
+from tfgal.model import export
+from tfgal.progress import bar as progress_bar
 
-
-# --------------------------------------------------------------------------- reports
-
-
-def latent_distances(model, base, other, batch_size=256):
-    """Euclidean distances between the latents of `base` and `other` (an `ExportedClassifier`)."""
-    a = model.predict(base, batch_size)["latent"]
-    b = model.predict(other, batch_size)["latent"]
-    return np.linalg.norm(b - a, axis=1)
-
-
-def table(result, *, galaxy_id=None, bands=None, extra=None):
-    """Per-image rows (dicts) of `result`; `extra` maps column -> [N] values."""
-    bands = bands or [f"b{c}" for c in range(result.values.shape[2])]
-    rows = []
-    for i in range(result.n):
-        row = {"index": i, "galaxy_id": "" if galaxy_id is None else int(galaxy_id[i]),
-               "label": int(result.labels[i]),
-               "target": int(result.targets[i]) if result.targets[i] >= 0 else "",
-               "success": bool(result.success[i]), "already_adversarial": bool(result.already[i]),
-               "generations": int(result.generations[i]), "queries": int(result.queries[i])}
-        for name in ("original_class", "original_prob", "original_score",
-                     "final_class", "final_prob", "final_score"):
-            value = getattr(result, name)[i]
-            row[name] = int(value) if name.endswith("class") else float(value)
-        row.update(_pixel_columns(result, i, bands))
-        for name, values in (extra or {}).items():
-            row[name] = "" if not np.isfinite(values[i]) else float(values[i])
-        rows.append(row)
-    return rows
-
-
-def _pixel_columns(result, i, bands):
-    row = {}
-    for j in range(result.pixels.shape[1]):
-        row[f"pixel{j}_x"], row[f"pixel{j}_y"] = (int(v) for v in result.pixels[i, j])
-        for b, band in enumerate(bands):
-            v = result.values[i, j, b]
-            row[f"pixel{j}_{band}"] = "" if np.isnan(v) else float(v)
-    return row
-
-
-# --------------------------------------------------------------------------- datasets
+__all__ = ["AttackRun", "attack_galaxies", "attack_rows", "table", "attack_dataset",
+           "TABLE_NAME", "SUMMARY_NAME"]
 
 TABLE_NAME = "attack.csv"
 SUMMARY_NAME = "attack.json"
+LATENT_BATCH = 256  # images per model call when computing latents
 
 
-def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
-                   noisy_depth="Y1", target="all", data_seed=0, progress=True, **settings):
-    """Attacks the first `n` galaxies of a split at `base_depth`; writes a table and a summary.
+@dataclasses.dataclass
+class AttackRun:
+    """Attacks on the first galaxies of a split, with their latents and distances.
+
+    G galaxies are loaded; N attacks are run (N == G untargeted; targeted, one per galaxy
+    and target class). Latents and distances are indexed like the attacks.
+    """
+
+    galaxy_id: np.ndarray  # [G] ids of the galaxies loaded (the first n of the split)
+    labels: np.ndarray  # [G]
+    images: np.ndarray  # [G, H, W, C] base-depth images, stretched (what the model takes)
+    rows: np.ndarray  # [N] galaxy of each attack (== arange(G) untargeted)
+    result: AttackResult  # the N attacks
+    latents: dict  # "base", "attacked", "noisy" -> [N, D]
+    d_attack: np.ndarray  # [N] |latent attacked - latent base|, NaN where the attack failed
+    d_noisy: np.ndarray  # [N] |latent noisy - latent base|
+    summary: dict  # summary.summarize(result, d_attack, d_noisy)
+    seconds: float  # the whole run: loading, attack, latents
+    # [G] |latent noisy - latent base| of every galaxy loaded, attacked or not (a targeted
+    # run towards one class skips the galaxies of that class): attack.json's noisy distance.
+    d_noisy_galaxies: np.ndarray = None
+
+
+def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy_depth="Y1",
+                    data_seed=0, noise_mode="fast", target="all", progress=True, desc="attack",
+                    **settings):
+    """Attacks the first `n` galaxies of a split at `base_depth`; returns an `AttackRun`.
 
     Args:
-      model: path of an exported SavedModel (or an `ExportedClassifier`).
-      data: dataset directory; images are stretched with the model's own stretch when its
-        assets hold one.
-      out: directory receiving ``attack.csv`` (one row per attack) and ``attack.json``,
-        each written atomically.
+      model: path of an exported SavedModel, or an `ExportedClassifier`.
+      data: dataset directory or `Manifest`; images are stretched with the model's own
+        stretch when its assets hold one.
+      noisy_depth: depth of the same galaxies for the base -> noisy latent distance.
+      data_seed, noise_mode: the images' noise (`pipeline.load_arrays`).
       target: targeted mode only ("targeted" in `settings`): "all" (every other class, one
-        row each), "next" (label + 1) or a class index.
+        attack each), "next" (label + 1) or a class index.
+      progress, desc: a progress bar of attacks done, successes as its postfix.
       settings: `OnePixelAttack` keyword arguments.
-    Returns:
-      the summary dict.
     """
     from tfgal.data import pipeline
     start = time.perf_counter()
     exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
-    stretch = exported.assets.get("stretch")
-    base = pipeline.load_arrays(data, split, base_depth, n=n, seed=data_seed, stretch=stretch)
-    noisy = pipeline.load_arrays(data, split, noisy_depth, n=n, seed=data_seed, stretch=stretch)
+    kw = dict(n=n, seed=data_seed, noise_mode=noise_mode, stretch=exported.assets.get("stretch"))
+    base = pipeline.load_arrays(data, split, base_depth, **kw)
+    noisy = pipeline.load_arrays(data, split, noisy_depth, **kw)
     if not np.array_equal(base["galaxy_id"], noisy["galaxy_id"]):
         raise DataError(f"{base_depth} and {noisy_depth} images of split {split} are not the "
-                        f"same galaxies in the same order", path=str(data))
+                        f"same galaxies in the same order", path=_data_path(data))
     rows, targets = attack_rows(base["labels"], exported.n_classes, target,
                                 settings.get("targeted", False))
     attack = OnePixelAttack(exported, **settings)
-    images = base["images"][rows]
-    with _Progress(len(rows), progress) as callback:
-        result = attack.attack(images, base["labels"][rows], targets, callback=callback)
-    d_attack = np.where(result.success, latent_distances(exported, images, result.images), np.nan)
-    d_galaxy = latent_distances(exported, base["images"], noisy["images"])
-    d_noisy = d_galaxy[rows]
-    bands = exported.assets.get("bands")
-    table_rows = table(result, galaxy_id=base["galaxy_id"][rows], bands=bands, extra={
-        "latent_distance_attack": d_attack, "latent_distance_noisy": d_noisy})
-    summary = _summary(result, exported, data, split, base_depth, noisy_depth, target,
-                       d_attack, d_galaxy, n_galaxies=len(base["labels"]))
-    summary["seconds_total"] = time.perf_counter() - start
-    os.makedirs(out, exist_ok=True)
-    io.write_csv(os.path.join(out, TABLE_NAME), table_rows)
-    io.write_json(os.path.join(out, SUMMARY_NAME), summary)
-    return summary
+    with progress_bar(len(rows), desc, unit="image", enabled=progress) as bar:
+        won = [0]
+
+        def callback(indices, successes):
+            won[0] += int(np.sum(successes))
+            bar.update(len(indices), successes=won[0])
+        result = attack.attack(base["images"][rows], base["labels"][rows], targets,
+                               callback=callback)
+    # Once per image set: the galaxies at both depths, then the attacked images.
+    galaxy = {name: exported.predict(arrays["images"], LATENT_BATCH)["latent"]
+              for name, arrays in (("base", base), ("noisy", noisy))}
+    latents = {"base": galaxy["base"][rows],
+               "attacked": exported.predict(result.images, LATENT_BATCH)["latent"],
+               "noisy": galaxy["noisy"][rows]}
+    d_galaxies = np.linalg.norm(galaxy["noisy"] - galaxy["base"], axis=1)
+    d_attack = np.where(result.success,
+                        np.linalg.norm(latents["attacked"] - latents["base"], axis=1), np.nan)
+    d_noisy = d_galaxies[rows]
+    return AttackRun(galaxy_id=base["galaxy_id"], labels=base["labels"], images=base["images"],
+                     rows=rows, result=result, latents=latents, d_attack=d_attack,
+                     d_noisy=d_noisy, summary=summarize(result, d_attack, d_noisy),
+                     seconds=time.perf_counter() - start, d_noisy_galaxies=d_galaxies)
 
 
 def attack_rows(labels, n_classes, target, targeted):
-    """Which images to attack and towards what: (row indices, targets or None)."""
+    """Which galaxies to attack and towards what: (row indices, targets or None)."""
     labels = np.asarray(labels)
     rows = np.arange(len(labels))
     if not targeted:
@@ -136,47 +131,78 @@ def attack_rows(labels, n_classes, target, targeted):
     return rows, np.full(len(rows), cls, np.int32)
 
 
-class _Progress:
-    """A tqdm bar of images done and successes; yields the attack's callback."""
-
-    def __init__(self, total, enabled):
-        self.total, self.enabled, self.bar, self.successes = total, enabled, None, 0
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from tqdm import tqdm
-        self.bar = tqdm(total=self.total, unit="image", desc="attack")
-        return self.update
-
-    def update(self, indices, successes):
-        self.successes += int(np.sum(successes))
-        self.bar.update(len(indices))
-        self.bar.set_postfix(successes=self.successes)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-        return False
+# --------------------------------------------------------------------------- tables
 
 
-def _summary(result, exported, data, split, base_depth, noisy_depth, target, d_attack,
-             d_noisy, *, n_galaxies):
-    won = result.success
-    return {
-        "model": os.path.abspath(exported.path), "data": os.path.abspath(os.fspath(data)),
+def table(run, bands=None):
+    """Per-attack rows (dicts) of an `AttackRun`: outcome, pixels (values named by
+    `bands`, default b0, b1, ...) and the two latent distances."""
+    result = run.result
+    bands = bands or [f"b{c}" for c in range(result.values.shape[2])]
+    galaxy_id = run.galaxy_id[run.rows]
+    distances = {"latent_distance_attack": run.d_attack, "latent_distance_noisy": run.d_noisy}
+    rows = []
+    for i in range(result.n):
+        row = {"index": i, "galaxy_id": int(galaxy_id[i]), "label": int(result.labels[i]),
+               "target": int(result.targets[i]) if result.targets[i] >= 0 else "",
+               "success": bool(result.success[i]), "already_adversarial": bool(result.already[i]),
+               "generations": int(result.generations[i]), "queries": int(result.queries[i])}
+        for name in ("original_class", "original_prob", "original_score",
+                     "final_class", "final_prob", "final_score"):
+            value = getattr(result, name)[i]
+            row[name] = int(value) if name.endswith("class") else float(value)
+        row.update(_pixel_columns(result, i, bands))
+        for name, values in distances.items():
+            row[name] = "" if not np.isfinite(values[i]) else float(values[i])
+        rows.append(row)
+    return rows
+
+
+def _pixel_columns(result, i, bands):
+    row = {}
+    for j in range(result.pixels.shape[1]):
+        row[f"pixel{j}_x"], row[f"pixel{j}_y"] = (int(v) for v in result.pixels[i, j])
+        for b, band in enumerate(bands):
+            v = result.values[i, j, b]
+            row[f"pixel{j}_{band}"] = "" if np.isnan(v) else float(v)
+    return row
+
+
+# --------------------------------------------------------------------------- tfgal-attack
+
+
+def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
+                   noisy_depth="Y1", target="all", data_seed=0, progress=True, **settings):
+    """`attack_galaxies`, then its table (``attack.csv``) and summary (``attack.json``) in
+    `out`, each written atomically; returns the summary: `summarize`'s keys with the run's
+    context (model, data, split, depths, target, speed, device, files, versions)."""
+    exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
+    run = attack_galaxies(exported, data, split=split, n=n, base_depth=base_depth,
+                          noisy_depth=noisy_depth, target=target, data_seed=data_seed,
+                          progress=progress, **settings)
+    result = run.result
+    summary = {
+        "model": os.path.abspath(exported.path), "data": os.path.abspath(_data_path(data)),
         "split": split, "depths": {"base": base_depth, "noisy": noisy_depth},
-        "n_galaxies": n_galaxies, "n_attacks": result.n,
-        "target": target if result.settings["targeted"] else None,
-        "settings": result.settings,
-        "success_rate": result.success_rate, "n_success": int(won.sum()),
-        "n_already_adversarial": int(result.already.sum()),
-        "queries": {"total": int(result.queries.sum()), "mean": float(result.queries.mean()),
-                    "mean_success": float(result.queries[won].mean()) if won.any() else None},
-        "generations_mean_success": float(result.generations[won].mean()) if won.any() else None,
-        "seconds": result.seconds, "attacks_per_second": result.n / max(result.seconds, 1e-9),
+        "n_attacks": result.n, "target": target if result.settings["targeted"] else None,
+        **run.summary,
+        "n_galaxies": len(run.labels),  # galaxies loaded (summarize counts attacks)
+        "attacks_per_second": result.n / max(result.seconds, 1e-9),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
-        "latent_distance": {"attack": describe(d_attack), "noisy": describe(d_noisy)},
+        # the noisy distance over every galaxy loaded, as before targeted runs shared rows
+        "latent_distance": {**run.summary["latent_distance"],
+                            "noisy": describe(run.d_noisy_galaxies)},
         "files": {"table": TABLE_NAME},
         "versions": export.library_versions(),
+        "seconds_total": run.seconds,
     }
+    os.makedirs(out, exist_ok=True)
+    io.write_csv(os.path.join(out, TABLE_NAME),
+                 table(run, bands=exported.assets.get("bands")))
+    io.write_json(os.path.join(out, SUMMARY_NAME), summary)
+    return summary
+
+
+def _data_path(data):
+    """The directory of `data`: a path, or a `Manifest`'s root."""
+    return os.fspath(getattr(data, "root", data))

@@ -26,6 +26,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+__all__ = ["LocalEvaluator", "Unsupported", "max_deviation", "flatten_layers"]
+
 # Layers computed position by position: a window of them is the layer applied to the window.
 POINTWISE = ("BatchNormalization", "ReLU", "LeakyReLU", "ELU", "PReLU", "Activation", "Dropout",
              "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",

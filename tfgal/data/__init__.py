@@ -1,1 +1,64 @@
-"""The data wing: survey-independent storage, mock galaxies, importers, noise and pipelines."""
+"""The data wing: dataset storage, mock galaxies, importers, noise and input pipelines.
+
+Package map, by layer (each name's module in `_EXPORTS`)::
+
+    manifest       Manifest schema, load / save / update, constants, the split table
+    codec          tf.train.Example encode / parse / read back, image checks, `verify`
+    writer         atomic record files, shard names, DatasetWriter
+    shards         a dataset built in parts (job arrays) and merged
+    stretch        the arcsinh stretch, fitted once per dataset
+    mock_params    MockParams (ranges and why), the split plan
+    mock_galaxies  GalSim physics of one mock galaxy
+    mock_build     many galaxies in a process pool -> a dataset
+    npy_importer   the study's published .npy files -> a dataset
+    fits_importer  tables of FITS cutouts -> a dataset
+    noise          Poisson noise on the fly (TensorFlow)
+    pipeline       tf.data pipelines: shards -> observed, stretched batches
+    tfds_builders  TensorFlow Datasets builders (imported on demand only)
+
+Names are resolved on first use (PEP 562): ``import tfgal.data`` loads neither
+TensorFlow nor GalSim, so the mock renderer can still fork its worker pool (forking
+after TensorFlow has started its threads can deadlock the children).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # storage: manifest, example codec, writer
+    "Manifest": "manifest", "load_manifest": "manifest", "update_manifest": "manifest",
+    "MANIFEST_NAME": "manifest", "CLASS_NAMES": "manifest", "SPLITS": "manifest",
+    "FLUX": "manifest", "DEFAULT_SHARD_SIZE": "manifest",
+    "serialize_example": "codec", "read_examples": "codec", "make_parser": "codec",
+    "make_batch_parser": "codec", "verify": "codec",
+    "DatasetWriter": "writer",
+    # mock galaxies: parameters and plan, one galaxy, whole datasets
+    "MockParams": "mock_params", "plan_mocks": ("mock_params", "plan"),
+    "render_galaxy": "mock_galaxies",
+    "build_mocks": ("mock_build", "build"), "merge_mocks": ("mock_build", "merge"),
+    # importers of survey data
+    "import_npy": "npy_importer", "import_fits": "fits_importer",
+    "STRETCH_CHOICES": "npy_importer",
+    # noise and tf.data pipelines (TensorFlow)
+    "poisson_observe": "noise",
+    "make_dataset": "pipeline", "make_paired_dataset": "pipeline", "load_arrays": "pipeline",
+    "records_dataset": "pipeline", "resolve_depth": "pipeline",
+    "naming_corrupt_records": "pipeline",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+__all__ = ["MODES", "DEFAULT_THRESHOLD", "as_seed", "poisson_observe", "standard_normal",
+           "observe_from_normal", "cornish_fisher_counts", "counts_from_normal",
+           "poisson_quantile"]
+
 MODES = ("fast", "exact")
 DEFAULT_THRESHOLD = 100.0  # counts; above this the fast mode passes a chi-square test
 

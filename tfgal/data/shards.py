@@ -20,8 +20,14 @@ import shutil
 
 import numpy as np
 
-from tfgal.data import records
+from tfgal import io, survey
+from tfgal.data.codec import check_image, read_examples, serialize_example
+from tfgal.data.manifest import Manifest, split_table
+from tfgal.data.writer import shard_name, write_records_file
 from tfgal.errors import DataError
+
+__all__ = ["PARTS", "FileSpec", "layout", "parse_part", "assigned", "write_file",
+           "write_part_record", "collect", "merge", "first_images"]
 
 PARTS = ".parts"
 
@@ -39,8 +45,7 @@ class FileSpec:
 
     @property
     def name(self):
-        ext = ".tfrecord.gz" if self.compression else ".tfrecord"
-        return f"{self.split}-{self.index:05d}-of-{self.n_files:05d}{ext}"
+        return shard_name(self.split, self.index, self.n_files, self.compression)
 
 
 def layout(split_counts, shard_size, compression="GZIP"):
@@ -80,20 +85,19 @@ def write_file(out, spec, galaxies, *, noiseless, image_shape, n_classes):
     counts = np.zeros(n_classes, np.int64)
     rows = []
     for images, label, galaxy_id in galaxies:
-        checked = {name: records.check_image(image, noiseless=noiseless, shape=image_shape,
-                                             where=(path, galaxy_id))
+        checked = {name: check_image(image, noiseless=noiseless, shape=image_shape,
+                                     where=(path, galaxy_id))
                    for name, image in images.items()}
-        rows.append(records.serialize_example(checked, label, galaxy_id))
+        rows.append(serialize_example(checked, label, galaxy_id))
         counts[label] += 1
-    entry = records.write_records_file(path, rows, spec.compression)
+    entry = write_records_file(path, rows, spec.compression)
     return {**entry, "split": spec.split, "class_counts": counts.tolist()}
 
 
 def write_part_record(out, part, n_parts, build, entries):
     """Records what part `part` of `n_parts` wrote (`build`: the parameters all share)."""
     path = os.path.join(_parts_dir(out), f"part-{part:05d}-of-{n_parts:05d}.json")
-    records.write_json_atomic(path, {"part": part, "n_parts": n_parts, "build": build,
-                                     "files": entries})
+    io.write_json(path, {"part": part, "n_parts": n_parts, "build": build, "files": entries})
     return path
 
 
@@ -121,7 +125,7 @@ def collect(out):
         if not os.path.exists(path) or os.path.getsize(path) != entry["bytes"]:
             raise DataError("record file is missing or has another size than its part "
                             "recorded", path=path)
-        if records.file_sha256(path) != entry["sha256"]:
+        if io.sha256_file(path) != entry["sha256"]:
             raise DataError("record file checksum differs from its part's record", path=path)
     return build, entries
 
@@ -143,16 +147,14 @@ def merge(out, *, images, image_shape, class_names, split_counts, shard_size, co
     splits = {}
     for split in split_counts:
         files = [entries[s.name] for s in specs if s.split == split]
-        splits[split] = {
-            "files": [{k: e[k] for k in ("name", "count", "bytes", "sha256")} for e in files],
-            "count": int(sum(e["count"] for e in files)),
-            "class_counts": np.sum([e["class_counts"] for e in files], axis=0).astype(int).tolist()
-            if files else [0] * len(class_names)}
+        counts = (np.sum([e["class_counts"] for e in files], axis=0) if files
+                  else [0] * len(class_names))
+        splits[split] = split_table(files, counts)
     for name in expected:
         os.replace(os.path.join(_parts_dir(out), name), os.path.join(out, name))
-    manifest = records.Manifest(
+    manifest = Manifest(
         root=out, image_shape=tuple(image_shape), class_names=tuple(class_names),
-        bands=records.survey.BANDS, pixel_scale_arcsec=records.survey.PIXEL_SCALE_ARCSEC,
+        bands=survey.BANDS, pixel_scale_arcsec=survey.PIXEL_SCALE_ARCSEC,
         images=images, splits=splits, compression=compression, generator=generator)
     manifest.stretch = fit_stretch(manifest)
     manifest.save()
@@ -164,7 +166,7 @@ def first_images(manifest, split, name, n):
     """The first `n` images `name` of `split`, read back from the records."""
     out = []
     for path in manifest.files(split):
-        for example in records.read_examples(path, manifest.compression):
+        for example in read_examples(path, manifest.compression):
             out.append(example[name])
             if len(out) == n:
                 return np.stack(out)

@@ -20,9 +20,18 @@ import numpy as np
 from tfgal import survey
 from tfgal.errors import DataError
 
+__all__ = ["DEFAULT_PERCENTILES", "DEFAULT_SOFTENING", "IDENTITY", "STRETCH_SAMPLE",
+           "sample_rows", "observe_numpy", "fit", "apply_numpy", "apply_tf", "value_range"]
+
 DEFAULT_PERCENTILES = (0.1, 99.9)
 DEFAULT_SOFTENING = 0.85
 IDENTITY = {"kind": "identity"}
+STRETCH_SAMPLE = 512  # training images a stretch is fitted on (builders and importers)
+
+
+def sample_rows(n, k=STRETCH_SAMPLE):
+    """Up to `k` evenly spaced rows of `n`: deterministic and spread over the file."""
+    return set(np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)).tolist())
 
 
 def observe_numpy(flux, depth, rng):

@@ -2,16 +2,16 @@
 
 Importing this module registers two builders with TFDS; both work offline:
 
-* ``tfgal_mock``: the mock galaxies of `tfgal.mocks`, rendered noiseless (e-/s per
+* ``tfgal_mock``: the mock galaxies of `tfgal.data.mock_galaxies`, rendered noiseless (e-/s per
   pixel) into feature ``flux``. Configs "tiny" (24/6/6 galaxies) and "default"
   (3000/500/1000), seed 0. Noise is added on the fly downstream, as for tfgal datasets.
 * ``deep_adversaries``: the study's published files (Zenodo 10.5281/zenodo.5514180),
-  read from TFDS's manual directory with the same validation as `tfgal.importers`.
+  read from TFDS's manual directory with the same validation as `tfgal.data.npy_importer`.
   Features ``image_y10`` and ``image_y1`` hold the same galaxy at both depths.
 
 Both name their splits train / validation / test (tfgal's "val" is TFDS's
 "validation") and key examples by ``galaxy_id``, which for the study's files is
-``importers.SPLIT_ID_OFFSETS[split] + row``.
+``npy_importer.SPLIT_ID_OFFSETS[split] + row``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ import importlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfgal.data import importers
-from tfgal.data import records
+from tfgal.data import mock_params
+from tfgal.data import npy_importer
+from tfgal.data.manifest import CLASS_NAMES
 from tfgal.errors import DataError
+
+__all__ = ["TFDS_SPLITS", "IMAGE_SIZE", "TfgalMockConfig", "TfgalMock", "DeepAdversaries"]
 
 TFDS_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # tfgal -> TFDS
 IMAGE_SIZE = 100
@@ -51,7 +54,7 @@ class TfgalMockConfig(tfds.core.BuilderConfig):
 
 
 class TfgalMock(tfds.core.GeneratorBasedBuilder):
-    """Noiseless mock LSST galaxies (spiral / elliptical / merger) from `tfgal.mocks`."""
+    """Noiseless mock LSST galaxies (spiral / elliptical / merger) from `tfgal.data`."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
@@ -69,7 +72,7 @@ class TfgalMock(tfds.core.GeneratorBasedBuilder):
                         "(0.2 arcsec pixels) rendered by tfgal.mocks with GalSim.",
             features=tfds.features.FeaturesDict({
                 "flux": _image_feature(),
-                "label": tfds.features.ClassLabel(names=records.CLASS_NAMES),
+                "label": tfds.features.ClassLabel(names=CLASS_NAMES),
                 "galaxy_id": tfds.features.Scalar(dtype=np.int64),
             }),
             supervised_keys=("flux", "label"),
@@ -79,22 +82,22 @@ class TfgalMock(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         del dl_manager  # rendered locally, nothing to download
         cfg = self.builder_config
-        plan = _mocks().plan(cfg.n_train, cfg.n_val, cfg.n_test, cfg.seed)
+        plan = mock_params.plan(cfg.n_train, cfg.n_val, cfg.n_test, cfg.seed)
         by_split = {name: [] for name in TFDS_SPLITS.values()}
         for split, galaxy_id, label in plan:
             by_split[TFDS_SPLITS.get(split, split)].append((int(galaxy_id), label))
         return {name: self._generate_examples(rows) for name, rows in by_split.items()}
 
     def _generate_examples(self, rows):
-        mocks = _mocks()
+        render_galaxy = _galaxies().render_galaxy
         for galaxy_id, label in rows:
-            flux = mocks.render_galaxy(galaxy_id, label, self.builder_config.seed)
+            flux = render_galaxy(galaxy_id, label, self.builder_config.seed)
             yield galaxy_id, {"flux": flux, "label": label, "galaxy_id": galaxy_id}
 
 
-def _mocks():
+def _galaxies():
     # Imported late: the module renders with GalSim, which the npy builder never needs.
-    return importlib.import_module("tfgal.data.mocks")
+    return importlib.import_module("tfgal.data.mock_galaxies")
 
 
 class DeepAdversaries(tfds.core.GeneratorBasedBuilder):
@@ -120,7 +123,7 @@ class DeepAdversaries(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict({
                 "image_y10": _image_feature(),
                 "image_y1": _image_feature(),
-                "label": tfds.features.ClassLabel(names=records.CLASS_NAMES),
+                "label": tfds.features.ClassLabel(names=CLASS_NAMES),
                 "galaxy_id": tfds.features.Scalar(dtype=np.int64),
             }),
             supervised_keys=("image_y10", "label"),
@@ -129,7 +132,7 @@ class DeepAdversaries(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        files = importers.open_npy(dl_manager.manual_dir)
+        files = npy_importer.open_npy(dl_manager.manual_dir)
         expected = (IMAGE_SIZE, IMAGE_SIZE, 3)
         if files.image_shape != expected:
             raise DataError(f"images are {files.image_shape} (HWC); this builder declares "
@@ -139,6 +142,6 @@ class DeepAdversaries(tfds.core.GeneratorBasedBuilder):
                 for split in files.splits}
 
     def _generate_examples(self, files, split):
-        for _, galaxy_id, y10, y1, label in importers.iter_npy(files, [split]):
+        for _, galaxy_id, y10, y1, label in npy_importer.iter_npy(files, [split]):
             yield galaxy_id, {"image_y10": y10, "image_y1": y1, "label": label,
                               "galaxy_id": galaxy_id}

@@ -1,0 +1,32 @@
+"""The model wing: architectures, losses, the adaptation model, training and export.
+
+Reads datasets from the data wing; the attack and study wings read what it exports.
+
+    architectures  encoders (ConvNet, ResNet18) to a latent bottleneck, a linear head
+    losses         MMD, Fisher and entropy terms on latent embeddings
+    adaptation     MorphologyModel: class-weighted CE plus the adaptation terms
+    callbacks      NaN stop, restore-only backups, precise batch norm, resumable stopping
+    tensorboard    example galaxies and the latent projector for TensorBoard
+    training       tfgal-train: a config in, a trained and exported classifier out
+    export         the SavedModel contract: export_saved_model, load, ExportedClassifier
+"""
+
+# Networks and their losses
+from tfgal.model.architectures import build, build_convnet, build_head, build_resnet18
+from tfgal.model.losses import STUDY_SIGMAS, entropy, fisher, mmd
+from tfgal.model.adaptation import MorphologyModel
+
+# Training and its callbacks
+from tfgal.model.callbacks import TrainingDiverged
+from tfgal.model.training import ensure_dataset, train
+
+# The exported artifact
+from tfgal.model.export import ExportedClassifier, export_saved_model
+from tfgal.model.export import load as load_exported
+
+__all__ = [
+    "build", "build_convnet", "build_head", "build_resnet18",
+    "mmd", "fisher", "entropy", "STUDY_SIGMAS", "MorphologyModel",
+    "train", "ensure_dataset", "TrainingDiverged",
+    "export_saved_model", "load_exported", "ExportedClassifier",
+]

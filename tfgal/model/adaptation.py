@@ -21,6 +21,8 @@ import tensorflow as tf
 
 from tfgal.model import losses
 
+__all__ = ["MorphologyModel"]
+
 
 def _local_value(value):
     if isinstance(value, tf.distribute.DistributedValues):
@@ -98,6 +100,7 @@ class MorphologyModel(keras.Model):
         # Keras shapes its symbolic build on the first batch mean-reduced across replicas,
         # but tf.distribute cannot reduce nested values under MultiWorkerMirroredStrategy
         # (a TODO in TensorFlow): only shapes matter, so take this replica's own batch.
+        # Private Keras API, pinned in setup.cfg and checked by tests/test_keras_contract.py.
         if iterator is not None and self._distribute_strategy is not None:
             for _, _, it in iterator:
                 data_batch = keras.tree.map_structure(_local_value, next(it))

@@ -14,6 +14,9 @@ from keras import layers
 
 from tfgal.errors import ConfigError
 
+__all__ = ["build", "build_convnet", "build_resnet18", "build_head", "ARCHITECTURES",
+           "LATENT_DIM", "N_CLASSES", "BN_MOMENTUM"]
+
 LATENT_DIM = 256
 N_CLASSES = 3
 BOTTLENECK_INIT_STD = 0.005

@@ -13,7 +13,7 @@ constants (so raw e-/s images can be preprocessed without tfgal), the value rang
 stretched pixels, the resolved training config and library versions, and
 ``assets/classifier.keras`` the same classifier (images -> probabilities) as a Keras
 archive of standard layers: the attacker reads its layers to evaluate one-pixel changes
-incrementally (`tfgal.incremental`), and checks it against ``serving_default`` first.
+incrementally (`tfgal.attack.incremental`), and checks it against ``serving_default`` first.
 
 Loading needs only TensorFlow: ``tf.saved_model.load(path).signatures["serving_default"]``.
 """
@@ -30,6 +30,9 @@ import tensorflow as tf
 
 from tfgal import io
 from tfgal.errors import ModelContractError
+
+__all__ = ["export_saved_model", "load", "ExportedClassifier", "library_versions", "ASSETS_NAME",
+           "KERAS_NAME", "SERVING", "CLASSIFY_LATENT", "OUTPUTS"]
 
 ASSETS_NAME = "tfgal.json"
 KERAS_NAME = "classifier.keras"

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+__all__ = ["mmd", "fisher", "entropy", "data_sigmas", "pairwise_squared_distances",
+           "STUDY_SIGMAS", "DATA_ALPHAS"]
+
 # The study's 19 Gaussian bandwidths (the sigma of k(x, y) = exp(-|x - y|^2 / (2 sigma))).
 STUDY_SIGMAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0,
                 35.0, 100.0, 1e3, 1e4, 1e5, 1e6)
@@ -20,9 +23,9 @@ def pairwise_squared_distances(x, y):
     """||x_i - y_j||^2 for rows of x [n, d] and y [m, d].
 
     From explicit differences, not the Gram expansion |x|^2 + |y|^2 - 2 x.y: its float32
-    rounding (~1e-5 for 256-d latents) is not small next to the study's smallest
-    bandwidths (1e-6), and differences are exactly zero for identical points. Memory is
-    n * m * d floats (64 MB for 256 x 256 x 256).
+    rounding error is not small next to the study's smallest bandwidths (1e-6), and
+    differences are exactly zero for identical points. Memory is n * m * d floats
+    (64 MiB for n = m = d = 256).
     """
     return tf.reduce_sum(tf.square(x[:, None, :] - y[None, :, :]), axis=-1)
 

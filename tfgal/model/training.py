@@ -29,14 +29,15 @@ import tensorflow as tf
 
 from tfgal import io
 from tfgal import config as config_lib, seeds
-from tfgal.model import adaptation
-from tfgal.model import export
-from tfgal.model import architectures as models
-from tfgal.model import monitoring
+from tfgal import data as data_wing
 from tfgal.data import pipeline
-from tfgal.data import records
-from tfgal.data import stretch as stretch_lib
 from tfgal.errors import ConfigError, DataError
+from tfgal.model import adaptation, architectures, callbacks as callbacks_lib, export
+from tfgal.model import tensorboard
+
+__all__ = ["train", "ensure_dataset", "build_model", "class_weights", "make_strategy",
+           "is_chief", "learning_rate", "prepare_run_dir", "evaluate_depths", "export_assets",
+           "SUMMARY", "BACKUP", "CONFIG", "HISTORY", "BEST"]
 
 BACKUP = "backup"
 BEST = "best.weights.h5"
@@ -48,13 +49,12 @@ CONFIG = "config.json"
 def ensure_dataset(data_cfg, seed):
     """The dataset at data.dir; a mock set is built there first if missing and allowed."""
     root = data_cfg.dir
-    if os.path.exists(os.path.join(root, records.MANIFEST_NAME)) or not data_cfg.mock:
-        return records.Manifest.load(root)
-    from tfgal.data import mocks
+    if os.path.exists(os.path.join(root, data_wing.MANIFEST_NAME)) or not data_cfg.mock:
+        return data_wing.Manifest.load(root)
     print(f"tfgal: building the mock dataset at {root} (once; reused by later runs)")
-    return mocks.build(root, n_train=data_cfg.mock_train, n_val=data_cfg.mock_val,
-                       n_test=data_cfg.mock_test, seed=seed,
-                       workers=data_cfg.mock_workers or None)
+    return data_wing.build_mocks(root, n_train=data_cfg.mock_train, n_val=data_cfg.mock_val,
+                                 n_test=data_cfg.mock_test, seed=seed,
+                                 workers=data_cfg.mock_workers or None)
 
 
 def class_weights(manifest):
@@ -104,7 +104,7 @@ def build_model(cfg, manifest, weights, steps_per_epoch=1):
         kwargs["dropout"] = model_cfg.dropout
     if model_cfg.name == "resnet18":
         kwargs["width"] = model_cfg.width
-    encoder, head = models.build(model_cfg.name, **kwargs)
+    encoder, head = architectures.build(model_cfg.name, **kwargs)
     model = adaptation.MorphologyModel(
         encoder, head, class_weights=weights if train_cfg.class_weights else None,
         mmd_weight=loss_cfg.mmd_weight,
@@ -198,31 +198,31 @@ def _calibration_batches(cfg, manifest, model):
 def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
     log_cfg = cfg.log
     history = os.path.join(run_dir, HISTORY)
-    best, _ = monitoring.best_and_wait(history, "val_loss")
+    best, _ = callbacks_lib.best_and_wait(history, "val_loss")
     # Two copies: a kill while one is being written leaves the other.
-    backup = (keras.callbacks.BackupAndRestore if chief else monitoring.RestoreOnly)(
+    backup = (keras.callbacks.BackupAndRestore if chief else callbacks_lib.RestoreOnly)(
         backup_dir, delete_checkpoint=False, double_checkpoint=True)
     callbacks = [
-        monitoring.NaNGuard(),
+        callbacks_lib.NaNGuard(),
         backup,
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, BEST), monitor="val_loss", save_best_only=True,
             save_weights_only=True, initial_value_threshold=best),
-        monitoring.ResumableEarlyStopping(history, monitor="val_loss",
-                                          patience=cfg.train.patience),
+        callbacks_lib.ResumableEarlyStopping(history, monitor="val_loss",
+                                             patience=cfg.train.patience),
         keras.callbacks.CSVLogger(history, append=True),
         keras.callbacks.TensorBoard(run_dir, profile_batch=(2, 6) if log_cfg.profile else 0),
     ]
     if cfg.train.precise_bn_batches:
         # First, so that validation and checkpoints see the recalibrated statistics.
-        callbacks.insert(0, monitoring.PreciseBatchNorm(
+        callbacks.insert(0, callbacks_lib.PreciseBatchNorm(
             _calibration_batches(cfg, manifest, model), steps))
     if log_cfg.images and chief:
         examples = {str(d): pipeline.load_arrays(manifest, "val", d, n=log_cfg.images,
                                                  seed=cfg.seed)["images"]
                     for d in (cfg.data.source_depth, cfg.data.target_depth)}
-        callbacks.append(monitoring.ExampleGalaxies(run_dir, examples,
-                                                    monitoring.value_range(manifest)))
+        callbacks.append(tensorboard.ExampleGalaxies(run_dir, examples,
+                                                     tensorboard.value_range(manifest)))
     return callbacks
 
 
@@ -241,7 +241,7 @@ def export_assets(cfg, manifest):
     return {
         "class_names": list(manifest.class_names), "bands": list(manifest.bands),
         "image_shape": list(manifest.image_shape), "stretch": manifest.stretch,
-        "value_range": stretch_lib.value_range(manifest.stretch) if manifest.stretch else None,
+        "value_range": tensorboard.value_range(manifest),
         "source_depth": cfg.data.source_depth, "target_depth": cfg.data.target_depth,
         "dataset": {"root": os.path.abspath(manifest.root), "images": manifest.images,
                     "generator": manifest.generator},
@@ -303,7 +303,7 @@ def _finish(cfg, model, manifest, run_dir, export_dir):
     # whose collectives would wait for workers that have already finished.
     classifier = export.load(export_dir)
     if cfg.log.projector:
-        monitoring.write_projector(run_dir, classifier, manifest,
+        tensorboard.write_projector(run_dir, classifier, manifest,
                                    (cfg.data.source_depth, cfg.data.target_depth),
                                    n=cfg.log.projector, seed=cfg.seed)
     summary = {"name": cfg.name, "export_dir": os.path.abspath(export_dir),

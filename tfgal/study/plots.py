@@ -8,8 +8,6 @@ fixed across figures so they can be read side by side.
 
 from __future__ import annotations
 
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on clusters or CI
@@ -19,6 +17,9 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from tfgal import io  # noqa: E402
+
+__all__ = ["save", "robustness_curve", "confusion_matrices", "isomap", "church_windows",
+           "latent_distances", "to_rgb", "example_galaxies", "MODEL_STYLE", "CLASS_COLORS"]
 
 DPI = 110
 MODEL_STYLE = {"baseline": {"color": "#d95f02", "label": "baseline (no DA)"},

@@ -1,10 +1,10 @@
 """The study's report: ``results.json`` (every number) and ``report.md`` (figures embedded).
 
-`PAPER` holds the headline figures of Ciprijanovic et al. (2022) from REFERENCE.md. They
-were measured on the paper's data (TNG100 mock LSST images, 23,487 training galaxies) and
-sit beside this study's numbers labelled as the paper's: the absolute latent distances
-depend on the architecture and the data, so their DA / baseline ratios are the
-comparable part.
+`PAPER` holds the headline figures published by Ciprijanovic et al. (2022), cited in
+``PAPER["source"]``: data, not this package's measurements. They were measured on the
+paper's data (TNG100 mock LSST images, 23,487 training galaxies) and sit beside this
+study's numbers labelled as the paper's: the absolute latent distances depend on the
+architecture and the data, so their DA / baseline ratios are the comparable part.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import platform
 
 from tfgal import io
 from tfgal.model import export
+from tfgal.study.stage import MODELS
+
+__all__ = ["PAPER", "write", "versions", "headline", "markdown"]
 
 PAPER = {
     "source": "Ciprijanovic et al. 2022, Mach. Learn.: Sci. Technol. 3 035007 "
@@ -32,7 +35,6 @@ PAPER = {
     "da_gain_y1_accuracy_up_to": 0.23,
     "attack": {"n": 150, "popsize": 400, "iters": 100, "threshold": 0.05},
 }
-MODELS = ("baseline", "adapted")
 
 
 def write(out, results):

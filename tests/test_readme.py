@@ -1,0 +1,33 @@
+"""The README's Python API and layout name things that exist."""
+
+import importlib
+import pathlib
+import re
+
+import pytest
+
+README = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+ROOT = pathlib.Path(__file__).parents[1] / "tfgal"
+
+
+def _imports():
+    found = re.findall(r"from (tfgal[\w.]*) import ([\w, ]+)", README)
+    return sorted({(module, name.strip()) for module, names in found
+                   for name in names.split(",") if name.strip()})
+
+
+def test_readme_names_imports():
+    assert len(_imports()) >= 20
+
+
+@pytest.mark.parametrize("module, name", _imports())
+def test_every_import_in_the_readme_resolves(module, name):
+    assert hasattr(importlib.import_module(module), name), f"README: from {module} import {name}"
+
+
+def test_layout_lists_every_module():
+    layout = README[README.index("## Layout"):]
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.name == "__init__.py" and path.parent != ROOT:
+            continue
+        assert re.search(rf"\b{path.stem}\b", layout), f"README layout misses {path}"

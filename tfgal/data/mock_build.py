@@ -1,0 +1,213 @@
+"""Building mock datasets: many galaxies rendered in a process pool, written in shards.
+
+`build` renders the galaxies of `mock_params.plan` (in plan order) and writes them as a
+tfgal dataset; `merge` finishes a dataset rendered in parts (`tfgal.data.shards`). A
+galaxy's pixels depend only on (seed, galaxy_id, label), so `build` writes the same
+bytes whatever the number of workers, the process start method or the sharding.
+
+The manifest's generator entry is named ``"tfgal.mocks"``: it identifies the generator
+in existing datasets, whatever module holds the code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import shutil
+import sys
+
+import galsim
+import numpy as np
+
+import tfgal
+from tfgal import io, survey
+from tfgal import progress as progress_lib
+from tfgal.data import shards
+from tfgal.data import stretch
+from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, SPLITS, Manifest
+from tfgal.data.mock_galaxies import STAMP_PIXELS, render_galaxy
+from tfgal.data.mock_params import MockParams, check_class_fractions, plan
+from tfgal.errors import ConfigError, DataError
+
+__all__ = ["GENERATOR_NAME", "render_many", "build", "merge"]
+
+GENERATOR_NAME = "tfgal.mocks"  # stored in manifests: keep it, existing datasets carry it
+
+
+def render_many(items, seed, params=MockParams(), *, workers=None, chunksize=None):
+    """Renders (galaxy_id, label) pairs, yielding images in the order given.
+
+    Args:
+      items: sequence of (galaxy_id, label).
+      workers: processes (None: all cores; 1: in this process).
+      chunksize: galaxies per task sent to a worker (default: a few tasks per worker).
+    """
+    items = [(int(g), int(lab)) for g, lab in items]
+    workers = _check_workers(workers)
+    if workers == 1 or len(items) <= 1:
+        for galaxy_id, label in items:
+            yield render_galaxy(galaxy_id, label, seed, params)
+        return
+    if chunksize is None:
+        # Small enough to balance the load and keep the writer busy, large enough that
+        # pickling overhead stays negligible.
+        chunksize = max(1, min(16, len(items) // (8 * workers)))
+    context = multiprocessing.get_context(_start_method())
+    with context.Pool(workers, initializer=_init_worker, initargs=(seed, params)) as pool:
+        yield from pool.imap(_render_item, items, chunksize=chunksize)
+
+
+def _start_method():
+    # Fork is fast and needs no `if __name__ == "__main__"` guard in the caller's script,
+    # but forking a process where TensorFlow's thread pools run can deadlock the child.
+    # Either way every galaxy renders the same bytes.
+    if "tensorflow" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "fork"
+
+
+_WORKER = {}
+
+
+def _init_worker(seed, params):
+    _WORKER.update(seed=seed, params=params)
+
+
+def _render_item(item):
+    return render_galaxy(item[0], item[1], _WORKER["seed"], _WORKER["params"])
+
+
+def _check_workers(workers):
+    if workers is None:
+        return os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ConfigError(f"workers must be an integer >= 1 or None; received "
+                          f"workers={workers!r}", key="workers")
+    return int(workers)
+
+
+def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=None,
+          shard_size=DEFAULT_SHARD_SIZE, compression="GZIP", overwrite=False,
+          params=None, progress=True, shard=None):
+    """Renders a mock dataset into `out` and returns its manifest.
+
+    Galaxies are written in `plan` order; the arcsinh stretch is fitted on the first
+    (up to `stretch.STRETCH_SAMPLE`) training galaxies observed at Y10 with noise seeded
+    by `seed`. With no training galaxies the manifest's stretch is None (fitting it on
+    val or test would leak their statistics). The same arguments write the same bytes for
+    any `workers`, any process and any sharding.
+
+    Args:
+      out: dataset directory to create.
+      n_train, n_val, n_test: galaxies per split (integers >= 0).
+      seed: integer >= 0; sets the plan, every galaxy and the stretch's noise.
+      workers: rendering processes (None: all cores; 1: in this process).
+      class_fractions: spiral, elliptical, merger fractions summing to 1 (None: balanced).
+      shard_size: galaxies per record file; compression: "GZIP" or "".
+      overwrite: replace an existing dataset at `out`.
+      params: a `MockParams` (None: the defaults).
+      progress: show a progress bar (galaxies done, rate) on stderr.
+      shard: (I, N) to render only part I of N into `out` (for job arrays or several
+        machines; `merge(out)` then writes the manifest); None for the whole dataset.
+    Returns:
+      the `Manifest`, or None for a part.
+    """
+    params = MockParams() if params is None else params
+    if not isinstance(params, MockParams):
+        raise ConfigError(f"params must be a MockParams; received {type(params).__name__}",
+                          key="params")
+    rows = plan(n_train, n_val, n_test, seed, class_fractions)
+    workers = _check_workers(workers)
+    if shard_size < 1:
+        raise ConfigError(f"shard_size must be >= 1; received {shard_size}", key="shard_size")
+    settings = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed,
+                "class_fractions": class_fractions, "shard_size": shard_size,
+                "compression": compression, "params": dataclasses.asdict(params)}
+    if shard is not None:
+        _build_part(out, *shard, rows, settings, params, workers, progress)
+        return None
+    out = os.path.abspath(os.fspath(out))
+    if os.path.exists(out) and os.listdir(out) and not overwrite:
+        raise DataError("output directory exists and is not empty (use overwrite)", path=out)
+    tmp = f"{out}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _build_part(tmp, 0, 1, rows, settings, params, workers, progress)
+        merge(tmp)
+        io.publish_directory(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Manifest.load(out)  # as every later reader sees it (JSON types)
+
+
+def _split_rows(rows):
+    """Split -> [(galaxy_id, label)], for the splits that have galaxies."""
+    by_split = {split: [] for split in SPLITS}
+    for split, galaxy_id, label in rows:
+        by_split[split].append((galaxy_id, label))
+    return {split: items for split, items in by_split.items() if items}
+
+
+def _build_part(out, part, n_parts, rows, settings, params, workers, progress):
+    """Renders the record files of part `part` of `n_parts` (see `tfgal.shards`)."""
+    by_split = _split_rows(rows)
+    specs = shards.layout({s: len(v) for s, v in by_split.items()}, settings["shard_size"],
+                          settings["compression"])
+    mine = shards.assigned(specs, part, n_parts)
+    items = [item for spec in mine for item in by_split[spec.split][spec.start:spec.stop]]
+    entries = []
+    desc = "rendering" if n_parts == 1 else f"rendering part {part}/{n_parts}"
+    # closing(): an error while writing stops the worker pool at once, not at exit.
+    with progress_lib.bar(len(items), desc, enabled=bool(progress)) as bar, \
+            contextlib.closing(render_many(items, settings["seed"], params,
+                                           workers=workers)) as rendered:
+        for spec in mine:
+            galaxies = []
+            for galaxy_id, label in by_split[spec.split][spec.start:spec.stop]:
+                galaxies.append(({FLUX: next(rendered)}, label, galaxy_id))
+                bar.update()
+            entries.append(shards.write_file(
+                out, spec, galaxies, noiseless=True, image_shape=(STAMP_PIXELS, STAMP_PIXELS,
+                                                                  len(survey.BANDS)),
+                n_classes=len(CLASS_NAMES)))
+    shards.write_part_record(out, part, n_parts, settings, entries)
+
+
+def merge(out):
+    """Writes the manifest of a mock dataset rendered in parts; returns it.
+
+    Checks that every part is present and valid, then fits the stretch on the first
+    (up to `stretch.STRETCH_SAMPLE`) training galaxies, exactly as an unsharded build does.
+    """
+    settings, _ = shards.collect(out)
+    params = MockParams.from_dict(settings["params"])
+    rows = plan(settings["n_train"], settings["n_val"], settings["n_test"], settings["seed"],
+                settings["class_fractions"])
+    by_split = _split_rows(rows)
+
+    def fit_stretch(manifest):
+        if "train" not in manifest.splits:
+            return None
+        sample = shards.first_images(manifest, "train", FLUX, stretch.STRETCH_SAMPLE)
+        return stretch.fit(sample, noiseless=True, depth="Y10", seed=settings["seed"])
+
+    return shards.merge(
+        out, images={FLUX: {"noise": False, "units": "e-/s per pixel"}},
+        image_shape=(STAMP_PIXELS, STAMP_PIXELS, len(survey.BANDS)),
+        class_names=CLASS_NAMES, split_counts={s: len(v) for s, v in by_split.items()},
+        shard_size=settings["shard_size"], compression=settings["compression"],
+        fit_stretch=fit_stretch,
+        generator=_generator_info(rows, settings["seed"], params, settings["class_fractions"]))
+
+
+def _generator_info(rows, seed, params, class_fractions):
+    counts = {}
+    for split, _, label in rows:
+        counts.setdefault(split, [0] * len(CLASS_NAMES))[label] += 1
+    return {"name": GENERATOR_NAME, "tfgal_version": tfgal.__version__,
+            "galsim_version": galsim.__version__, "seed": int(seed),
+            "params": dataclasses.asdict(params),
+            "class_fractions": list(check_class_fractions(class_fractions)),
+            "counts": counts}

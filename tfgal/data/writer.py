@@ -1,0 +1,163 @@
+"""Writing datasets: record files written atomically, shard names, and `DatasetWriter`.
+
+Writes are atomic: a record file is written beside its destination and renamed onto it
+when complete (`tfgal.io.atomic_path`); a dataset is built in a temporary sibling
+directory and renamed into place only when complete, so a killed run leaves nothing
+that looks like a dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import numpy as np
+
+from tfgal import io, survey
+from tfgal.data.codec import check_image, serialize_example
+from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, Manifest, split_table
+from tfgal.errors import DataError
+
+__all__ = ["shard_name", "write_records_file", "DatasetWriter"]
+
+
+def shard_name(split, index, n_files, compression):
+    """File name of shard `index` of a split's `n_files`: ``train-00000-of-00004.tfrecord.gz``.
+
+    "-of-N", as TFDS and big datasets name them: a listing shows whether all are there.
+    """
+    ext = ".tfrecord.gz" if compression else ".tfrecord"
+    return f"{split}-{index:05d}-of-{n_files:05d}{ext}"
+
+
+def write_records_file(path, rows, compression):
+    """Writes serialized examples to `path` atomically; returns its manifest entry
+    {"name", "count", "bytes", "sha256"}."""
+    import tensorflow as tf
+    with io.atomic_path(path) as tmp:
+        # TFRecordWriter creates the file anew, with the usual permissions, not the
+        # placeholder's owner-only ones.
+        os.remove(tmp)
+        with tf.io.TFRecordWriter(tmp, tf.io.TFRecordOptions(compression_type=compression)) as w:
+            for row in rows:
+                w.write(row)
+    return {"name": os.path.basename(path), "count": len(rows),
+            "bytes": os.path.getsize(path), "sha256": io.sha256_file(path)}
+
+
+class DatasetWriter:
+    """Builds a dataset in a temporary directory and publishes it atomically.
+
+    Usage::
+
+        with DatasetWriter(out, images={"flux": {"noise": False}}) as w:
+            w.add("train", {"flux": image}, label, galaxy_id)
+            ...
+            w.finish(stretch=..., generator=...)
+
+    Leaving the block without `finish` (an error, a kill) discards everything.
+
+    Args:
+      out_dir: the dataset directory to create.
+      images: image name -> description ({"noise": bool, "depth": Depth json, "units": str}).
+      image_shape: HWC shape every image must have.
+      class_names: label names; labels are indices into it.
+      shard_size: galaxies per shard.
+      compression: "GZIP" or "" (none).
+      overwrite: replace an existing dataset at `out_dir`.
+    """
+
+    def __init__(self, out_dir, *, images, image_shape=(100, 100, len(survey.BANDS)),
+                 class_names=CLASS_NAMES, bands=survey.BANDS,
+                 pixel_scale_arcsec=survey.PIXEL_SCALE_ARCSEC, shard_size=DEFAULT_SHARD_SIZE,
+                 compression="GZIP", overwrite=False, source=None):
+        self.out_dir = os.path.abspath(os.fspath(out_dir))
+        if os.path.exists(self.out_dir) and os.listdir(self.out_dir) and not overwrite:
+            raise DataError("output directory exists and is not empty (use overwrite)",
+                            path=self.out_dir)
+        if compression not in ("", "GZIP"):
+            raise DataError(f"compression must be 'GZIP' or ''; received {compression!r}")
+        if shard_size < 1:
+            raise DataError(f"shard_size must be >= 1; received {shard_size}")
+        self.images = {name: dict(desc) for name, desc in images.items()}
+        self.image_shape = tuple(image_shape)
+        self.class_names = tuple(class_names)
+        self.bands = tuple(bands)
+        self.pixel_scale_arcsec = float(pixel_scale_arcsec)
+        self.shard_size = int(shard_size)
+        self.compression = compression
+        self.overwrite = overwrite
+        self.source = source  # shown in error messages (e.g. the input file)
+        self._tmp = None
+        self._rows = {}  # split -> list of serialized examples pending for the open shard
+        self._shards = {}  # split -> list of finished shard entries
+        self._counts = {}
+        self._ids = set()
+
+    def __enter__(self):
+        parent = os.path.dirname(self.out_dir)
+        os.makedirs(parent, exist_ok=True)
+        self._tmp = os.path.join(parent, f".{os.path.basename(self.out_dir)}.tmp-{uuid.uuid4().hex[:8]}")
+        os.makedirs(self._tmp)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._tmp and os.path.exists(self._tmp):
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        return False
+
+    def add(self, split, images, label, galaxy_id, *, index=None):
+        """Adds one galaxy. `index` (e.g. the row in an input file) is used in errors."""
+        where = (self.source or self.out_dir, index if index is not None else galaxy_id)
+        if set(images) != set(self.images):
+            raise DataError(f"galaxy has images {sorted(images)}, the dataset declares "
+                            f"{sorted(self.images)}", path=where[0], index=where[1])
+        label = int(label)
+        if not 0 <= label < len(self.class_names):
+            raise DataError(f"label {label} out of range for classes {self.class_names}",
+                            path=where[0], index=where[1])
+        if galaxy_id in self._ids:
+            raise DataError(f"duplicate galaxy id {galaxy_id}", path=where[0], index=where[1])
+        self._ids.add(galaxy_id)
+        checked = {name: check_image(img, noiseless=not self.images[name].get("noise"),
+                                     shape=self.image_shape, where=where)
+                   for name, img in images.items()}
+        self._rows.setdefault(split, []).append(serialize_example(checked, label, galaxy_id))
+        counts = self._counts.setdefault(split, np.zeros(len(self.class_names), np.int64))
+        counts[label] += 1
+        if len(self._rows[split]) >= self.shard_size:
+            self._flush(split)
+
+    def _flush(self, split):
+        rows = self._rows.get(split)
+        if not rows:
+            return
+        shards = self._shards.setdefault(split, [])
+        # A provisional name until the split's number of shards is known (`finish`).
+        name = f"{split}-{len(shards):05d}.pending"
+        shards.append(write_records_file(os.path.join(self._tmp, name), rows, self.compression))
+        self._rows[split] = []
+
+    def finish(self, *, stretch=None, generator=None, extra=None):
+        """Writes the remaining shards and the manifest, then publishes the directory."""
+        for split in list(self._rows):
+            self._flush(split)
+        splits = {}
+        for split, shards in self._shards.items():
+            renamed = []
+            for i, entry in enumerate(shards):
+                new = shard_name(split, i, len(shards), self.compression)
+                os.replace(os.path.join(self._tmp, entry["name"]), os.path.join(self._tmp, new))
+                renamed.append({**entry, "name": new})
+            splits[split] = split_table(renamed, self._counts[split])
+        manifest = Manifest(
+            root=self._tmp, image_shape=self.image_shape, class_names=self.class_names,
+            bands=self.bands, pixel_scale_arcsec=self.pixel_scale_arcsec, images=self.images,
+            splits=splits, compression=self.compression, stretch=stretch, generator=generator,
+            extra=extra or {})
+        manifest.save()
+        io.publish_directory(self._tmp, self.out_dir)
+        self._tmp = None
+        manifest.root = self.out_dir
+        return manifest

@@ -1,0 +1,204 @@
+"""Model stages: train (or reuse) each model, evaluate both, the robustness curve."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+
+from tfgal.errors import DataError, ModelContractError
+from tfgal.model import export, training
+from tfgal.study import curve as curve_lib
+from tfgal.study import metrics
+from tfgal.study.stage import MODELS, Stage
+from tfgal.study.store import array_field, model_fingerprint, plain
+
+__all__ = ["Train", "Evaluate", "Curve", "TrainOutput", "EvaluateOutput", "CurveOutput"]
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclasses.dataclass
+class TrainOutput:
+    summary: dict
+    reused_model: bool
+    epochs: int | None
+    export_dir: str
+    run_dir: str
+
+
+def _epochs(run_dir):
+    path = os.path.join(run_dir, training.HISTORY)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return max(0, sum(1 for line in f if line.strip()) - 1)
+
+
+class Train(Stage):
+    """Trains the model of `kind` into ``OUT/models/<kind>``, or reuses the one there.
+
+    Reuse policy: a model whose exported config equals the derived config, whose training
+    finished (its summary exists) and that loads is reused, unless the stage is redone.
+    The stage's id is the SavedModel's fingerprint, so dependants rerun exactly when the
+    model changed.
+    """
+
+    Output = TrainOutput
+
+    def __init__(self, kind):
+        self.kind, self.name = kind, self.name_of(kind)
+
+    @staticmethod
+    def name_of(kind):
+        return f"train_{kind}"
+
+    def settings(self, ctx):
+        return {"config": ctx.derived[self.kind].to_dict()}
+
+    def valid(self, ctx, saved):
+        """A finished train stage still describes the model on disk."""
+        return (self.model_matches(ctx)
+                and saved["id"] == model_fingerprint(ctx.export_dir(self.kind)))
+
+    def record_id(self, ctx, output):
+        return model_fingerprint(ctx.export_dir(self.kind))
+
+    def model_matches(self, ctx):
+        """The model at the export dir was trained, to the end, with the derived config."""
+        if not os.path.exists(os.path.join(ctx.run_dir(self.kind), training.SUMMARY)):
+            return False
+        try:
+            model = export.load(ctx.export_dir(self.kind))
+        except ModelContractError:
+            return False
+        return model.assets.get("config") == plain(ctx.derived[self.kind].to_dict())
+
+    def run(self, ctx, inputs):
+        kind, cfg, run_dir = self.kind, ctx.derived[self.kind], ctx.run_dir(self.kind)
+        reused = self.name not in ctx.retrain and self.model_matches(ctx)
+        if reused:
+            ctx.log(f"{self.name}: the model at {ctx.export_dir(kind)} matches; reused")
+            with open(os.path.join(run_dir, training.SUMMARY)) as f:
+                summary = json.load(f)
+        else:
+            self._drop_stale_backup(ctx, run_dir, cfg)
+            ctx.forget_model(kind)
+            summary = training.train(cfg, verbose=ctx.train_verbose)
+        return TrainOutput(summary=summary, reused_model=reused, epochs=_epochs(run_dir),
+                           export_dir=ctx.export_dir(kind), run_dir=run_dir)
+
+    @staticmethod
+    def _drop_stale_backup(ctx, run_dir, cfg):
+        # An interrupted run of an older config would make training refuse to start; the
+        # study owns its run directories, so it starts that model over instead.
+        backup = os.path.join(run_dir, training.BACKUP)
+        saved = os.path.join(run_dir, training.CONFIG)
+        if not os.path.isdir(backup):
+            return
+        previous = None
+        if os.path.exists(saved):
+            with open(saved) as f:
+                previous = json.load(f)
+        if previous != plain(cfg.to_dict()):
+            ctx.log(f"{run_dir} holds an interrupted run of another config: starting over")
+            shutil.rmtree(backup)
+
+
+TRAINED = tuple(Train.name_of(k) for k in MODELS)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclasses.dataclass
+class EvaluateOutput:
+    metrics: dict                 # {kind: {depth: {metric: value}}}
+    n: int
+    class_counts: list
+    labels: np.ndarray = array_field(default=None)
+    galaxy_id: np.ndarray = array_field(default=None)
+    probabilities: dict = array_field()  # {kind: {depth: [N, K]}}
+    latents: dict = array_field()        # {kind: {depth: [isomap_n, D]}}: the isomap's
+
+
+class Evaluate(Stage):
+    """Both models on the study split at the source and target depths."""
+
+    name, deps, Output = "evaluate", TRAINED, EvaluateOutput
+
+    def settings(self, ctx):
+        s = ctx.study
+        return {**ctx.data_settings(), "n": s.eval_n, "depths": list(ctx.depths),
+                "isomap_n": s.isomap_n}
+
+    def run(self, ctx, inputs):
+        names, models = list(ctx.manifest.class_names), {k: ctx.model(k) for k in MODELS}
+        out = {d: curve_lib.predict_split(
+            models, ctx.manifest, ctx.study.split, d, n=ctx.study.eval_n or None,
+            seed=ctx.cfg.seed, noise_mode=ctx.cfg.data.noise_mode) for d in ctx.depths}
+        src, tgt = out[ctx.source], out[ctx.target]
+        if not np.array_equal(src["galaxy_id"], tgt["galaxy_id"]):
+            raise DataError(f"{ctx.source} and {ctx.target} images are not the same galaxies "
+                            "in the same order", path=ctx.manifest.root)
+        m = ctx.study.isomap_n
+        return EvaluateOutput(
+            metrics={k: {d: metrics.collect(metrics.ClassificationEvaluator(
+                src["labels"], out[d][k]["probabilities"], names)) for d in ctx.depths}
+                for k in MODELS},
+            n=int(len(src["labels"])),
+            class_counts=np.bincount(src["labels"], minlength=len(names)).tolist(),
+            labels=src["labels"], galaxy_id=src["galaxy_id"],
+            probabilities={k: {d: out[d][k]["probabilities"] for d in ctx.depths}
+                           for k in MODELS},
+            latents={k: {d: out[d][k]["latent"][:m] for d in ctx.depths} for k in MODELS})
+
+
+# --------------------------------------------------------------------------- robustness curve
+
+
+@dataclasses.dataclass
+class CurveOutput:
+    table: dict  # `RobustnessCurve.table()`, or {"skipped": reason}
+
+    @property
+    def skipped(self):
+        return self.table.get("skipped")
+
+
+def curve_years(ctx):
+    """The curve's depths: the configured or auto grid, always through the study's two."""
+    c = ctx.study.curve
+    return curve_lib.curve_depths(c.depths, low=c.min_years, high=c.max_years,
+                                  per_decade=c.per_decade, always=ctx.training_years())
+
+
+class Curve(Stage):
+    """Accuracy against depth, from the same noiseless galaxies (skipped, with the reason,
+    on data with noise baked in, e.g. the paper's files from ``import-npy``)."""
+
+    name, deps, Output = "curve", TRAINED, CurveOutput
+
+    def settings(self, ctx):
+        return {**ctx.data_settings(), "n": ctx.study.curve.n,
+                "years": [d.years for d in curve_years(ctx)]}
+
+    def run(self, ctx, inputs):
+        m = ctx.manifest
+        if not m.noiseless:
+            return CurveOutput({"skipped": (
+                f"dataset {m.root} holds images with noise baked in at "
+                f"{', '.join(sorted(m.images))} only (imported survey data, e.g. "
+                "the paper's files from tfgal-data import-npy); other depths need noiseless "
+                "flux to draw on-the-fly noise from")})
+        depths = curve_years(ctx)
+        curve = curve_lib.RobustnessCurve(
+            {k: ctx.model(k) for k in MODELS}, m, ctx.study.split, depths,
+            n=ctx.study.curve.n or None, seed=ctx.cfg.seed, noise_mode=ctx.cfg.data.noise_mode,
+            progress=lambda d: ctx.log(f"curve: depth {d.name} "
+                                       f"({depths.index(d) + 1}/{len(depths)})"))
+        return CurveOutput(curve.table())

@@ -119,12 +119,19 @@ def decode(cls, result, arrays):
     """The `cls` output of a stored result and its (flat) arrays.
 
     Every field must be stored (KeyError otherwise), so a record written by other code,
-    e.g. an older tfgal, reads as missing and its stage reruns. (An empty dict of arrays
-    stores nothing: a stage whose output holds one reruns each time.)
+    e.g. an older tfgal, reads as missing and its stage reruns. An empty dict of arrays
+    stores no array, so a dict field found nowhere reads back empty.
     """
     nested = _unflatten(arrays or {})
-    return cls(**{f.name: (nested if _is_array(f) else result)[f.name]
-                  for f in dataclasses.fields(cls)})
+
+    def value(field):
+        if not _is_array(field):
+            return result[field.name]
+        if field.name not in nested and field.default_factory is dict:
+            return {}
+        return nested[field.name]
+
+    return cls(**{f.name: value(f) for f in dataclasses.fields(cls)})
 
 
 # --------------------------------------------------------------------------- the store

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import uuid
 
-__all__ = ["atomic_path", "write_bytes", "write_text", "write_json", "write_csv", "write_npz",
+__all__ = ["atomic_path", "write_text", "write_json", "write_csv", "write_npz",
            "publish_directory", "sha256_file", "update_sha256"]
 
 BLOCK = 1 << 20
@@ -43,11 +43,6 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def write_bytes(path, data):
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
 
 
 def write_text(path, text):

@@ -422,8 +422,11 @@ def test_attack_galaxies_latents_match_the_model(attack_run, saved_spotlight, pa
     np.testing.assert_array_equal(
         run.d_noisy, np.linalg.norm(run.latents["noisy"] - run.latents["base"], axis=1))
     np.testing.assert_array_equal(run.d_noisy, run.d_noisy_galaxies[run.rows])
-    assert run.summary == summarize(run.result, run.d_attack, run.d_noisy)
-    assert run.summary["n_galaxies"] == len(run.rows) and run.seconds >= run.result.seconds
+    assert run.correct.all() and (run.predicted == 0).all()  # dim images, label 0
+    assert run.summary == summarize(run.result, run.d_attack, run.d_noisy, n_galaxies=n,
+                                    n_correct=n)
+    assert run.summary["n_galaxies"] == n and run.summary["n_misclassified"] == 0
+    assert run.summary["n_attacks"] == len(run.rows) and run.seconds >= run.result.seconds
 
 
 def test_attack_dataset_files_match_the_run(attack_run, saved_spotlight, paired_dataset,
@@ -446,9 +449,11 @@ def test_attack_dataset_files_match_the_run(attack_run, saved_spotlight, paired_
     assert stored == json.loads(json.dumps(summary))
     expected = json.loads(json.dumps(new.summary))
     for key, value in expected.items():
-        if key not in ("n_galaxies", "latent_distance"):
+        if key != "latent_distance":
             assert stored[key] == value, key
     assert stored["n_galaxies"] == len(new.labels) and stored["n_attacks"] == new.result.n
+    assert stored["n_correct"] == len(new.labels) and stored["n_misclassified"] == 0
+    assert stored["settings"]["init"] == "bounds"
     assert stored["target"] == (None if mode == "untargeted" else "all")
     distances = stored["latent_distance"]
     assert distances["attack"] == expected["latent_distance"]["attack"]

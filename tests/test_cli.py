@@ -35,6 +35,10 @@ def test_attack_choices_are_the_config_and_attack_wings():
     assert options["evaluator"].default == config.default("study.attack_evaluator")
     assert tuple(options["success"].choices) == attack.SUCCESS_MODES
     assert options["success"].default == _defaults(attack.OnePixelAttack.__init__)["success"]
+    assert tuple(options["init"].choices) == config.choices("study.attack_init") == \
+        tuple(attack.INITS)
+    assert options["init"].default == config.default("study.attack_init") == \
+        _defaults(attack.OnePixelAttack.__init__)["init"]
 
 
 def test_attack_defaults_are_the_studys_the_papers_and_the_librarys():

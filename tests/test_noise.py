@@ -101,3 +101,27 @@ def test_works_inside_tf_function_on_batches():
                                                         survey.sky_vector(), s))
     out = fn(tf.zeros([2, 5, 5, 3]), tf.constant([1, 2], tf.int64))
     assert out.shape == (2, 5, 5, 3)
+
+
+def test_log_uniform_exposure_spans_the_two_depths():
+    lo, hi = survey.Y1.exposure_vector(), survey.Y10.exposure_vector()
+    np.testing.assert_allclose(noise.log_uniform_exposure(lo, hi, 0.0), lo, rtol=1e-6)
+    np.testing.assert_allclose(noise.log_uniform_exposure(lo, hi, 1.0), hi, rtol=1e-6)
+    mid = noise.log_uniform_exposure(lo, hi, 0.5).numpy()
+    np.testing.assert_allclose(mid, np.sqrt(lo * hi), rtol=1e-6)  # geometric mean
+    batch = noise.log_uniform_exposure(lo, hi, tf.constant([[0.25], [0.75]])).numpy()
+    assert batch.shape == (2, 3) and np.all(batch[0] < batch[1])
+
+
+def test_degrade_adds_the_missing_variance():
+    n = 20_000
+    stored = np.array([-3.0, 0.0, 2.0, 40.0], np.float32)  # a negative pixel counts as 0
+    t10, t1 = 7360.0, 736.0
+    sky = 20.0
+    z = tf.random.stateless_normal((n, 4), [1, 2])
+    out = noise.degrade_from_normal(np.broadcast_to(stored, (n, 4)), t10, t1, sky, z).numpy()
+    want = (np.maximum(stored, 0) + sky) * (1 / t1 - 1 / t10)
+    np.testing.assert_allclose(out.var(0), want, rtol=0.05)
+    assert np.all(np.abs(out.mean(0) - stored) < 5 * np.sqrt(want / n))
+    same = noise.degrade_from_normal(stored, t10, t10, sky, z[0]).numpy()
+    np.testing.assert_array_equal(same, stored)  # no shallower: unchanged

@@ -40,6 +40,7 @@ projector = 0
 [loss]
 mmd_weight = 0.01
 [study]
+models = ["baseline", "target-bn", "mmd", "depth-aug", "depth-aug+mmd"]
 attack_n = 12
 attack_popsize = 30
 attack_iters = 8
@@ -97,8 +98,9 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
-STAGE_CLASSES = (models.Evaluate, models.Curve, attacks.Attack, attacks.Latent, attacks.Church,
-                 outputs.Figures, runner.Report)
+STAGE_CLASSES = (models.Evaluate, models.Curve, attacks.Attack, attacks.Distances,
+                 attacks.Latent, attacks.Church, outputs.Figures, runner.Report)
+KINDS = ("baseline", "target-bn", "mmd", "depth-aug", "depth-aug+mmd")
 
 
 def counting_stages(monkeypatch, calls, fail=(), classes=STAGE_CLASSES):
@@ -153,19 +155,21 @@ def stage_arrays(out, name):
 
 def test_resumes_after_an_interrupted_stage(finished):
     before, calls = finished["before"], finished["calls"]
-    done_first = {f"{s}.json" for s in study.STAGES[:study.STAGES.index("church")]}
+    names = study.stage_names(finished["cfg"])
+    assert names[:5] == [f"train_{k}" for k in KINDS]
+    done_first = {f"{s}.json" for s in names[:names.index("church")]}
     assert done_first <= set(before)
     assert not {"church.json", "figures.json", "report.json"} & set(before)
     # The resumed run redid only the interrupted stage and those after it.
     assert calls["train"] == 0
-    assert all(calls[m] == 0 for m in ("evaluate", "curve", "attack_baseline", "attack_adapted",
-                                       "latent"))
+    assert all(calls[m] == 0 for m in ("evaluate", "curve", *(f"attack_{k}" for k in KINDS),
+                                       "distances", "latent"))
     assert calls["church"] == 1 and calls["figures"] == 1 and calls["report"] == 1
     stage_dir = os.path.join(finished["out"], "stages")
     for name, mtime in before.items():
         assert os.stat(os.path.join(stage_dir, name)).st_mtime_ns == mtime, name
     times = finished["results"]["run_times"]["stages"]
-    assert list(times) == list(study.STAGES[:-1])  # the report cannot time itself
+    assert list(times) == names[:-1]  # the report cannot time itself
     assert times["evaluate"]["reused"] and not times["church"]["reused"]
     leftovers = [n for n in os.listdir(stage_dir) if ".tmp-" in n]
     assert leftovers == []
@@ -174,20 +178,27 @@ def test_resumes_after_an_interrupted_stage(finished):
 def test_models_reused_only_when_the_config_matches(finished):
     cfg, out = finished["cfg"], finished["out"]
     same = study.Study(cfg, out, progress=False).ctx
-    assert all(models.Train(kind).model_matches(same) for kind in study.MODELS)
+    assert same.labels == list(KINDS)
+    assert all(models.Train(kind).model_matches(same) for kind in KINDS)
     other = config.merge(cfg, {"train": {"learning_rate": 5e-4}})
     changed = study.Study(other, out, progress=False).ctx
-    assert not any(models.Train(kind).model_matches(changed) for kind in study.MODELS)
-    for kind in study.MODELS:
+    assert not any(models.Train(kind).model_matches(changed) for kind in KINDS)
+    for kind in KINDS:
         assets = export.load(os.path.join(out, "models", kind)).assets
         assert assets["config"] == store.plain(same.derived[kind].to_dict())
-    assert same.derived["baseline"].loss.mmd_weight == 0.0
-    assert same.derived["adapted"].loss.mmd_weight == 0.01
-    assert "study" not in same.derived["adapted"].to_dict()
+    # Each control differs from the config only by its switches (same seed and budget).
+    d = same.derived
+    switches = {k: (d[k].loss.mmd_weight, d[k].loss.feed_target, d[k].data.depth_augment)
+                for k in KINDS}
+    assert switches == {"baseline": (0.0, False, False), "target-bn": (0.0, True, False),
+                        "mmd": (0.01, False, False), "depth-aug": (0.0, False, True),
+                        "depth-aug+mmd": (0.01, False, True)}
+    for kind in KINDS:
+        assert d[kind].train == cfg.train and d[kind].model == cfg.model and d[kind].seed == 0
+    assert "study" not in d["mmd"].to_dict()
     # The results give each model's loss weights as a dict (the report's table reads them).
-    for kind in study.MODELS:
-        assert finished["results"]["models"][kind]["loss"] == \
-            same.derived[kind].to_dict()["loss"]
+    for kind in KINDS:
+        assert finished["results"]["members"][kind]["loss"] == d[kind].to_dict()["loss"]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -198,7 +209,7 @@ def test_metrics_match_sklearn_on_the_stored_predictions(finished):
     arrays = stage_arrays(out, "evaluate")
     labels = arrays["labels"]
     assert len(labels) == 24 and res["dataset"]["counts"]["test"] == 24
-    for kind in study.MODELS:
+    for kind in KINDS:
         for depth in ("Y10", "Y1"):
             probs = arrays[f"probabilities/{kind}/{depth}"]
             got, pred = res["evaluation"][kind][depth], probs.argmax(1)
@@ -214,11 +225,18 @@ def test_metrics_match_sklearn_on_the_stored_predictions(finished):
             assert got["roc_auc/macro"] == pytest.approx(
                 skm.roc_auc_score(labels, probs, multi_class="ovr"), rel=1e-6)
             assert got["confusion"] == skm.confusion_matrix(labels, pred).tolist()
+            conf = probs.astype(np.float64).max(1)
+            ece = sum(abs(np.mean(pred[b] == labels[b]) - conf[b].mean()) * b.sum()
+                      for b in ((conf > lo) & (conf <= lo + 1 / 15)
+                                for lo in np.arange(15) / 15) if b.any()) / len(labels)
+            assert got["ece"] == pytest.approx(ece, rel=1e-9)
+            assert res["reliability"][kind][depth]["ece"] == got["ece"]
+            assert sum(res["reliability"][kind][depth]["count"]) == 24
     # The predictions are the exported model's on the pipeline's images.
-    model = export.load(os.path.join(out, "models", "adapted"))
+    model = export.load(os.path.join(out, "models", "mmd"))
     images = pipeline.load_arrays(finished["manifest"], "test", "Y1")["images"]
     np.testing.assert_allclose(model.predict(images)["probabilities"],
-                               arrays["probabilities/adapted/Y1"], atol=1e-5)
+                               arrays["probabilities/mmd/Y1"], atol=1e-5)
     # The study's effect, on data built to show it: noise hurts the baseline.
     base = res["evaluation"]["baseline"]
     assert base["Y10"]["accuracy"] > base["Y1"]["accuracy"]
@@ -230,7 +248,7 @@ def test_robustness_curve_passes_through_both_depths(finished):
     years = curve["years"]
     assert years == pytest.approx([0.1, 1, 10, 20])
     assert years[0] == pytest.approx(0.1) and years[-1] == pytest.approx(20)
-    for kind in study.MODELS:
+    for kind in KINDS:
         acc = dict(zip(curve["depths"], curve["models"][kind]["accuracy"]))
         # Same galaxies, same per-galaxy noise seeds: 10y and 1y are the Y10 and Y1 images.
         assert acc["10y"] == pytest.approx(res["evaluation"][kind]["Y10"]["accuracy"])
@@ -241,14 +259,22 @@ def test_robustness_curve_passes_through_both_depths(finished):
 def test_attack_numbers(finished):
     res, out, s = finished["results"], finished["out"], finished["cfg"].study
     base = pipeline.load_arrays(finished["manifest"], "test", "Y10", n=s.attack_n)
+    evaluated = stage_arrays(out, "evaluate")
     successes = 0
-    for kind in study.MODELS:
+    for kind in KINDS:
         a, arrays = res["attack"][kind], stage_arrays(out, f"attack_{kind}")
-        assert a["n_galaxies"] == 12 and a["n_attacked"] + a["n_already_adversarial"] == 12
+        # Only the galaxies the model classifies correctly at Y10 are attacked.
+        pred = evaluated[f"probabilities/{kind}/Y10"][:12].argmax(1)
+        correct = pred == evaluated["labels"][:12]
+        np.testing.assert_array_equal(arrays["galaxy_id"], base["galaxy_id"][correct])
+        np.testing.assert_array_equal(arrays["original_class"], arrays["labels"])
+        assert a["n_galaxies"] == 12 and a["n_misclassified"] == int((~correct).sum())
+        assert a["n_correct"] == a["n_attacked"] + a["n_already_adversarial"] == correct.sum()
         assert a["n_success"] == int(arrays["success"].sum())
         if a["n_attacked"]:
             assert a["success_rate"] == pytest.approx(a["n_success"] / a["n_attacked"])
         assert a["settings"]["popsize"] == 30 and a["settings"]["threshold"] == 0.9
+        assert a["settings"]["init"] == "bounds"
         assert a["queries"]["total"] == int(arrays["queries"].sum())
         assert np.all(arrays["queries"] <= 1 + 30 * 9)
         d = a["latent_distance"]
@@ -256,24 +282,81 @@ def test_attack_numbers(finished):
         if a["n_success"]:
             assert d["attack"]["mean"] == pytest.approx(np.nanmean(arrays["d_attack"]))
         assert d["noisy"]["mean"] == pytest.approx(arrays["d_noisy"].mean())
-        assert d["noisy"]["sem"] == pytest.approx(arrays["d_noisy"].std(ddof=1) / np.sqrt(12))
         # The stored pixels reproduce the attacked images and their latent distances.
         model = export.load(os.path.join(out, "models", kind))
-        attacked = apply_pixels(base["images"], arrays["pixels"], arrays["values"])
+        images, labels = base["images"][correct], base["labels"][correct]
+        attacked = apply_pixels(images, arrays["pixels"], arrays["values"])
         won = arrays["success"]
-        lat0, lat1 = (model.predict(x)["latent"] for x in (base["images"], attacked))
+        lat0, lat1 = (model.predict(x)["latent"] for x in (images, attacked))
         np.testing.assert_allclose(np.linalg.norm(lat1 - lat0, axis=1)[won],
                                    arrays["d_attack"][won], rtol=1e-4, atol=1e-5)
-        true_prob = model.predict(attacked)["probabilities"][np.arange(12), base["labels"]]
+        true_prob = model.predict(attacked)["probabilities"][np.arange(len(labels)), labels]
         assert np.all(true_prob[won] < 0.9)
         with open(os.path.join(out, f"attacks_{kind}.csv")) as f:
             rows = list(csv.DictReader(f))
-        assert len(rows) == 12 and sum(r["success"] == "True" for r in rows) == a["n_success"]
+        assert len(rows) == correct.sum()
+        assert sum(r["success"] == "True" for r in rows) == a["n_success"]
         successes += a["n_success"]
     assert successes > 0  # otherwise the church and isomap checks below prove little
     ratio = res["latent_distance_ratio"]["noisy"]["ratio"]
-    means = [res["attack"][k]["latent_distance"]["noisy"]["mean"] for k in ("adapted", "baseline")]
+    means = [res["attack"][k]["latent_distance"]["noisy"]["mean"] for k in ("mmd", "baseline")]
     assert ratio == pytest.approx(means[0] / means[1])
+
+
+def test_scale_free_distances(finished):
+    res, out = finished["results"], finished["out"]
+    evaluated = stage_arrays(out, "evaluate")
+    per_model = res["latent_measures"]["per_model"]
+    for kind in KINDS:
+        arrays = stage_arrays(out, f"attack_{kind}")
+        lat = evaluated[f"latents/{kind}/Y10"]
+        pairs = [np.linalg.norm(lat[i] - lat[j]) for i in range(len(lat))
+                 for j in range(i + 1, len(lat))]
+        scale = per_model[kind]["scale"]
+        assert scale == pytest.approx(np.median(pairs), rel=1e-6)
+        assert per_model[kind]["noisy"]["estimate"] == pytest.approx(
+            arrays["d_noisy"].mean() / scale)
+        row = res["latent"][kind]
+        assert row["scale"]["mean"] == scale and row["scale"]["std"] is None
+    # Each model against its seed's baseline, on galaxies both attacked successfully.
+    base = stage_arrays(out, "attack_baseline")
+    for kind in KINDS[1:]:
+        arrays = stage_arrays(out, f"attack_{kind}")
+        won = set(base["galaxy_id"][base["success"]]) & set(
+            arrays["galaxy_id"][arrays["success"]])
+        paired = res["latent_measures"]["vs_baseline"][kind]
+        assert paired["n"] == len(won) and sorted(paired["galaxy_id"]) == sorted(won)
+        if won:
+            da = {g: d for g, d in zip(arrays["galaxy_id"], arrays["d_attack"])}
+            db = {g: d for g, d in zip(base["galaxy_id"], base["d_attack"])}
+            raw = np.mean([da[g] for g in won]) / np.mean([db[g] for g in won])
+            assert paired["raw"]["ratio"] == pytest.approx(raw)
+            scales = [res["latent_measures"]["per_model"][k]["scale"] for k in (kind, "baseline")]
+            assert paired["scaled"]["ratio"] == pytest.approx(raw * scales[1] / scales[0])
+    assert "baseline" not in res["latent_measures"]["vs_baseline"]
+
+
+def test_controlled_table(finished):
+    res = finished["results"]
+    table, ev = res["controlled"], res["evaluation"]
+    assert list(table) == list(KINDS)
+    for kind in KINDS:
+        row = table[kind]
+        assert row["accuracy_target"]["values"] == [ev[kind]["Y1"]["accuracy"]]
+        assert row["accuracy_target"]["std"] is None  # one seed: no spread to show
+        assert row["attack_success"]["mean"] == res["attack"][kind]["success_rate"]
+        assert row["ece_source"]["mean"] == ev[kind]["Y10"]["ece"]
+        curve = res["robustness_curve"]["models"][kind]["accuracy"]
+        assert row["curve_mean_accuracy"]["mean"] == pytest.approx(np.mean(curve))
+        for ref in ("baseline", "target-bn"):
+            if kind == ref:
+                assert f"gain_over_{ref}" not in row
+                continue
+            gain = row[f"gain_over_{ref}"]["target"]
+            assert gain["mean"] == pytest.approx(ev[kind]["Y1"]["accuracy"]
+                                                 - ev[ref]["Y1"]["accuracy"])
+            ci = gain["ci95"]
+            assert ci["n_galaxies"] == 24 and ci["low"] <= gain["mean"] <= ci["high"]
 
 
 def test_church_windows_and_isomap(finished):
@@ -282,7 +365,7 @@ def test_church_windows_and_isomap(finished):
     coords = church["coords"]
     assert coords.tolist() == [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
     zero, one = 4, 6
-    for kind in study.MODELS:
+    for kind in KINDS:
         attacks = stage_arrays(out, f"attack_{kind}")
         windows = res["church_windows"][kind]
         assert len(windows) == min(2, int(attacks["success"].sum()))
@@ -294,7 +377,7 @@ def test_church_windows_and_isomap(finished):
             assert sum(w["class_share"]) == pytest.approx(1.0)
         group = latent[f"group/{kind}"]
         assert latent[f"embedding/{kind}"].shape == (len(group), 2)
-        assert (group == 0).sum() == (group == 1).sum() == 12
+        assert (group == 0).sum() == (group == 1).sum() == 12  # isomap_n
         assert (group == 2).sum() == attacks["success"].sum()
 
 
@@ -317,24 +400,35 @@ def test_report_and_results(finished):
         assert json.load(f) == res  # strict JSON (no NaN) that round-trips
     assert res["config"] == store.plain(finished["cfg"].to_dict())
     assert res["paper"] == store.plain(report.PAPER)
-    assert res["seeds"]["root"] == 0 and res["seeds"]["attack"] == seeds.derive(0, "attack")
+    assert res["seeds"] == [0] and res["kinds"] == list(KINDS)
+    assert res["seed_streams"]["root"] == 0
+    assert res["seed_streams"]["attack"] == seeds.derive(0, "attack")
     assert {"tensorflow", "keras", "scikit-learn", "matplotlib", "tfgal"} <= set(res["versions"])
     assert res["run_times"]["total_s"] > 0
     rows = {r["quantity"]: r for r in res["paper_comparison"]}
     assert rows["accuracy at Y10, no DA"]["paper_resnet18"] == 0.722
     assert rows["accuracy at Y1, no DA"]["study"] == res["evaluation"]["baseline"]["Y1"]["accuracy"]
-    assert rows["latent distance base -> Y1, DA / baseline"]["paper_convnet"] == \
+    assert rows["latent distance base -> Y1, DA / baseline (raw)"]["paper_convnet"] == \
         pytest.approx(9.2 / 7.5)
     with open(os.path.join(out, "report.md")) as f:
         text = f.read()
     for rel in res["figures"].values():
         assert f"]({rel})" in text
-    for needle in ("## The paper's headline figures", "paper, ResNet18", "0.722", "18.6",
-                   "## Robustness to survey depth", "## One-pixel attacks", "Church windows",
-                   "Seeds:", "Versions:"):
+    for needle in ("## The controlled table", "## Where the domain-adaptation gain comes from",
+                   "## Latent distances, scale-free", "## The paper's headline figures",
+                   "paper, ResNet18", "0.722", "18.6", "## Robustness to survey depth",
+                   "## One-pixel attacks", "misclassified (skipped)", "Church windows",
+                   "Training seeds [0]", "Versions:", "`target-bn`: target images"):
         assert needle in text, needle
+    # The report opens with the controlled table.
+    assert text.index("## The controlled table") < text.index("## The paper's headline")
     acc = res["evaluation"]["baseline"]["Y10"]["accuracy"]
     assert f"| baseline | Y10 | {acc:.3g} |" in text
+    row = res["controlled"]["target-bn"]
+    gain = row["gain_over_baseline"]["target"]
+    assert (f"| `target-bn` | {100 * row['accuracy_source']['mean']:.1f} | "
+            f"{100 * row['accuracy_target']['mean']:.1f} |") in text
+    assert f"{100 * gain['mean']:.1f} [{100 * gain['ci95']['low']:.1f}, " in text
 
 
 def test_cli_reuses_the_finished_study(finished, capsys):
@@ -370,7 +464,7 @@ class MeanProbability(study.Stage):
         return {"scale": self.scale}
 
     def run(self, ctx, inputs):
-        probs = {k: inputs["evaluate"].probabilities[k][ctx.target] for k in study.MODELS}
+        probs = {k: inputs["evaluate"].probabilities[k][ctx.target] for k in ctx.labels}
         return MeanOutput(mean={k: self.scale * float(p[:, 0].mean()) for k, p in probs.items()},
                           per_class={k: self.scale * p.mean(axis=0) for k, p in probs.items()})
 
@@ -381,7 +475,7 @@ def test_an_added_stage_runs_resumes_and_is_reused(finished):
     def run_with(stage, calls, fail=()):
         with pytest.MonkeyPatch.context() as mp:
             counting_stages(mp, calls, fail=fail, classes=(MeanProbability, *STAGE_CLASSES))
-            s = study.Study(cfg, out, progress=False, stages=[*study.default_stages(), stage])
+            s = study.Study(cfg, out, progress=False, stages=[*study.default_stages(cfg), stage])
             s.run()
         return s.ctx.records["mean_probability"]
 
@@ -390,21 +484,21 @@ def test_an_added_stage_runs_resumes_and_is_reused(finished):
         run_with(MeanProbability(), calls, fail=("mean_probability",))
     assert not os.path.exists(os.path.join(out, "stages", "mean_probability.json"))
     first = run_with(MeanProbability(), calls)  # resumes
-    probs = stage_arrays(out, "evaluate")["probabilities/adapted/Y1"]
-    assert not first.reused and first.output.mean["adapted"] == pytest.approx(probs[:, 0].mean())
+    probs = stage_arrays(out, "evaluate")["probabilities/mmd/Y1"]
+    assert not first.reused and first.output.mean["mmd"] == pytest.approx(probs[:, 0].mean())
     stored = stage_arrays(out, "mean_probability")
-    np.testing.assert_allclose(stored["per_class/adapted"], probs.mean(axis=0))
+    np.testing.assert_allclose(stored["per_class/mmd"], probs.mean(axis=0))
     again = run_with(MeanProbability(), calls)
     assert again.reused and again.id == first.id and again.output.mean == first.output.mean
     np.testing.assert_array_equal(again.output.per_class["baseline"],
                                   first.output.per_class["baseline"])
     scaled = run_with(MeanProbability(scale=2.0), calls)  # a changed setting reruns it
     assert not scaled.reused
-    assert scaled.output.mean["adapted"] == pytest.approx(2 * first.output.mean["adapted"])
+    assert scaled.output.mean["mmd"] == pytest.approx(2 * first.output.mean["mmd"])
     assert calls == {"mean_probability": 3}  # the failed run, the resumed one, the rescaled
     # Its dependency must run before it.
     with pytest.raises(ValueError, match="evaluate"):
-        study.Study(cfg, out, stages=[MeanProbability(), *study.default_stages()])
+        study.Study(cfg, out, stages=[MeanProbability(), *study.default_stages(cfg)])
     with pytest.raises(ConfigError):
         study.Study(cfg, out).redo(["mean_probability"])
 
@@ -446,6 +540,7 @@ def test_imported_data_skips_the_curve_with_a_reason(tmp_path):
     assert not manifest.noiseless
     cfg = study.load_config(overrides=[
         f'data.dir="{manifest.root}"', "data.mock=false", "train.epochs=1",
+        'study.models=["baseline", "mmd", "depth-aug"]',
         "train.steps_per_epoch=5", "train.batch_size=8", "log.images=0", "log.projector=0",
         "study.attack_n=4", "study.attack_popsize=8", "study.attack_iters=2",
         "study.isomap_n=6", "study.church_windows=1", "study.church_grid=5"])
@@ -456,7 +551,7 @@ def test_imported_data_skips_the_curve_with_a_reason(tmp_path):
     assert set(results["figures"]) == set(study.FIGURES) - {"robustness_curve"}
     for rel in results["figures"].values():
         png_size(tmp_path / "out" / rel)
-    assert results["evaluation"]["adapted"]["Y1"]["n"] == 9
+    assert results["evaluation"]["mmd"]["Y1"]["n"] == 9
     assert results["attack"]["baseline"]["n_galaxies"] == 4
     assert not results["dataset"]["noiseless"]
     text = (tmp_path / "out" / "report.md").read_text()
@@ -496,11 +591,60 @@ def test_unknown_study_key_lists_valid_keys():
     ("study.curve_min_years=30.0", "study.curve_min_years"),
     ("study.church_grid=2", "study.church_grid"),
     ("loss.mmd_weight=0", "loss.mmd_weight"),
+    ('study.models=["baseline", "fancy"]', "study.models"),
+    ('study.models=["mmd", "mmd"]', "study.models"),
+    ("study.models=[]", "study.models"),
+    ("study.seeds=[1, 1]", "study.seeds"),
+    ("study.seeds=[-1]", "study.seeds"),
 ])
 def test_bad_study_settings_name_the_key(override, key):
     with pytest.raises(ConfigError) as err:
         study.load_config(overrides=[override])
     assert err.value.key == key
+
+
+def test_controls_without_mmd_need_no_adaptation_loss():
+    cfg = study.load_config(overrides=['study.models=["baseline", "target-bn", "depth-aug"]',
+                                       "loss.mmd_weight=0"])
+    assert [m.label for m in study.members(cfg)] == ["baseline", "target-bn", "depth-aug"]
+    cfg = study.load_config(overrides=['study.models=["baseline", "mmd"]', "study.seeds=[3, 5]"])
+    assert [(m.kind, m.seed, m.label) for m in study.members(cfg)] == [
+        ("baseline", 3, "baseline_s3"), ("baseline", 5, "baseline_s5"),
+        ("mmd", 3, "mmd_s3"), ("mmd", 5, "mmd_s5")]
+    derived = study.derived_configs(cfg, "out")
+    assert derived["mmd_s5"].seed == 5 and derived["baseline_s3"].loss.mmd_weight == 0
+    assert derived["mmd_s5"].export.dir == os.path.join("out", "models", "mmd_s5")
+
+
+def test_seeds_give_mean_and_spread(tmp_path):
+    manifest = write_galaxies(str(tmp_path / "data"), counts=(45, 9, 12))
+    cfg = study.load_config(overrides=[
+        f'data.dir="{manifest.root}"', "data.mock=false", "train.epochs=1",
+        "train.steps_per_epoch=20", "train.batch_size=8", "log.images=0", "log.projector=0",
+        'study.models=["baseline", "target-bn"]', "study.seeds=[0, 1]", "loss.mmd_weight=0",
+        "study.attack_n=4", "study.attack_popsize=8", "study.attack_iters=2",
+        "study.attack_threshold=0.9", "study.curve_per_decade=1", "study.isomap_n=6",
+        "study.church_windows=1", "study.church_grid=5", "study.bootstrap=50"])
+    res = study.run(cfg, tmp_path / "out", progress=False, train_verbose=0)
+    assert list(res["members"]) == ["baseline_s0", "baseline_s1", "target-bn_s0", "target-bn_s1"]
+    ev = res["evaluation"]
+    for kind in ("baseline", "target-bn"):
+        values = [ev[f"{kind}_s{s}"]["Y1"]["accuracy"] for s in (0, 1)]
+        row = res["controlled"][kind]["accuracy_target"]
+        assert row["values"] == values and row["n"] == 2
+        assert row["mean"] == pytest.approx(np.mean(values))
+        assert row["std"] == pytest.approx(np.std(values, ddof=1))
+    # Seeds change training: the two baselines differ.
+    w = [export.load(tmp_path / "out" / "models" / f"baseline_s{s}").predict(
+        np.zeros((1, SIZE, SIZE, 3), np.float32))["latent"] for s in (0, 1)]
+    assert not np.array_equal(w[0], w[1])
+    gain = res["controlled"]["target-bn"]["gain_over_baseline"]["target"]
+    assert gain["values"] == pytest.approx([ev[f"target-bn_s{s}"]["Y1"]["accuracy"]
+                                            - ev[f"baseline_s{s}"]["Y1"]["accuracy"]
+                                            for s in (0, 1)])
+    assert res["attack"]["target-bn_s1"]["settings"]["seed"] == seeds.derive(1, "attack")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "mean ± standard deviation over seeds" in text and " ± " in text
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):

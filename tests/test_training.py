@@ -100,9 +100,12 @@ def test_json_layout_is_stable():
     assert list(d) == ["name", "seed", "data", "model", "train", "loss", "export", "study", "log"]
     assert list(d["train"]) == [
         "epochs", "batch_size", "steps_per_epoch", "learning_rate", "schedule", "beta_1",
-        "beta_2", "weight_decay", "patience", "precise_bn_batches", "class_weights",
-        "mixed_precision", "deterministic", "jit_compile", "strategy"]
-    assert list(d["loss"]) == ["mmd_weight", "mmd_sigmas", "fisher_weight", "entropy_weight"]
+        "beta_2", "weight_decay", "weight_decay_mode", "source_only_weight_decay", "patience",
+        "precise_bn_batches", "class_weights", "mixed_precision", "deterministic",
+        "jit_compile", "strategy"]
+    assert list(d["loss"]) == ["mmd_weight", "mmd_sigmas", "fisher_weight", "entropy_weight",
+                               "feed_target"]
+    assert list(d["data"])[-3:] == ["fresh_noise", "depth_augment", "stretch_clip"]
     assert isinstance(d["train"]["learning_rate"], float) and d["study"]["curve_depths"] == []
 
 
@@ -182,6 +185,22 @@ def test_baseline_and_extra_terms_report_their_metrics(tiny_cfg):
     assert len(_history(cfg)) == 1  # a finished run, rerun, starts over
     for key in ("fisher", "entropy", "val_fisher", "val_entropy"):
         assert np.isfinite(float(row[key]))
+
+
+def test_target_bn_with_depth_augmentation_and_l2_trains(tiny_cfg):
+    """The controls' switches together, through callbacks and precise BN."""
+    cfg = config.merge(tiny_cfg, {
+        "train": {"epochs": 1, "weight_decay_mode": "l2", "weight_decay": 1e-4,
+                  "source_only_weight_decay": 1e-3, "precise_bn_batches": 2},
+        "log": {"projector": 0, "images": 0},
+        "data": {"depth_augment": True, "fresh_noise": False},
+        "loss": {"mmd_weight": 0.0, "feed_target": True}})
+    summary = training.train(cfg, verbose=0)
+    row = _history(cfg)[0]
+    assert float(row["mmd"]) > 0  # target images were fed: the MMD is logged
+    assert float(row["loss"]) > float(row["ce"])  # + the L2 penalty
+    assert float(row["val_loss"]) == pytest.approx(float(row["val_ce"]))  # not in validation
+    assert set(summary["val_accuracy"]) == {"Y10", "Y1"}
 
 
 class _Kill(keras.callbacks.Callback):

@@ -164,7 +164,8 @@ def _attack_parser():
     parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--split", default=config.default("study.split"))
     parser.add_argument("--n", type=int, default=config.default("study.attack_n"),
-                        help="galaxies attacked (the first n of the split)")
+                        help="galaxies loaded (the first n of the split); those the model "
+                             "misclassifies at --base-depth are counted, not attacked")
     parser.add_argument("--out", required=True, help="directory for attack.json and attack.csv")
     parser.add_argument("--pixels", type=int, default=config.default("study.attack_pixels"),
                         help="pixels changed per image")
@@ -194,6 +195,13 @@ def _attack_parser():
                         default=config.default("study.attack_evaluator"),
                         help="incremental: recompute only the window a pixel changes (exact; "
                              "one pixel, models exported by tfgal); auto: where it applies")
+    parser.add_argument("--init", choices=config.choices("study.attack_init"),
+                        default=config.default("study.attack_init"),
+                        help="initial population: 'bounds' (tfgal's default: each band at its "
+                             "low or high bound) or 'gaussian' (Su et al.: each band normal "
+                             "around the middle of its bounds, std half their range, clipped) "
+                             "or 'uniform' (uniform between the bounds); pixel positions are "
+                             "uniform in every case")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -204,12 +212,18 @@ def _attack(argv):
     from tfgal import attack
     settings = dict(pixels=args.pixels, popsize=args.popsize, iters=args.iters, f=args.f,
                     targeted=args.targeted, success=args.success, threshold=args.threshold,
-                    seed=args.seed, max_batch=args.max_batch, evaluator=args.evaluator)
+                    seed=args.seed, max_batch=args.max_batch, evaluator=args.evaluator,
+                    init=args.init)
     summary = attack.attack_dataset(
         args.model, args.data, args.out, split=args.split, n=args.n,
         base_depth=args.base_depth, noisy_depth=args.noisy_depth, target=args.target,
         data_seed=args.data_seed, progress=not args.no_progress, **settings)
-    keys = ("n_attacks", "success_rate", "n_success", "queries", "seconds", "latent_distance")
+    # stdout stays one JSON document; the population goes to stderr as a sentence too
+    print(f"attacked the {summary['n_correct']} of {summary['n_galaxies']} galaxies classified "
+          f"correctly at {args.base_depth}; {summary['n_misclassified']} misclassified were "
+          f"skipped (init {summary['settings']['init']})", file=sys.stderr)
+    keys = ("n_galaxies", "n_correct", "n_misclassified", "n_attacks", "success_rate",
+            "n_success", "queries", "seconds", "latent_distance")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
 
 
@@ -273,15 +287,17 @@ def train_main(argv=None):
 def _study_parser():
     parser = argparse.ArgumentParser(
         prog="tfgal-study",
-        description="The robustness study in one command: train (or reuse) a baseline and a "
-                    "domain-adapted model, evaluate both at both depths, draw the robustness "
-                    "curve, run one-pixel attacks, and write figures, report.md and "
-                    "results.json. An interrupted study resumes where it stopped when the "
-                    "same command is run again.")
+        description="The controlled robustness study in one command: train (or reuse) the "
+                    "models of study.models (baseline, target-bn, mmd, depth-aug, "
+                    "depth-aug+mmd) at every seed of study.seeds, evaluate them at both "
+                    "depths, draw the robustness curve, attack the galaxies each classifies "
+                    "correctly, and write figures, report.md and results.json. An "
+                    "interrupted study resumes where it stopped when the same command is "
+                    "run again.")
     _experiment_args(parser, "study.attack_n=50")
     parser.add_argument("--out", help="study directory (default: studies/<config name>)")
     parser.add_argument("--redo", action="append", default=[], metavar="STAGE",
-                        help="run a finished stage again, e.g. attack_adapted; a train stage "
+                        help="run a finished stage again, e.g. attack_mmd; a train stage "
                              "retrains (repeatable; 'all' for every stage)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser

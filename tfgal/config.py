@@ -30,12 +30,20 @@ from tfgal.errors import ConfigError
 __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "LossConfig", "ExportConfig",
            "StudyConfig", "LogConfig", "AttackSettings", "CurveSettings", "load", "merge",
            "from_dict", "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS",
-           "SECTIONS", "STRATEGIES", "NOISE_MODES", "SPLITS", "ATTACK_EVALUATORS"]
+           "SECTIONS", "STRATEGIES", "NOISE_MODES", "SPLITS", "ATTACK_EVALUATORS", "ATTACK_INITS",
+           "STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 NOISE_MODES = ("fast", "exact")
 SPLITS = ("train", "val", "test")
 ATTACK_EVALUATORS = ("auto", "incremental", "full")
+ATTACK_INITS = ("bounds", "gaussian", "uniform")  # tfgal.attack.engine.INITS
+# The controlled study's models (defined in tfgal.study.stage.CONTROLS).
+STUDY_MODELS = ("baseline", "target-bn", "mmd", "depth-aug", "depth-aug+mmd")
+# The stretch's lower clip: the fitted source-depth percentile (the study's), a floor
+# 3 sigma of sky noise below zero at the noisiest training depth, or none.
+STRETCH_CLIPS = ("percentile", "target-floor", "none")
+WEIGHT_DECAY_MODES = ("decoupled", "l2")
 
 
 def _field(default, *, choices=None, low=None, high=None, low_open=False):
@@ -69,6 +77,10 @@ class DataConfig:
     target_depth: str = "Y1"                    # unlabelled perturbed depth (adaptation)
     noise_mode: str = _field("fast", choices=NOISE_MODES)  # Poisson noise: fast or exact
     augment: bool = True                        # flips and 90-degree rotations in training
+    fresh_noise: bool = True                    # new noise each epoch (False: one fixed draw)
+    depth_augment: bool = False                 # labelled images at random depths, log-uniform
+    #                                             between target_depth and source_depth
+    stretch_clip: str = _field("percentile", choices=STRETCH_CLIPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +101,8 @@ class TrainConfig:
     beta_1: float = 0.7
     beta_2: float = 0.8
     weight_decay: float = _non_negative(1e-4)
+    weight_decay_mode: str = _field("decoupled", choices=WEIGHT_DECAY_MODES)  # l2: PyTorch Adam's
+    source_only_weight_decay: float = -1.0      # models without adaptation (< 0: weight_decay)
     patience: int = _non_negative(10)           # early stopping on validation loss
     precise_bn_batches: int = _non_negative(10)  # recompute BN statistics each epoch (0: off)
     class_weights: bool = True                  # weight_c = N / (n_classes * n_c)
@@ -104,13 +118,20 @@ class LossConfig:
     mmd_sigmas: str = _field("study", choices=("study", "data"))  # 19 fixed, or x mean distance
     fisher_weight: float = _non_negative(0.0)
     entropy_weight: float = _non_negative(0.0)
+    feed_target: bool = False                   # target images through the network (and its
+    #                                             batch norm) even with every weight at 0
 
     ADAPTATION_WEIGHTS = ("mmd_weight", "fisher_weight", "entropy_weight")
 
     @property
     def adapts(self):
-        """Whether any adaptation term is on (else the target images are never seen)."""
+        """Whether any adaptation term is on."""
         return any(getattr(self, w) > 0 for w in self.ADAPTATION_WEIGHTS)
+
+    @property
+    def uses_target(self):
+        """Whether target images enter training at all (else never seen, not even by BN)."""
+        return self.adapts or self.feed_target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +150,7 @@ class AttackSettings:
     threshold: float
     max_batch: int
     evaluator: str
+    init: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +166,8 @@ class CurveSettings:
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
     split: str = _field("test", choices=SPLITS)  # split evaluated and attacked
+    models: list = _field(list(STUDY_MODELS))   # the controlled study's models (STUDY_MODELS)
+    seeds: list = _field([])                    # training seeds; [] = the config's seed
     eval_n: int = _non_negative(0)              # galaxies evaluated at both depths (0: all)
     attack_n: int = _field(150, low=1)          # first galaxies attacked (the paper: 150)
     attack_pixels: int = _field(1, low=1)
@@ -153,6 +177,7 @@ class StudyConfig:
     attack_threshold: float = _field(0.05, low=0, low_open=True, high=1)  # p_true below this
     attack_max_batch: int = _non_negative(0)    # candidates per model call; 0: the default
     attack_evaluator: str = _field("auto", choices=ATTACK_EVALUATORS)
+    attack_init: str = _field("bounds", choices=ATTACK_INITS)  # "gaussian": Su et al.'s
     curve_depths: list = _field([])             # survey years; [] = auto: log-spaced
     curve_min_years: float = _positive(0.1)     # auto range
     curve_max_years: float = _positive(20.0)
@@ -164,6 +189,8 @@ class StudyConfig:
     church_grid: int = _field(41, low=3)        # grid points per axis
     church_span: float = _positive(2.0)         # the grid covers [-span, span]
     examples: int = _field(1, low=1)            # galaxies per class in the example figure
+    ece_bins: int = _field(15, low=1)           # expected calibration error bins
+    bootstrap: int = _field(2000, low=10)       # resamples behind every 95% interval
 
     def check(self):
         if self.attack_threshold >= 1:
@@ -174,6 +201,14 @@ class StudyConfig:
                    for y in self.curve_depths):
             _bad("study.curve_depths", "must list positive survey years (or be [] for auto); "
                  f"received {self.curve_depths!r}")
+        if not self.models or len(set(self.models)) != len(self.models) or any(
+                m not in STUDY_MODELS for m in self.models):
+            raise ConfigError(f"config key study.models must list distinct models; received "
+                              f"{self.models!r}", key="study.models", valid=STUDY_MODELS)
+        if len(set(map(repr, self.seeds))) != len(self.seeds) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
+            _bad("study.seeds", f"must list distinct non-negative integers; received "
+                 f"{self.seeds!r}")
 
     @property
     def attack(self):

@@ -1,7 +1,11 @@
 """Attacks on a dataset: the one driver behind `tfgal-attack` and the study's attack stages.
 
 `attack_galaxies` loads the first galaxies of a split at a base depth and the same galaxies
-at a noisier depth, attacks them with `OnePixelAttack`, and computes each image set's
+at a noisier depth, and predicts the base images once. Only the galaxies the model
+classifies correctly at the base depth are attacked (as Su et al. and the study do):
+pushing a misclassified galaxy's true-class probability down is no adversarial success.
+The misclassified ones are counted apart, never attacked, never in success rates or
+distances. It attacks the correct ones with `OnePixelAttack`, computes each image set's
 latents once, and from them the latent distances (the only place they are computed):
 base -> attacked image and base -> the same galaxy at the noisy depth. It returns an
 `AttackRun` whose ``summary`` is `summary.summarize`. `table` gives its per-attack rows;
@@ -14,11 +18,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import types
 
 import numpy as np
 import tensorflow as tf
 
 from tfgal import io
+from tfgal.attack.bounds import resolve_value_range
 from tfgal.attack.one_pixel import OnePixelAttack
 from tfgal.attack.results import AttackResult
 from tfgal.attack.summary import describe, summarize
@@ -36,31 +42,46 @@ LATENT_BATCH = 256  # images per model call when computing latents
 
 @dataclasses.dataclass
 class AttackRun:
-    """Attacks on the first galaxies of a split, with their latents and distances.
+    """Attacks on the correctly classified galaxies among the first ones of a split, with
+    their latents and distances.
 
-    G galaxies are loaded; N attacks are run (N == G untargeted; targeted, one per galaxy
-    and target class). Latents and distances are indexed like the attacks.
+    G galaxies are loaded; N attacks are run on the correct ones (untargeted, one per
+    correct galaxy; targeted, one per correct galaxy and target class). Latents and
+    distances are indexed like the attacks.
     """
 
     galaxy_id: np.ndarray  # [G] ids of the galaxies loaded (the first n of the split)
     labels: np.ndarray  # [G]
     images: np.ndarray  # [G, H, W, C] base-depth images, stretched (what the model takes)
-    rows: np.ndarray  # [N] galaxy of each attack (== arange(G) untargeted)
+    rows: np.ndarray  # [N] galaxy of each attack (== flatnonzero(correct) untargeted)
     result: AttackResult  # the N attacks
     latents: dict  # "base", "attacked", "noisy" -> [N, D]
     d_attack: np.ndarray  # [N] |latent attacked - latent base|, NaN where the attack failed
     d_noisy: np.ndarray  # [N] |latent noisy - latent base|
-    summary: dict  # summary.summarize(result, d_attack, d_noisy)
+    summary: dict  # summary.summarize(result, d_attack, d_noisy, n_galaxies=, n_correct=)
     seconds: float  # the whole run: loading, attack, latents
     # [G] |latent noisy - latent base| of every galaxy loaded, attacked or not (a targeted
-    # run towards one class skips the galaxies of that class): attack.json's noisy distance.
+    # run towards one class skips the galaxies of that class; misclassified ones are kept
+    # here, `correct` selects the others).
     d_noisy_galaxies: np.ndarray = None
+    predicted: np.ndarray = None  # [G] the model's class of each base-depth image
+    correct: np.ndarray = None  # [G] bool, predicted == label: the galaxies attacked
+
+    @property
+    def misclassified_ids(self):
+        """Ids of the galaxies loaded but not attacked: misclassified at the base depth."""
+        return self.galaxy_id[~self.correct]
 
 
 def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy_depth="Y1",
                     data_seed=0, noise_mode="fast", target="all", progress=True, desc="attack",
                     **settings):
-    """Attacks the first `n` galaxies of a split at `base_depth`; returns an `AttackRun`.
+    """Attacks the galaxies among the first `n` of a split that the model classifies
+    correctly at `base_depth`; returns an `AttackRun`.
+
+    A galaxy is correct when the argmax of its base-depth prediction is its label; the
+    others are only counted (``AttackRun.correct``, the summary's ``n_misclassified``).
+    With no correct galaxy the result is empty and the success rate None.
 
     Args:
       model: path of an exported SavedModel, or an `ExportedClassifier`.
@@ -71,7 +92,7 @@ def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy
       target: targeted mode only ("targeted" in `settings`): "all" (every other class, one
         attack each), "next" (label + 1) or a class index.
       progress, desc: a progress bar of attacks done, successes as its postfix.
-      settings: `OnePixelAttack` keyword arguments.
+      settings: `OnePixelAttack` keyword arguments (``init``, ``evaluator``, ...).
     """
     from tfgal.data import pipeline
     start = time.perf_counter()
@@ -82,36 +103,73 @@ def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy
     if not np.array_equal(base["galaxy_id"], noisy["galaxy_id"]):
         raise DataError(f"{base_depth} and {noisy_depth} images of split {split} are not the "
                         f"same galaxies in the same order", path=_data_path(data))
+    # One pass over the base images: who is attacked, and their latents.
+    clean = _predict(exported, base["images"])
+    predicted = clean["probabilities"].argmax(axis=1).astype(np.int32)
+    correct = predicted == base["labels"]
     rows, targets = attack_rows(base["labels"], exported.n_classes, target,
-                                settings.get("targeted", False))
+                                settings.get("targeted", False), correct=correct)
     attack = OnePixelAttack(exported, **settings)
-    with progress_bar(len(rows), desc, unit="image", enabled=progress) as bar:
-        won = [0]
+    if len(rows):
+        with progress_bar(len(rows), desc, unit="image", enabled=progress) as bar:
+            won = [0]
 
-        def callback(indices, successes):
-            won[0] += int(np.sum(successes))
-            bar.update(len(indices), successes=won[0])
-        result = attack.attack(base["images"][rows], base["labels"][rows], targets,
-                               callback=callback)
-    # Once per image set: the galaxies at both depths, then the attacked images.
-    galaxy = {name: exported.predict(arrays["images"], LATENT_BATCH)["latent"]
-              for name, arrays in (("base", base), ("noisy", noisy))}
+            def callback(indices, successes):
+                won[0] += int(np.sum(successes))
+                bar.update(len(indices), successes=won[0])
+            result = attack.attack(base["images"][rows], base["labels"][rows], targets,
+                                   callback=callback)
+    else:  # the attack refuses zero images
+        result = _empty_result(attack, base["images"])
+    galaxy = {"base": clean["latent"], "noisy": _predict(exported, noisy["images"])["latent"]}
     latents = {"base": galaxy["base"][rows],
-               "attacked": exported.predict(result.images, LATENT_BATCH)["latent"],
+               "attacked": _predict(exported, result.images)["latent"],
                "noisy": galaxy["noisy"][rows]}
     d_galaxies = np.linalg.norm(galaxy["noisy"] - galaxy["base"], axis=1)
     d_attack = np.where(result.success,
                         np.linalg.norm(latents["attacked"] - latents["base"], axis=1), np.nan)
     d_noisy = d_galaxies[rows]
+    summary = summarize(result, d_attack, d_noisy, n_galaxies=len(correct),
+                        n_correct=int(correct.sum()))
     return AttackRun(galaxy_id=base["galaxy_id"], labels=base["labels"], images=base["images"],
                      rows=rows, result=result, latents=latents, d_attack=d_attack,
-                     d_noisy=d_noisy, summary=summarize(result, d_attack, d_noisy),
-                     seconds=time.perf_counter() - start, d_noisy_galaxies=d_galaxies)
+                     d_noisy=d_noisy, summary=summary, seconds=time.perf_counter() - start,
+                     d_noisy_galaxies=d_galaxies, predicted=predicted, correct=correct)
 
 
-def attack_rows(labels, n_classes, target, targeted):
-    """Which galaxies to attack and towards what: (row indices, targets or None)."""
-    labels = np.asarray(labels)
+def _predict(exported, images):
+    """`exported.predict`, with outputs shaped [0, ...] for zero images."""
+    if len(images):
+        return exported.predict(images, LATENT_BATCH)
+    return {"probabilities": np.zeros((0, exported.n_classes), np.float32),
+            "logits": np.zeros((0, exported.n_classes), np.float32),
+            "latent": np.zeros((0, exported.latent_dim), np.float32)}
+
+
+def _empty_result(attack, images):
+    """An empty `AttackResult` whose settings are those `attack` reports, with the value
+    range resolved on the galaxies loaded and nothing about an evaluator that never ran."""
+    bounds, source = resolve_value_range(attack.value_range, attack.model.assets, images)
+    engine = types.SimpleNamespace(max_batch=attack.max_batch, evaluator=attack.evaluator,
+                                   deviation=None)
+    return AttackResult.empty(images.shape[1:], attack.pixels,
+                              attack._settings(engine, bounds, source))
+
+
+def attack_rows(labels, n_classes, target, targeted, correct=None):
+    """Which galaxies to attack and towards what: (row indices, targets or None).
+
+    `correct` ([G] bool, default all True) keeps only the rows of the galaxies the model
+    classifies correctly, in both modes.
+    """
+    rows, targets = _rows(np.asarray(labels), n_classes, target, targeted)
+    if correct is None:
+        return rows, targets
+    keep = np.asarray(correct, bool)[rows]
+    return rows[keep], (None if targets is None else targets[keep])
+
+
+def _rows(labels, n_classes, target, targeted):
     rows = np.arange(len(labels))
     if not targeted:
         return rows, None
@@ -174,8 +232,10 @@ def _pixel_columns(result, i, bands):
 def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
                    noisy_depth="Y1", target="all", data_seed=0, progress=True, **settings):
     """`attack_galaxies`, then its table (``attack.csv``) and summary (``attack.json``) in
-    `out`, each written atomically; returns the summary: `summarize`'s keys with the run's
-    context (model, data, split, depths, target, speed, device, files, versions)."""
+    `out`, each written atomically; returns the summary: `summarize`'s keys (``n_galaxies``
+    loaded, ``n_correct`` attacked, ``n_misclassified`` skipped, ``settings.init``, ...) with
+    the run's context (model, data, split, depths, target, speed, device, files, versions).
+    Misclassified galaxies have no row in ``attack.csv``."""
     exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
     run = attack_galaxies(exported, data, split=split, n=n, base_depth=base_depth,
                           noisy_depth=noisy_depth, target=target, data_seed=data_seed,
@@ -186,12 +246,11 @@ def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
         "split": split, "depths": {"base": base_depth, "noisy": noisy_depth},
         "n_attacks": result.n, "target": target if result.settings["targeted"] else None,
         **run.summary,
-        "n_galaxies": len(run.labels),  # galaxies loaded (summarize counts attacks)
-        "attacks_per_second": result.n / max(result.seconds, 1e-9),
+        "attacks_per_second": result.n / max(result.seconds, 1e-9) if result.n else None,
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
-        # the noisy distance over every galaxy loaded, as before targeted runs shared rows
+        # once per galaxy attacked (targeted attacks repeat galaxies): no misclassified one
         "latent_distance": {**run.summary["latent_distance"],
-                            "noisy": describe(run.d_noisy_galaxies)},
+                            "noisy": describe(run.d_noisy_galaxies[np.unique(run.rows)])},
         "files": {"table": TABLE_NAME},
         "versions": export.library_versions(),
         "seconds_total": run.seconds,

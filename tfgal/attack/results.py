@@ -64,6 +64,20 @@ class AttackResult:
     def n(self):
         return len(self.success)
 
+    @classmethod
+    def empty(cls, image_shape, pixels, settings):
+        """The result of attacking no image (e.g. every galaxy was misclassified): arrays
+        of length 0, shaped like an attack's on images of `image_shape` (H, W, C)."""
+        ints, floats = np.zeros(0, np.int32), np.zeros(0, np.float32)
+        return cls(success=np.zeros(0, bool), already=np.zeros(0, bool),
+                   generations=np.zeros(0, np.int64), queries=np.zeros(0, np.int64),
+                   labels=ints, targets=ints, original_class=ints, original_prob=floats,
+                   original_score=floats, final_class=ints, final_prob=floats,
+                   final_score=floats, pixels=np.zeros((0, pixels, 2), np.int64),
+                   values=np.zeros((0, pixels, image_shape[-1]), np.float32),
+                   images=np.zeros((0, *image_shape), np.float32), settings=settings,
+                   seconds=0.0)
+
     @property
     def success_rate(self):
         """Successes over the images that were attacked (not already adversarial)."""

@@ -1,7 +1,9 @@
 """What an attack run amounts to: the summary both `tfgal-attack` and `tfgal-study` report.
 
 `summarize` turns an `AttackResult` and the latent distances of its galaxies into the
-numbers reported (success among the galaxies attacked, queries, distances); `describe`
+numbers reported (success among the galaxies attacked, queries, distances). Only galaxies
+classified correctly at the base depth are attacked (`driver.attack_galaxies`); the
+misclassified ones are counted apart and enter no rate or distance. `describe`
 gives mean, standard deviation, standard error and count of a sample, ignoring NaN
 (an unsuccessful attack has no attacked image, so no distance).
 """
@@ -46,14 +48,28 @@ def distance_ratios(adapted, baseline):
     return {kind: ratio(adapted[kind], baseline[kind]) for kind in adapted}
 
 
-def summarize(result, d_attack, d_noisy):
-    """The numbers of an `attack.AttackResult` the study reports, latent distances included."""
+def summarize(result, d_attack, d_noisy, *, n_galaxies=None, n_correct=None):
+    """The numbers of an `attack.AttackResult` the study reports, latent distances included.
+
+    `n_galaxies` galaxies were loaded, of which the `n_correct` classified correctly were
+    attacked (the misclassified ones are only counted: ``n_misclassified``). Default: the
+    result's images, and unknown correct counts (None). ``success_rate`` is
+    ``n_success / n_attacked`` (attacks run, not already adversarial), None when none ran;
+    ``settings`` are the attack's, ``init`` (its initial population) included.
+    """
     won = result.success
+    n_galaxies = int(result.n if n_galaxies is None else n_galaxies)
+    attacked = int(np.sum(~result.already))
     return {
-        "n_galaxies": int(result.n), "n_attacked": int(np.sum(~result.already)),
+        "n_galaxies": n_galaxies,
+        "n_correct": None if n_correct is None else int(n_correct),
+        "n_misclassified": None if n_correct is None else n_galaxies - int(n_correct),
+        "n_attacks": int(result.n), "n_attacked": attacked,
         "n_already_adversarial": int(result.already.sum()), "n_success": int(won.sum()),
-        "success_rate": result.success_rate, "settings": result.settings,
-        "queries": {"total": int(result.queries.sum()), "mean": float(result.queries.mean()),
+        "success_rate": float(won.sum() / attacked) if attacked else None,
+        "settings": result.settings,
+        "queries": {"total": int(result.queries.sum()),
+                    "mean": float(result.queries.mean()) if result.n else None,
                     "mean_success": float(result.queries[won].mean()) if won.any() else None},
         "generations_mean_success": float(result.generations[won].mean()) if won.any() else None,
         "seconds": result.seconds,

@@ -16,6 +16,11 @@ Two modes:
 
 Both are stateless: the same seed gives the same noise on any device and in any
 pipeline order.
+
+Depth augmentation draws each galaxy's exposure log-uniformly between two depths
+(`log_uniform_exposure`). Images stored with noise already in them (imported data) can
+only be made shallower: `degrade_from_normal` adds the Gaussian noise that brings each
+pixel's variance from the stored depth's to the shallower one's.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import tensorflow as tf
 
 __all__ = ["MODES", "DEFAULT_THRESHOLD", "as_seed", "poisson_observe", "standard_normal",
            "observe_from_normal", "cornish_fisher_counts", "counts_from_normal",
-           "poisson_quantile"]
+           "poisson_quantile", "log_uniform_exposure", "degrade_from_normal"]
 
 MODES = ("fast", "exact")
 DEFAULT_THRESHOLD = 100.0  # counts; above this the fast mode passes a chi-square test
@@ -129,3 +134,30 @@ def poisson_quantile(lam, z, max_lam):
         hi = tf.where(enough, mid, hi)
         lo = tf.where(enough, lo, mid + 1.0)
     return tf.cast(hi, tf.float32)
+
+
+def log_uniform_exposure(low_s, high_s, u):
+    """Per-band exposure ``low^(1 - u) * high^u``: log-uniform between two depths for u ~ U(0, 1).
+
+    `low_s`, `high_s`: exposures per band [C]; `u`: a scalar, or [..., 1] to give [..., C].
+    """
+    log_lo = tf.math.log(tf.convert_to_tensor(low_s, tf.float32))
+    log_hi = tf.math.log(tf.convert_to_tensor(high_s, tf.float32))
+    u = tf.convert_to_tensor(u, tf.float32)
+    return tf.exp((1.0 - u) * log_lo + u * log_hi)
+
+
+def degrade_from_normal(observed, exposure_s, new_exposure_s, sky, z):
+    """An image observed for `exposure_s` made as noisy as one observed for `new_exposure_s`.
+
+    Adds ``sqrt(v) z`` with ``v = (max(x, 0) + sky) (1 / new - 1 / exposure)`` per pixel: the
+    variance a Poisson observation at the shorter exposure has beyond the stored one's
+    (the stored pixel `x`, sky-subtracted e-/s, stands in for the unknown true flux).
+    `new_exposure_s` must not exceed `exposure_s` (a noisy image cannot be made cleaner).
+    """
+    observed = tf.convert_to_tensor(observed, tf.float32)
+    exposure_s = tf.convert_to_tensor(exposure_s, tf.float32)
+    new_exposure_s = tf.convert_to_tensor(new_exposure_s, tf.float32)
+    extra = (tf.maximum(observed, 0.0) + sky) * (1.0 / new_exposure_s - 1.0 / exposure_s)
+    # Rounding can leave a hair below 0 when the two exposures coincide.
+    return observed + tf.sqrt(tf.maximum(extra, 0.0)) * z

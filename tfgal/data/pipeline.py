@@ -3,8 +3,20 @@
 Noise is added on the fly to noiseless (mock) data: each galaxy's noise is seeded by
 (root seed, depth, galaxy id), so evaluation sees the same noisy image of a galaxy
 whatever the batch size, shard order or number of workers. Training additionally
-folds in a per-iteration random salt, so each epoch sees fresh noise. Imported data
-carry their noise already; the pipeline then picks the image stored for the depth.
+folds in a per-iteration random salt, so each epoch sees fresh noise (unless
+``fresh_noise=False``: then one fixed draw per galaxy, turned with its galaxy by the
+augmentation, like a stored noisy file). Imported data carry their noise already; the
+pipeline then picks the image stored for the depth.
+
+Depth augmentation (``depth_range=(lo, hi)``, the training source stream only) observes
+each galaxy at its own depth, log-uniform in exposure between the two:
+``t_b = t_lo_b^(1 - u) t_hi_b^u`` per band, u ~ U(0, 1) seeded by (seed, galaxy id,
+salt). Noiseless data get Poisson noise at that depth. Data with noise baked in can only
+be made shallower: the image stored at the (deepest) requested depth gets Gaussian noise
+of variance ``(max(x, 0) + sky_b) (1 / t_b - 1 / t_stored_b)`` per pixel, before the
+stretch, so its variance matches the drawn depth's. That needs pixels in flux units
+(e-/s, sky-subtracted): a dataset stored already stretched (stretch "identity", e.g. the
+paper's .npy files) is refused with a `ConfigError` naming ``data.depth_augment``.
 
 Elements are ``(images, labels)`` (or dicts with ``galaxy_id`` when asked); paired
 domain-adaptation batches are ``((x_s, x_t), y_s)``.
@@ -67,66 +79,143 @@ class _Observation:
     Everything runs per batch: records are parsed together, each galaxy's noise
     deviates are drawn from its own seed (galaxy id, depth, salt) so that results do not
     depend on batching, and the Poisson transform and stretch run as one fused XLA
-    kernel over the batch.
+    kernel over the batch. With `depth_range` each galaxy is observed at its own depth
+    (exposures [B, 1, 1, C] broadcast into the same kernel).
     """
 
-    def __init__(self, manifest, depth, *, seed, mode, stretch_params, augment_seed=None):
+    def __init__(self, manifest, depth, *, seed, mode, stretch_params, augment_seed=None,
+                 depth_range=None, fresh_noise=True):
         kind, what = resolve_depth(manifest, depth)
         if mode not in noise.MODES:
             raise ConfigError(f"unknown noise mode {mode!r}", key="noise_mode", valid=noise.MODES)
         self.image_key = what if kind == "stored" else FLUX
         self.noisy = kind == "noise"
         self.mode = mode
+        self.fresh_noise = bool(fresh_noise)
         self.parse = make_batch_parser(manifest, [self.image_key])
         self.stretch = stretcher(manifest, stretch_params)
         self.augment_base = (None if augment_seed is None
                              else tf.constant([augment_seed, 0], tf.int64))
-        if self.noisy:
+        self.sky = tf.constant(survey.sky_vector(manifest.bands))
+        self.depth_base = None
+        if depth_range is not None:
+            self._init_range(manifest, kind, what, depth_range, seed)
+        elif self.noisy:
             self.exposure = tf.constant(what.exposure_vector())
-            self.sky = tf.constant(survey.sky_vector(manifest.bands))
             self.noise_base = tf.constant([int(seed), _depth_code(what)], tf.int64)
         # One fused XLA kernel for Poisson transform + stretch: faster than op by op.
         self._fused = tf.function(self._observe_and_stretch, jit_compile=True)
+        self._fused_at = tf.function(self._kernel, jit_compile=True)
+
+    def _init_range(self, manifest, kind, what, depth_range, seed):
+        if kind == "noiseless":
+            raise ConfigError("a depth range needs noisy images, not the noiseless flux",
+                              key="depth")
+        low, high = (_exposure_of(manifest, d) for d in depth_range)
+        if kind == "stored":
+            if (manifest.stretch or {}).get("kind") == "identity":
+                raise ConfigError(
+                    f"data.depth_augment needs images in flux units, but dataset "
+                    f"{manifest.root} stores them already stretched (stretch 'identity'): "
+                    "there is no flux scale to add noise in; set data.depth_augment=false",
+                    key="data.depth_augment")
+            stored = _exposure_of(manifest, what)
+            if np.any(np.maximum(low, high) > stored * (1 + 1e-6)):
+                raise ConfigError(
+                    f"dataset {manifest.root} stores noise baked in at {what!r}; a depth "
+                    f"range can only reach shallower depths (exposures {low.tolist()} to "
+                    f"{high.tolist()} s, stored {stored.tolist()} s)", key="data.depth_augment")
+            self.exposure = tf.constant(stored)
+        code = zlib.crc32(("range:" + ";".join(",".join(f"{t:.6g}" for t in e)
+                                               for e in (low, high))).encode()) & 0x7FFFFFFF
+        self.range_low, self.range_high = tf.constant(low), tf.constant(high)
+        self.noise_base = tf.constant([int(seed), code], tf.int64)
+        self.depth_base = tf.constant([seeds.derive(seed, "depth-range"), code], tf.int64)
 
     def __call__(self, serialized, salts):
-        """Serialized examples [B] and salts [B] -> (images [B, H, W, C], labels, ids)."""
+        """Serialized examples [B] and salts [B] -> (images [B, H, W, C], labels, ids,
+        exposures [B, C] with a depth range, else None)."""
         parsed = self.parse(serialized)
         images, ids = parsed[self.image_key], parsed["galaxy_id"]
-        if self.augment_base is not None or self.noisy:
-            images, extra = tf.map_fn(
+        exposure = None
+        if self.augment_base is not None or self.noisy or self.depth_base is not None:
+            images, extra, exposure = tf.map_fn(
                 self._per_galaxy, (images, ids, salts),
-                fn_output_signature=(tf.float32, tf.float32))
+                fn_output_signature=(tf.float32, tf.float32, tf.float32))
         if not self.noisy:
             images = self.stretch(images)
         elif self.mode == "exact":
             images = self.stretch(extra)
-        else:
+        elif self.depth_base is None:
             images = self._observe_fast(images, extra)
-        return images, parsed["label"], ids
+        else:
+            images = self._observe_fast(images, extra, exposure[:, None, None, :])
+        return images, parsed["label"], ids, exposure if self.depth_base is not None else None
 
     def _per_galaxy(self, args):
         image, galaxy_id, salt = args
-        if self.augment_base is not None:
+        # Without fresh noise every epoch draws the same noise (and depth) per galaxy.
+        noise_salt = salt if self.fresh_noise else tf.zeros_like(salt)
+        aug_seed = (None if self.augment_base is None
+                    else _fold(self.augment_base, galaxy_id, salt))
+        if aug_seed is not None and self.fresh_noise:
             # Noise is i.i.d. per pixel, so augmenting before it is equivalent.
-            image = augment(image, _fold(self.augment_base, galaxy_id, salt))
-        if not self.noisy:
-            return image, tf.zeros([0])
+            image = augment(image, aug_seed)
+        image, extra, exposure = self._noise_inputs(image, galaxy_id, noise_salt)
+        if aug_seed is not None and not self.fresh_noise:
+            # A fixed draw turns with its galaxy, like a stored noisy image flipped or rotated.
+            image = augment(image, aug_seed)
+            extra = augment(extra, aug_seed) if self.noisy else extra
+        return image, extra, exposure
+
+    def _noise_inputs(self, image, galaxy_id, salt):
+        """(image, N(0, 1) deviates or the exact observation, exposure [C]) of a galaxy."""
+        empty = tf.zeros([0])
+        ranged = self.depth_base is not None
+        if not (self.noisy or ranged):
+            return image, empty, empty
+        if ranged:
+            u = tf.random.stateless_uniform([], _fold(self.depth_base, galaxy_id, salt))
+            exposure = noise.log_uniform_exposure(self.range_low, self.range_high, u)
+        else:
+            exposure = self.exposure
         seed = _fold(self.noise_base, galaxy_id, salt)
+        if not self.noisy:  # a stored noisy image, made as noisy as the drawn depth
+            z = noise.standard_normal(tf.shape(image), seed)
+            return (noise.degrade_from_normal(image, self.exposure, exposure, self.sky, z),
+                    empty, exposure)
         if self.mode == "exact":
-            return image, noise.poisson_observe(image, self.exposure, self.sky, seed, mode="exact")
-        return image, noise.standard_normal(tf.shape(image), seed)
+            extra = noise.poisson_observe(image, exposure, self.sky, seed, mode="exact")
+        else:
+            extra = noise.standard_normal(tf.shape(image), seed)
+        return image, extra, exposure if ranged else empty
 
     def _observe_and_stretch(self, flux, z):
-        lam = (flux + self.sky) * self.exposure
+        return self._kernel(flux, z, self.exposure)
+
+    def _kernel(self, flux, z, exposure):
+        lam = (flux + self.sky) * exposure
         counts = noise.cornish_fisher_counts(lam, z)
         any_low = tf.reduce_any(lam < noise.DEFAULT_THRESHOLD)
-        return self.stretch(counts / self.exposure - self.sky), any_low
+        return self.stretch(counts / exposure - self.sky), any_low
 
-    def _observe_fast(self, flux, z):
-        fused, any_low = self._fused(flux, z)
+    def _observe_fast(self, flux, z, exposure=None):
+        if exposure is None:
+            fused, any_low = self._fused(flux, z)
+            exposure = self.exposure
+        else:
+            fused, any_low = self._fused_at(flux, z, exposure)
         # Pixels below the threshold need exact draws: the general (slower) path.
         return tf.cond(any_low, lambda: self.stretch(
-            noise.observe_from_normal(flux, self.exposure, self.sky, z)), lambda: fused)
+            noise.observe_from_normal(flux, exposure, self.sky, z)), lambda: fused)
+
+
+def _exposure_of(manifest, depth):
+    """Exposure per band [C] of a depth, or of an image the dataset stores at its depth."""
+    info = manifest.images.get(depth) if isinstance(depth, str) else None
+    if info and info.get("depth"):
+        return survey.Depth.from_json(info["depth"]).exposure_vector()
+    return survey.Depth.parse(depth).exposure_vector()
 
 
 def _fold(base, *values):
@@ -193,7 +282,8 @@ def _with_salt(ds, training, seed):
 
 def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, seed=0,
                  augment_images=None, noise_mode="fast", stretch=None, input_context=None,
-                 with_ids=False, drop_remainder=None, repeat=False):
+                 with_ids=False, drop_remainder=None, repeat=False, depth_range=None,
+                 fresh_noise=True):
     """Batches of stretched images of `split` observed at `depth`.
 
     Args:
@@ -207,18 +297,28 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
       noise_mode: "fast" or "exact" (see `tfgal.noise`).
       stretch: stretch params overriding the manifest's.
       input_context: a `tf.distribute.InputContext`; shards files across pipelines.
-      with_ids: yield dicts {"images", "labels", "galaxy_id"} instead of (images, labels).
+      with_ids: yield dicts {"images", "labels", "galaxy_id"} instead of (images, labels),
+        plus "exposure_s" [B, C] (each galaxy's drawn exposure) with a `depth_range`.
+      depth_range: (lo, hi) depths: each galaxy observed at its own depth, log-uniform in
+        exposure between them (see the module docstring); `depth` then only names the
+        stored image of data with noise baked in. None: every galaxy at `depth`.
+      fresh_noise: in training, new noise (and drawn depth) each iteration; False: one
+        fixed draw per galaxy, as in evaluation (shuffling and augmentation still vary).
     """
     manifest = _manifest(data)
     do_augment = training if augment_images is None else augment_images
     observation = _Observation(
         manifest, depth, seed=seed, mode=noise_mode, stretch_params=stretch,
-        augment_seed=seeds.derive(seed, "augment") if do_augment else None)
+        augment_seed=seeds.derive(seed, "augment") if do_augment else None,
+        depth_range=depth_range, fresh_noise=fresh_noise)
 
     def finish(serialized, salts):
-        images, labels, ids = observation(serialized, salts)
+        images, labels, ids, exposure = observation(serialized, salts)
         if with_ids:
-            return {"images": images, "labels": labels, "galaxy_id": ids}
+            out = {"images": images, "labels": labels, "galaxy_id": ids}
+            if exposure is not None:
+                out["exposure_s"] = exposure
+            return out
         return images, labels
 
     ds = serialized_dataset(manifest, split, shuffle=training, seed=seed,
@@ -238,16 +338,20 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
 
 
 def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
-                        batch_size=128, training=True, seed=0, **kwargs):
+                        batch_size=128, training=True, seed=0, source_depth_range=None,
+                        **kwargs):
     """Domain-adaptation batches ``((x_source, x_target), y_source)``.
 
     Training: labelled source and unlabelled target come from independently shuffled
     streams of the split (the target stream repeats, so the source defines an epoch).
     Evaluation (`training=False`): the same galaxies in the same order at both depths,
-    so the labels serve both (target accuracy is then measurable).
+    so the labels serve both (target accuracy is then measurable). The target stream's
+    labels are dropped here: nothing downstream can read them.
+    `source_depth_range`: `make_dataset`'s `depth_range`, for the source stream only
+    (depth augmentation); other keywords go to both streams.
     """
     source = make_dataset(data, split, source_depth, batch_size=batch_size, training=training,
-                          seed=seed, **kwargs)
+                          seed=seed, depth_range=source_depth_range, **kwargs)
     target = make_dataset(data, split, target_depth, batch_size=batch_size, training=training,
                           seed=seeds.derive(seed, "target") if training else seed, **kwargs)
     if training:

@@ -11,6 +11,13 @@ A stretch is a JSON-able dict:
 ``{"kind": "arcsinh", "lo": [..], "hi": [..], "softening": 0.85, "percentiles": [0.1, 99.9],
 "depth": "Y10", "split": "train", "n_images": N, "seed": S}`` or ``{"kind": "identity"}``
 for data that were stretched before import.
+
+The lower clip (config ``data.stretch_clip``): the fitted source-depth percentile sits about
+3 sigma of Y10 sky noise below zero, but only about 1 sigma at Y1, so that clip cuts a sixth
+of Y1's sky pixels and shifts their mean: preprocessing, not noise, would then be part of
+the Y1 domain shift. ``"target-floor"`` (`lower_clip`) puts the floor 3 sigma of sky noise
+below zero at the noisiest depth trained on, so no training depth is clipped more than
+Y10 is by the percentile; the upper clip stays the fitted percentile.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from tfgal import survey
 from tfgal.errors import DataError
 
 __all__ = ["DEFAULT_PERCENTILES", "DEFAULT_SOFTENING", "IDENTITY", "STRETCH_SAMPLE",
-           "sample_rows", "observe_numpy", "fit", "apply_numpy", "apply_tf", "value_range"]
+           "FLOOR_SIGMA", "sample_rows", "observe_numpy", "fit", "apply_numpy", "apply_tf",
+           "value_range", "lower_clip", "clip_manifest"]
 
 DEFAULT_PERCENTILES = (0.1, 99.9)
 DEFAULT_SOFTENING = 0.85
 IDENTITY = {"kind": "identity"}
 STRETCH_SAMPLE = 512  # training images a stretch is fitted on (builders and importers)
+FLOOR_SIGMA = 3.0  # the target floor: sky-noise sigmas below zero at the noisiest depth
 
 
 def sample_rows(n, k=STRETCH_SAMPLE):
@@ -97,3 +106,40 @@ def value_range(params):
         return None
     return (apply_numpy(np.asarray(params["lo"], np.float32), params).tolist(),
             apply_numpy(np.asarray(params["hi"], np.float32), params).tolist())
+
+
+def lower_clip(params, mode, depths, bands=survey.BANDS):
+    """`params` with the lower clip chosen by `mode` ("percentile" or "target-floor").
+
+    "target-floor": ``-FLOOR_SIGMA * sqrt(sky / t)`` per band, at the shortest exposure
+    among `depths` (survey depth names or `survey.Depth`s).
+    """
+    if mode == "percentile":
+        return params
+    if mode != "target-floor":
+        raise DataError(f"unknown lower clip {mode!r}; valid: percentile, target-floor",
+                        index="data.stretch_clip")
+    if not params or params.get("kind") != "arcsinh":
+        raise DataError("data.stretch_clip = 'target-floor' needs an arcsinh stretch fitted on "
+                        f"flux; this dataset's stretch is {params and params.get('kind')!r}",
+                        index="data.stretch_clip")
+    parsed = [survey.Depth.parse(d) for d in depths]
+    exposure = np.min([d.exposure_vector() for d in parsed], axis=0).astype(np.float64)
+    noisiest = parsed[int(np.argmin([d.exposure_vector().sum() for d in parsed]))]
+    sigma = np.sqrt(survey.sky_vector(bands).astype(np.float64) / exposure)
+    lo = (-FLOOR_SIGMA * sigma).tolist()
+    if np.any(np.asarray(lo) >= np.asarray(params["hi"])):
+        raise DataError(f"the target floor {lo} is not below the upper clip {params['hi']}",
+                        index="data.stretch_clip")
+    return {**params, "lo": lo,
+            "lower_clip": {"mode": mode, "sigma": FLOOR_SIGMA, "depth": noisiest.name,
+                           "percentile_lo": list(params["lo"])}}
+
+
+def clip_manifest(manifest, mode, depths):
+    """A copy of `manifest` whose stretch has the lower clip `mode` (itself if unchanged)."""
+    if mode == "percentile":
+        return manifest
+    import dataclasses
+    return dataclasses.replace(manifest, stretch=lower_clip(manifest.stretch, mode, depths,
+                                                            manifest.bands))

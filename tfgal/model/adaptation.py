@@ -4,9 +4,13 @@
 distributed fit reduces tuples of per-replica values but not dicts). Its loss is
 class-weighted cross-entropy on the labelled source batch plus, each with its weight,
 the MMD between source and target latents, a Fisher loss on source latents and the
-entropy of source + target predictions. The baseline is the same model with every
-adaptation weight at zero: then target images are never seen in training (not even by
-batch normalisation), so the baseline is a true Y10-only model.
+entropy of source + target predictions, plus, optionally, an L2 penalty
+``0.5 l2 sum w^2`` over the trainable weights (PyTorch Adam's weight decay: gradient
+``+ l2 w``). The baseline is the same model with every adaptation weight at zero: then
+target images are never seen in training (not even by batch normalisation), so the
+baseline is a true Y10-only model. ``use_target=True`` with every weight at zero is the
+"target-bn" control: target images go through the network (and its batch norm) but the
+loss is the baseline's; the MMD is then only logged, outside the gradient.
 
 With adaptation on, source and target go through the network as one concatenated batch,
 so batch-norm statistics cover both domains (as in DAN). The MMD is computed per replica
@@ -43,12 +47,13 @@ class MorphologyModel(keras.Model):
       class_weights: per-class cross-entropy weights (None: all 1).
       mmd_weight, fisher_weight, entropy_weight: weights of the adaptation terms.
       mmd_sigmas: None (the study's 19 bandwidths), "data", or a list of numbers.
-      use_target: feed target images in training even with every weight at zero (for
-        benchmarks); None: exactly when some adaptation weight is non-zero.
+      use_target: feed target images in training even with every weight at zero (the
+        target-bn control); None: exactly when some adaptation weight is non-zero.
+      l2: coefficient of the training loss' ``0.5 l2 sum w^2`` over trainable weights.
     """
 
     def __init__(self, encoder, head, *, class_weights=None, mmd_weight=0.0, mmd_sigmas=None,
-                 fisher_weight=0.0, entropy_weight=0.0, use_target=None, **kwargs):
+                 fisher_weight=0.0, entropy_weight=0.0, use_target=None, l2=0.0, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.head = head
@@ -61,6 +66,7 @@ class MorphologyModel(keras.Model):
         self.fisher_weight = float(fisher_weight)
         self.entropy_weight = float(entropy_weight)
         self.use_target = use_target
+        self.l2 = float(l2)
         self.class_centers = self.add_weight(
             shape=(n_classes, latent_dim), initializer=keras.initializers.RandomNormal(0, 1),
             trainable=self.fisher_weight > 0, name="class_centers")
@@ -71,7 +77,7 @@ class MorphologyModel(keras.Model):
 
     @property
     def adapts(self):
-        """True when training uses target images (some adaptation weight is non-zero)."""
+        """True when training feeds target images (`use_target`, else any adaptation weight)."""
         if self.use_target is not None:
             return bool(self.use_target)
         return bool(self.mmd_weight or self.fisher_weight or self.entropy_weight)
@@ -109,7 +115,8 @@ class MorphologyModel(keras.Model):
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Class-weighted CE on source + weighted adaptation terms; updates the trackers."""
+        """Class-weighted CE on source + weighted adaptation terms (+ the L2 penalty when
+        training: validation losses stay comparable across weight-decay modes)."""
         y = tf.cast(y, tf.int32)  # Keras' distributed symbolic build passes mean-reduced labels
         weights = tf.gather(self.class_weights, y)
         ce = super().compute_loss(x, y, y_pred["source_logits"], sample_weight=weights,
@@ -119,16 +126,27 @@ class MorphologyModel(keras.Model):
         self.trackers["ce"].update_state(ce * replicas)
         for name, term in self._adaptation_terms(y, y_pred).items():
             self.trackers[name].update_state(term)
-            total = total + getattr(self, f"{name}_weight") * term / replicas
+            weight = getattr(self, f"{name}_weight")
+            if weight:  # a zero-weight term is a logged diagnostic, never part of the loss
+                total = total + weight * term / replicas
+        if self.l2 and training:
+            total = total + self.l2_penalty() / replicas
         self.trackers["loss"].update_state(total * replicas)
         return total
+
+    def l2_penalty(self):
+        """0.5 * l2 * sum of squared trainable weights: its gradient is l2 * w."""
+        squares = [tf.reduce_sum(tf.square(tf.cast(w, tf.float32)))
+                   for w in self.trainable_variables]
+        return 0.5 * self.l2 * tf.add_n(squares)
 
     def _adaptation_terms(self, y, y_pred):
         terms = {}
         has_target = "target_latent" in y_pred
-        if has_target and (self.mmd_weight or not self.adapts):
-            terms["mmd"] = losses.mmd(y_pred["source_latent"], y_pred["target_latent"],
-                                      self.mmd_sigmas)
+        if has_target:
+            mmd = losses.mmd(y_pred["source_latent"], y_pred["target_latent"], self.mmd_sigmas)
+            # Weight 0 (the baseline in validation, target-bn): logged, no gradient.
+            terms["mmd"] = mmd if self.mmd_weight else tf.stop_gradient(mmd)
         if self.fisher_weight:
             terms["fisher"] = losses.fisher(y_pred["source_latent"], y, self.class_centers)
         if self.entropy_weight:

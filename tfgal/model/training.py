@@ -31,13 +31,14 @@ from tfgal import io
 from tfgal import config as config_lib, seeds
 from tfgal import data as data_wing
 from tfgal.data import pipeline
+from tfgal.data import stretch as stretch_lib
 from tfgal.errors import ConfigError, DataError
 from tfgal.model import adaptation, architectures, callbacks as callbacks_lib, export
 from tfgal.model import tensorboard
 
 __all__ = ["train", "ensure_dataset", "build_model", "class_weights", "make_strategy",
-           "is_chief", "learning_rate", "prepare_run_dir", "evaluate_depths", "export_assets",
-           "SUMMARY", "BACKUP", "CONFIG", "HISTORY", "BEST"]
+           "is_chief", "learning_rate", "weight_decay", "source_depth_range", "prepare_run_dir",
+           "evaluate_depths", "export_assets", "SUMMARY", "BACKUP", "CONFIG", "HISTORY", "BEST"]
 
 BACKUP = "backup"
 BEST = "best.weights.h5"
@@ -47,14 +48,19 @@ CONFIG = "config.json"
 
 
 def ensure_dataset(data_cfg, seed):
-    """The dataset at data.dir; a mock set is built there first if missing and allowed."""
+    """The dataset at data.dir (a mock set is built there first if missing and allowed),
+    with the stretch's lower clip of ``data.stretch_clip`` (`stretch.lower_clip`): every
+    pipeline, the export's assets and the attacks then use that one stretch."""
     root = data_cfg.dir
     if os.path.exists(os.path.join(root, data_wing.MANIFEST_NAME)) or not data_cfg.mock:
-        return data_wing.Manifest.load(root)
-    print(f"tfgal: building the mock dataset at {root} (once; reused by later runs)")
-    return data_wing.build_mocks(root, n_train=data_cfg.mock_train, n_val=data_cfg.mock_val,
-                                 n_test=data_cfg.mock_test, seed=seed,
-                                 workers=data_cfg.mock_workers or None)
+        manifest = data_wing.Manifest.load(root)
+    else:
+        print(f"tfgal: building the mock dataset at {root} (once; reused by later runs)")
+        manifest = data_wing.build_mocks(root, n_train=data_cfg.mock_train,
+                                         n_val=data_cfg.mock_val, n_test=data_cfg.mock_test,
+                                         seed=seed, workers=data_cfg.mock_workers or None)
+    return stretch_lib.clip_manifest(manifest, data_cfg.stretch_clip,
+                                     (data_cfg.source_depth, data_cfg.target_depth))
 
 
 def class_weights(manifest):
@@ -96,6 +102,26 @@ def learning_rate(cfg, steps_per_epoch):
     return train_cfg.learning_rate
 
 
+def weight_decay(cfg):
+    """The weight decay a config's model trains with.
+
+    Models without an adaptation term (`not cfg.loss.adapts`: the baseline, and the
+    target-bn control, which must share the baseline's budget to isolate what feeding
+    target images through batch norm does) take ``train.source_only_weight_decay`` when
+    it is set (>= 0): the paper used 1e-3 for its plain model and 1e-4 for DA.
+    """
+    train_cfg = cfg.train
+    if not cfg.loss.adapts and train_cfg.source_only_weight_decay >= 0:
+        return train_cfg.source_only_weight_decay
+    return train_cfg.weight_decay
+
+
+def source_depth_range(cfg):
+    """(target, source) depths to draw labelled depths from, or None without depth_augment."""
+    data_cfg = cfg.data
+    return (data_cfg.target_depth, data_cfg.source_depth) if data_cfg.depth_augment else None
+
+
 def build_model(cfg, manifest, weights, steps_per_epoch=1):
     model_cfg, train_cfg, loss_cfg = cfg.model, cfg.train, cfg.loss
     kwargs = {"image_shape": tuple(manifest.image_shape), "latent_dim": model_cfg.latent_dim,
@@ -105,14 +131,20 @@ def build_model(cfg, manifest, weights, steps_per_epoch=1):
     if model_cfg.name == "resnet18":
         kwargs["width"] = model_cfg.width
     encoder, head = architectures.build(model_cfg.name, **kwargs)
+    decay = weight_decay(cfg)
     model = adaptation.MorphologyModel(
         encoder, head, class_weights=weights if train_cfg.class_weights else None,
         mmd_weight=loss_cfg.mmd_weight,
         mmd_sigmas=None if loss_cfg.mmd_sigmas == "study" else "data",
-        fisher_weight=loss_cfg.fisher_weight, entropy_weight=loss_cfg.entropy_weight)
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate(cfg, steps_per_epoch), beta_1=train_cfg.beta_1,
-        beta_2=train_cfg.beta_2, weight_decay=train_cfg.weight_decay)
+        fisher_weight=loss_cfg.fisher_weight, entropy_weight=loss_cfg.entropy_weight,
+        use_target=True if loss_cfg.feed_target else None,
+        l2=decay if train_cfg.weight_decay_mode == "l2" else 0.0)
+    adam = dict(learning_rate=learning_rate(cfg, steps_per_epoch), beta_1=train_cfg.beta_1,
+                beta_2=train_cfg.beta_2)
+    if train_cfg.weight_decay_mode == "l2":  # the penalty is in the model's loss
+        optimizer = keras.optimizers.Adam(**adam)
+    else:
+        optimizer = keras.optimizers.AdamW(**adam, weight_decay=decay)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=train_cfg.jit_compile)
@@ -130,7 +162,8 @@ def _datasets(cfg, manifest, strategy):
         return pipeline.make_paired_dataset(
             manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
             training=True, augment_images=data_cfg.augment, repeat=True,
-            input_context=ctx, **common)
+            input_context=ctx, fresh_noise=data_cfg.fresh_noise,
+            source_depth_range=source_depth_range(cfg), **common)
 
     def val_fn(ctx=None):
         return pipeline.make_paired_dataset(
@@ -181,12 +214,14 @@ def prepare_run_dir(run_dir, cfg):
 
 
 def _calibration_batches(cfg, manifest, model):
-    """() -> image batches as training feeds them (source, plus target when adapting)."""
+    """() -> image batches as training feeds them (source, plus target when the model uses
+    it; source depths drawn as in training under depth augmentation)."""
     data_cfg = cfg.data
     ds = pipeline.make_paired_dataset(
         manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
         batch_size=cfg.train.batch_size, seed=seeds.derive(cfg.seed, "precise-bn"),
-        augment_images=data_cfg.augment, noise_mode=data_cfg.noise_mode)
+        augment_images=data_cfg.augment, noise_mode=data_cfg.noise_mode,
+        fresh_noise=data_cfg.fresh_noise, source_depth_range=source_depth_range(cfg))
     if model.adapts:
         ds = ds.map(lambda x, y: tf.concat(x, axis=0))
     else:

@@ -3,37 +3,44 @@
     from tfgal import study
     cfg = study.load_config("pipelines/quick.toml")
     results = study.run(cfg, "studies/quick")
+
+The study trains the controls of `CONTROLS` (``study.models``) at every seed of
+``study.seeds`` and measures them on the same galaxies.
 """
 
 # Measurements: classification metrics, predictions and the depth curve, latent space.
-from tfgal.study.metrics import ClassificationEvaluator, accuracy_sem, brier_score, collect
+from tfgal.study.metrics import (ClassificationEvaluator, accuracy_sem, brier_score, collect,
+                                 expected_calibration_error, reliability)
 from tfgal.study.curve import RobustnessCurve, curve_depths, predict_split
-from tfgal.study.latent import church_window, isomap, window_summary
+from tfgal.study.latent import (bootstrap_ci, church_window, isomap, latent_scale,
+                                paired_comparison, paired_ratio, scale_free, window_summary)
 
 # Presentation: figures and the Markdown report (with the paper's published figures).
-from tfgal.study import plots, report
+from tfgal.study import controlled, plots, report
 from tfgal.study.report import PAPER
 
 # Machinery: the stage store and the stage base class every stage derives from.
 from tfgal.study.store import StageRecord, StageStore, array_field, digest, plain
-from tfgal.study.stage import MODELS, Stage, StudyContext, derived_configs
+from tfgal.study.stage import CONTROLS, Member, Stage, StudyContext, derived_configs, members
 
 # Stages, grouped by theme.
 from tfgal.study.models import Curve, Evaluate, Train
-from tfgal.study.attacks import Attack, Church, Latent
+from tfgal.study.attacks import Attack, Church, Distances, Latent
 from tfgal.study.outputs import FIGURES, Figures
 
 # The study: its stage list, the results schema and the `tfgal-study` entry points.
-from tfgal.study.runner import (STAGES, Report, Study, default_stages, load_config, results,
-                                run)
+from tfgal.study.runner import (Report, Study, default_stages, load_config, results, run,
+                                stage_names)
 
 __all__ = [
     "ClassificationEvaluator", "accuracy_sem", "brier_score", "collect",
+    "expected_calibration_error", "reliability",
     "RobustnessCurve", "curve_depths", "predict_split",
-    "church_window", "isomap", "window_summary",
-    "plots", "report", "PAPER",
+    "church_window", "isomap", "window_summary", "bootstrap_ci", "latent_scale",
+    "paired_comparison", "paired_ratio", "scale_free",
+    "controlled", "plots", "report", "PAPER",
     "StageRecord", "StageStore", "array_field", "digest", "plain",
-    "MODELS", "Stage", "StudyContext", "derived_configs",
-    "Train", "Evaluate", "Curve", "Attack", "Latent", "Church", "Figures", "Report",
-    "FIGURES", "STAGES", "Study", "default_stages", "results", "load_config", "run",
+    "CONTROLS", "Member", "Stage", "StudyContext", "derived_configs", "members",
+    "Train", "Evaluate", "Curve", "Attack", "Distances", "Latent", "Church", "Figures",
+    "Report", "FIGURES", "stage_names", "Study", "default_stages", "results", "load_config", "run",
 ]

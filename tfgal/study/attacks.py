@@ -1,4 +1,5 @@
-"""Attack stages: one-pixel attacks on each model, the isomap of latents, church windows."""
+"""Attack stages: one-pixel attacks on each model, scale-free latent distances, the isomap of
+latents, church windows."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import numpy as np
 from tfgal import io, seeds
 from tfgal.attack import driver
 from tfgal.study import latent as latent_lib
-from tfgal.study.models import TRAINED, Train
-from tfgal.study.stage import MODELS, Stage
+from tfgal.study.models import Train
+from tfgal.study.stage import Stage
 from tfgal.study.store import array_field
 
-__all__ = ["Attack", "Latent", "Church", "AttackOutput", "LatentOutput", "ChurchOutput",
-           "ATTACKED"]
+__all__ = ["Attack", "Distances", "Latent", "Church", "AttackOutput", "DistancesOutput",
+           "LatentOutput", "ChurchOutput", "attacked", "figure_labels"]
 
 
 # --------------------------------------------------------------------------- attacks
@@ -23,7 +24,11 @@ __all__ = ["Attack", "Latent", "Church", "AttackOutput", "LatentOutput", "Church
 
 @dataclasses.dataclass
 class AttackOutput:
-    """One model's attacks: the summary reported, and per attacked galaxy its outcome."""
+    """One model's attacks: the summary reported, and per attacked galaxy its outcome.
+
+    Only galaxies the model classifies correctly at the source depth are attacked; the
+    misclassified ones are counted in the summary (``n_misclassified``), never attacked.
+    """
 
     summary: dict  # `tfgal.attack.summary.summarize`
     galaxy_id: np.ndarray = array_field(default=None)
@@ -49,8 +54,10 @@ class AttackOutput:
 
 
 class Attack(Stage):
-    """One-pixel attacks on the first galaxies of the study split, with `kind`'s model,
-    through `tfgal.attack.driver` (also ``OUT/attacks_<kind>.csv``, one row per attack)."""
+    """One-pixel attacks on the correctly classified ones among the first galaxies of the
+    study split, with member `kind`'s model (a label), through `tfgal.attack.driver` (also
+    ``OUT/attacks_<label>.csv``, one row per attack). The differential evolution is seeded
+    by the member's training seed; the images' noise by the config's seed, as everywhere."""
 
     Output = AttackOutput
 
@@ -65,9 +72,12 @@ class Attack(Stage):
     def settings(self, ctx):
         a = ctx.study.attack
         return {**ctx.data_settings(), "n": a.n, "depths": list(ctx.depths),
-                "attack_seed": seeds.derive(ctx.cfg.seed, "attack"),
+                "attack_seed": self.seed(ctx), "population": "correctly classified",
                 **{k: getattr(a, k) for k in ("pixels", "popsize", "iters", "f", "threshold",
-                                              "max_batch")}}
+                                              "max_batch", "init")}}
+
+    def seed(self, ctx):
+        return seeds.derive(ctx.member(self.kind).seed, "attack")
 
     def run(self, ctx, inputs):
         a = ctx.study.attack
@@ -76,7 +86,7 @@ class Attack(Stage):
             base_depth=ctx.source, noisy_depth=ctx.target, data_seed=ctx.cfg.seed,
             noise_mode=ctx.cfg.data.noise_mode, progress=ctx.progress,
             desc=f"attack {self.kind}", pixels=a.pixels, popsize=a.popsize, iters=a.iters,
-            f=a.f, threshold=a.threshold, seed=seeds.derive(ctx.cfg.seed, "attack"),
+            f=a.f, threshold=a.threshold, seed=self.seed(ctx), init=a.init,
             max_batch=a.max_batch or None, evaluator=a.evaluator)
         io.write_csv(os.path.join(ctx.out, f"attacks_{self.kind}.csv"),
                      driver.table(run, list(ctx.manifest.bands)))
@@ -91,7 +101,61 @@ class Attack(Stage):
             latents=dict(run.latents), example=run.images[rows[hit]])
 
 
-ATTACKED = tuple(Attack.name_of(k) for k in MODELS)
+def attacked(labels):
+    """The names of the attack stages of members `labels`."""
+    return tuple(Attack.name_of(label) for label in labels)
+
+
+def figure_labels(ctx):
+    """The members drawn in per-galaxy figures (isomap, church windows): the first seed's."""
+    return [m.label for m in ctx.members if m.seed == ctx.seeds[0]]
+
+
+# --------------------------------------------------------------------------- distances
+
+
+@dataclasses.dataclass
+class DistancesOutput:
+    measures: dict  # {label: `latent.scale_free`}
+    paired: dict    # {label: `latent.paired_comparison` against the same seed's baseline}
+
+
+class Distances(Stage):
+    """Scale-free latent distances per model, and each model against the baseline of its
+    seed on the galaxies attacked successfully under both.
+
+    A model's scale is the median latent distance between different galaxies (the first
+    ``isomap_n`` of the split, at the source depth), so a larger latent space does not pass
+    for a more robust one."""
+
+    name, Output = "distances", DistancesOutput
+
+    def __init__(self, labels):
+        self.labels = list(labels)
+        self.deps = ("evaluate", *attacked(labels))
+
+    def settings(self, ctx):
+        return {"bootstrap": ctx.study.bootstrap, "seed": ctx.cfg.seed}
+
+    def run(self, ctx, inputs):
+        ev, b = inputs["evaluate"], ctx.study.bootstrap
+        seed = seeds.derive(ctx.cfg.seed, "bootstrap")
+        scales, measures, paired = {}, {}, {}
+        for label in self.labels:
+            att = inputs[Attack.name_of(label)]
+            scales[label] = latent_lib.latent_scale(ev.latents[label][ctx.source])
+            measures[label] = latent_lib.scale_free(att.d_attack, att.d_noisy, scales[label],
+                                                    n_resamples=b, seed=seed)
+        for label in self.labels:
+            member = ctx.member(label)
+            ref = ctx.label_of("baseline", member.seed)
+            if ref is None or ref == label:
+                continue
+            a, r = inputs[Attack.name_of(label)], inputs[Attack.name_of(ref)]
+            paired[label] = latent_lib.paired_comparison(
+                a.d_attack, r.d_attack, scales[label], scales[ref], a.galaxy_id, r.galaxy_id,
+                n_resamples=b, seed=seed)
+        return DistancesOutput(measures=measures, paired=paired)
 
 
 # --------------------------------------------------------------------------- isomap
@@ -106,10 +170,13 @@ class LatentOutput:
 
 
 class Latent(Stage):
-    """Isomap of each model's latents: the evaluated galaxies at both depths and the
-    successfully attacked images."""
+    """Isomap of each model's latents (the first seed's): the evaluated galaxies at both
+    depths and the successfully attacked images."""
 
-    name, deps, Output = "latent", ("evaluate", *ATTACKED), LatentOutput
+    name, Output = "latent", LatentOutput
+
+    def __init__(self, labels):
+        self.deps = ("evaluate", *attacked(labels))
 
     def settings(self, ctx):
         return {"isomap_n": ctx.study.isomap_n, "neighbors": ctx.study.isomap_neighbors,
@@ -117,7 +184,7 @@ class Latent(Stage):
 
     def run(self, ctx, inputs):
         ev, out = inputs["evaluate"], LatentOutput(counts={})
-        for kind in MODELS:
+        for kind in figure_labels(ctx):
             att = inputs[Attack.name_of(kind)]
             hit = att.success
             at_depth = [ev.latents[kind][d] for d in ctx.depths]
@@ -150,7 +217,10 @@ class Church(Stage):
     """Church windows: classes on the latent plane through a galaxy, its attacked image
     and its noisier image, for the first successfully attacked galaxies of each model."""
 
-    name, deps, Output = "church", (*TRAINED, *ATTACKED), ChurchOutput
+    name, Output = "church", ChurchOutput
+
+    def __init__(self, labels):
+        self.deps = attacked(labels)
 
     def settings(self, ctx):
         s = ctx.study
@@ -160,7 +230,7 @@ class Church(Stage):
     def run(self, ctx, inputs):
         s, g = ctx.study, ctx.study.church_grid
         out = ChurchOutput(windows={}, coords=np.linspace(-s.church_span, s.church_span, g))
-        for kind in MODELS:
+        for kind in figure_labels(ctx):
             att, model = inputs[Attack.name_of(kind)], ctx.model(kind)
             grids, windows = [], []
             for i in np.flatnonzero(att.success)[:s.church_windows]:

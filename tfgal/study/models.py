@@ -13,10 +13,10 @@ from tfgal.errors import DataError, ModelContractError
 from tfgal.model import export, training
 from tfgal.study import curve as curve_lib
 from tfgal.study import metrics
-from tfgal.study.stage import MODELS, Stage
+from tfgal.study.stage import Stage
 from tfgal.study.store import array_field, model_fingerprint, plain
 
-__all__ = ["Train", "Evaluate", "Curve", "TrainOutput", "EvaluateOutput", "CurveOutput"]
+__all__ = ["Train", "Evaluate", "Curve", "trained", "TrainOutput", "EvaluateOutput", "CurveOutput"]
 
 
 # --------------------------------------------------------------------------- training
@@ -40,7 +40,7 @@ def _epochs(run_dir):
 
 
 class Train(Stage):
-    """Trains the model of `kind` into ``OUT/models/<kind>``, or reuses the one there.
+    """Trains study member `kind` (a label) into ``OUT/models/<label>``, or reuses it.
 
     Reuse policy: a model whose exported config equals the derived config, whose training
     finished (its summary exists) and that loads is reused, unless the stage is redone.
@@ -109,7 +109,9 @@ class Train(Stage):
             shutil.rmtree(backup)
 
 
-TRAINED = tuple(Train.name_of(k) for k in MODELS)
+def trained(labels):
+    """The names of the train stages of members `labels`."""
+    return tuple(Train.name_of(label) for label in labels)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -117,27 +119,32 @@ TRAINED = tuple(Train.name_of(k) for k in MODELS)
 
 @dataclasses.dataclass
 class EvaluateOutput:
-    metrics: dict                 # {kind: {depth: {metric: value}}}
+    metrics: dict                 # {label: {depth: {metric: value}}}
+    reliability: dict             # {label: {depth: `metrics.reliability`}}
     n: int
     class_counts: list
     labels: np.ndarray = array_field(default=None)
     galaxy_id: np.ndarray = array_field(default=None)
-    probabilities: dict = array_field()  # {kind: {depth: [N, K]}}
-    latents: dict = array_field()        # {kind: {depth: [isomap_n, D]}}: the isomap's
+    probabilities: dict = array_field()  # {label: {depth: [N, K]}}
+    latents: dict = array_field()        # {label: {depth: [isomap_n, D]}}: the isomap's
 
 
 class Evaluate(Stage):
-    """Both models on the study split at the source and target depths."""
+    """Every model on the study split at the source and target depths (the same images)."""
 
-    name, deps, Output = "evaluate", TRAINED, EvaluateOutput
+    name, Output = "evaluate", EvaluateOutput
+
+    def __init__(self, labels):
+        self.labels, self.deps = list(labels), trained(labels)
 
     def settings(self, ctx):
         s = ctx.study
         return {**ctx.data_settings(), "n": s.eval_n, "depths": list(ctx.depths),
-                "isomap_n": s.isomap_n}
+                "isomap_n": s.isomap_n, "ece_bins": s.ece_bins}
 
     def run(self, ctx, inputs):
-        names, models = list(ctx.manifest.class_names), {k: ctx.model(k) for k in MODELS}
+        names, labels = list(ctx.manifest.class_names), self.labels
+        models = {k: ctx.model(k) for k in labels}
         out = {d: curve_lib.predict_split(
             models, ctx.manifest, ctx.study.split, d, n=ctx.study.eval_n or None,
             seed=ctx.cfg.seed, noise_mode=ctx.cfg.data.noise_mode) for d in ctx.depths}
@@ -145,17 +152,18 @@ class Evaluate(Stage):
         if not np.array_equal(src["galaxy_id"], tgt["galaxy_id"]):
             raise DataError(f"{ctx.source} and {ctx.target} images are not the same galaxies "
                             "in the same order", path=ctx.manifest.root)
-        m = ctx.study.isomap_n
+        m, bins = ctx.study.isomap_n, ctx.study.ece_bins
+        prob = {k: {d: out[d][k]["probabilities"] for d in ctx.depths} for k in labels}
         return EvaluateOutput(
             metrics={k: {d: metrics.collect(metrics.ClassificationEvaluator(
-                src["labels"], out[d][k]["probabilities"], names)) for d in ctx.depths}
-                for k in MODELS},
+                src["labels"], prob[k][d], names, n_bins=bins)) for d in ctx.depths}
+                for k in labels},
+            reliability={k: {d: metrics.reliability(src["labels"], prob[k][d], bins)
+                             for d in ctx.depths} for k in labels},
             n=int(len(src["labels"])),
             class_counts=np.bincount(src["labels"], minlength=len(names)).tolist(),
-            labels=src["labels"], galaxy_id=src["galaxy_id"],
-            probabilities={k: {d: out[d][k]["probabilities"] for d in ctx.depths}
-                           for k in MODELS},
-            latents={k: {d: out[d][k]["latent"][:m] for d in ctx.depths} for k in MODELS})
+            labels=src["labels"], galaxy_id=src["galaxy_id"], probabilities=prob,
+            latents={k: {d: out[d][k]["latent"][:m] for d in ctx.depths} for k in labels})
 
 
 # --------------------------------------------------------------------------- robustness curve
@@ -181,7 +189,10 @@ class Curve(Stage):
     """Accuracy against depth, from the same noiseless galaxies (skipped, with the reason,
     on data with noise baked in, e.g. the paper's files from ``import-npy``)."""
 
-    name, deps, Output = "curve", TRAINED, CurveOutput
+    name, Output = "curve", CurveOutput
+
+    def __init__(self, labels):
+        self.labels, self.deps = list(labels), trained(labels)
 
     def settings(self, ctx):
         return {**ctx.data_settings(), "n": ctx.study.curve.n,
@@ -197,7 +208,7 @@ class Curve(Stage):
                 "flux to draw on-the-fly noise from")})
         depths = curve_years(ctx)
         curve = curve_lib.RobustnessCurve(
-            {k: ctx.model(k) for k in MODELS}, m, ctx.study.split, depths,
+            {k: ctx.model(k) for k in self.labels}, m, ctx.study.split, depths,
             n=ctx.study.curve.n or None, seed=ctx.cfg.seed, noise_mode=ctx.cfg.data.noise_mode,
             progress=lambda d: ctx.log(f"curve: depth {d.name} "
                                        f"({depths.index(d) + 1}/{len(depths)})"))

@@ -10,15 +10,16 @@ import numpy as np
 from tfgal.attack import apply_pixels
 from tfgal.data import pipeline
 from tfgal.study import plots
-from tfgal.study.attacks import ATTACKED, Attack
-from tfgal.study.models import TRAINED
-from tfgal.study.stage import MODELS, Stage
+from tfgal.study.attacks import Attack, attacked, figure_labels
+from tfgal.study.models import trained
+from tfgal.study.stage import Stage
 
-__all__ = ["FIGURES", "Figures", "FiguresOutput", "figure_names"]
+__all__ = ["FIGURES", "Figures", "FiguresOutput", "figure_names", "kind_curve"]
 
 FIGURES = {"robustness_curve": "robustness_curve.png", "confusion": "confusion.png",
-           "isomap": "isomap.png", "church_windows": "church_windows.png",
-           "latent_distances": "latent_distances.png", "examples": "examples.png"}
+           "reliability": "reliability.png", "isomap": "isomap.png",
+           "church_windows": "church_windows.png", "latent_distances": "latent_distances.png",
+           "examples": "examples.png"}
 
 
 @dataclasses.dataclass
@@ -32,11 +33,30 @@ def figure_names(curve_skipped):
     return {k: os.path.join("figures", f) for k, f in FIGURES.items() if k not in skip}
 
 
+def kind_curve(curve, members):
+    """The curve per model kind: mean accuracy over seeds, with the standard deviation over
+    seeds as its band (the binomial standard error with one seed)."""
+    kinds = list(dict.fromkeys(m.kind for m in members))
+    out = {**curve, "models": {}}
+    for kind in kinds:
+        rows = [curve["models"][m.label] for m in members if m.kind == kind]
+        acc = np.asarray([r["accuracy"] for r in rows], float)
+        spread = (acc.std(axis=0, ddof=1) if len(rows) > 1
+                  else np.asarray([s or 0.0 for s in rows[0]["accuracy_sem"]]))
+        out["models"][kind] = {"accuracy": acc.mean(axis=0).tolist(),
+                               "accuracy_sem": spread.tolist(), "n": rows[0]["n"]}
+    return out
+
+
 class Figures(Stage):
-    """Every figure of the study, from the stored stage outputs."""
+    """Every figure of the study, from the stored stage outputs (per-galaxy figures for the
+    first seed's models; the curve over all seeds)."""
 
     name, Output = "figures", FiguresOutput
-    deps = (*TRAINED, "evaluate", "curve", *ATTACKED, "latent", "church")
+
+    def __init__(self, labels):
+        self.deps = (*trained(labels), "evaluate", "curve", *attacked(labels), "distances",
+                     "latent", "church")
 
     def settings(self, ctx):
         return {"examples": ctx.study.examples}
@@ -49,21 +69,27 @@ class Figures(Stage):
         names = list(ctx.manifest.class_names)
         rel = figure_names(inputs["curve"].skipped)
         path = {k: os.path.join(ctx.out, p) for k, p in rel.items()}
-        ev, attacks = inputs["evaluate"], {k: inputs[Attack.name_of(k)] for k in MODELS}
+        shown = figure_labels(ctx)
+        ev, attacks = inputs["evaluate"], {k: inputs[Attack.name_of(k)] for k in shown}
         if "robustness_curve" in path:
             counts = np.asarray(ev.class_counts)
-            plots.robustness_curve(inputs["curve"].table, path["robustness_curve"],
+            plots.robustness_curve(kind_curve(inputs["curve"].table, ctx.members),
+                                   path["robustness_curve"],
                                    marks=zip(ctx.training_years(), ctx.depths),
                                    chance=float(counts.max() / counts.sum()))
-        plots.confusion_matrices({(k, d): ev.metrics[k][d]["confusion"] for k in MODELS
+        plots.confusion_matrices({(k, d): ev.metrics[k][d]["confusion"] for k in shown
                                   for d in ctx.depths}, names, path["confusion"])
+        plots.reliability_diagram({k: ev.reliability[k] for k in shown}, path["reliability"])
         lat = inputs["latent"]
         plots.isomap({k: {"embedding": lat.embedding[k], "group": lat.group[k],
-                          "label": lat.label[k]} for k in MODELS},
+                          "label": lat.label[k]} for k in shown},
                      names, path["isomap"], ctx.depths)
         plots.church_windows(inputs["church"].panels(), names, path["church_windows"])
-        plots.latent_distances({k: {"attack": a.d_attack, "noisy": a.d_noisy}
-                                for k, a in attacks.items()}, path["latent_distances"])
+        scale = {k: inputs["distances"].measures[k]["scale"] for k in shown}
+        plots.latent_distances({k: {"attack": a.d_attack / scale[k], "noisy": a.d_noisy / scale[k]}
+                                for k, a in attacks.items()}, path["latent_distances"],
+                               xlabel="latent distance / the model's median distance "
+                                      "between different galaxies")
         plots.example_galaxies(_examples(ctx), _attacked_example(attacks), names,
                                path["examples"])
         return FiguresOutput(rel)

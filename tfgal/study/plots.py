@@ -19,11 +19,15 @@ from matplotlib.patches import Patch  # noqa: E402
 from tfgal import io  # noqa: E402
 
 __all__ = ["save", "robustness_curve", "confusion_matrices", "isomap", "church_windows",
-           "latent_distances", "to_rgb", "example_galaxies", "MODEL_STYLE", "CLASS_COLORS"]
+           "latent_distances", "to_rgb", "example_galaxies", "reliability_diagram",
+           "MODEL_STYLE", "CLASS_COLORS"]
 
 DPI = 110
 MODEL_STYLE = {"baseline": {"color": "#d95f02", "label": "baseline (no DA)"},
-               "adapted": {"color": "#1b9e77", "label": "domain-adapted (MMD)"}}
+               "target-bn": {"color": "#7570b3", "label": "target-bn (Y1 through BN)"},
+               "mmd": {"color": "#1b9e77", "label": "domain-adapted (MMD)"},
+               "depth-aug": {"color": "#e7298a", "label": "depth augmentation"},
+               "depth-aug+mmd": {"color": "#66a61e", "label": "depth aug. + MMD"}}
 CLASS_COLORS = ("#377eb8", "#e41a1c", "#4daf4a", "#984ea3", "#ff7f00")
 DEPTH_MARKERS = ("o", "^")
 
@@ -38,12 +42,23 @@ def save(fig, path):
     return path
 
 
+def _kind(label):
+    """A member label ("mmd", "mmd_s1") -> its kind ("mmd")."""
+    kind, sep, seed = label.rpartition("_s")
+    return kind if sep and seed.isdigit() else label
+
+
 def _label(kind):
-    return MODEL_STYLE.get(kind, {"label": kind})["label"]
+    style = MODEL_STYLE.get(_kind(kind))
+    if style is None:
+        return kind
+    if _kind(kind) == kind:
+        return style["label"]
+    return f"{style['label']}, seed {kind.rpartition('_s')[2]}"
 
 
 def _color(kind):
-    return MODEL_STYLE.get(kind, {"color": None})["color"]
+    return MODEL_STYLE.get(_kind(kind), {"color": None})["color"]
 
 
 # --------------------------------------------------------------------------- robustness curve
@@ -84,7 +99,7 @@ def robustness_curve(curve, path, *, marks=(), chance=None):
 
 def confusion_matrices(matrices, class_names, path):
     """Row-normalised confusion matrices with counts; `matrices`: {(model, depth): counts}."""
-    kinds = sorted({k for k, _ in matrices}, key=list(MODEL_STYLE).index)
+    kinds = list(dict.fromkeys(k for k, _ in matrices))
     depths = list(dict.fromkeys(d for _, d in matrices))
     fig, axes = plt.subplots(len(kinds), len(depths), figsize=(3.6 * len(depths), 3.4 * len(kinds)),
                              squeeze=False)
@@ -188,7 +203,7 @@ def _church_panel(ax, window, cmap, n_classes, class_names):
     ax.set_xlabel("along attacked - base")
 
 
-def latent_distances(distances, path):
+def latent_distances(distances, path, *, xlabel="Euclidean distance in latent space"):
     """Histograms of base -> attacked and base -> noisy latent distances per model.
 
     `distances`: {model: {"attack": [..], "noisy": [..]}} (NaN entries are skipped).
@@ -205,7 +220,7 @@ def latent_distances(distances, path):
             ax.hist(v, bins=bins, alpha=0.55, color=_color(kind),
                     label=f"{_label(kind)} (mean {mean}, n={len(v)})")
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("Euclidean distance in latent space")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("galaxies")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -269,3 +284,47 @@ def _attacked_column(axes, attacked, class_names, low, high):
                                     fill=False, color="yellow", lw=1.5))
     for ax in axes[len(shown):]:
         ax.axis("off")
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def reliability_diagram(panels, path):
+    """Accuracy against confidence per confidence bin, one column per depth.
+
+    `panels`: {model: {depth: `tfgal.study.metrics.reliability` dict}}. Points sit at a
+    bin's mean confidence, their area grows with its galaxy count; empty bins are skipped.
+    The diagonal is perfect calibration; the legend gives each model's ECE.
+    """
+    depths = list(dict.fromkeys(d for per_depth in panels.values() for d in per_depth))
+    fig, axes = plt.subplots(1, max(1, len(depths)), figsize=(4.4 * max(1, len(depths)), 4.4),
+                             squeeze=False)
+    for ax, depth in zip(axes[0], depths):
+        ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfectly calibrated")
+        for kind, per_depth in panels.items():
+            if depth in per_depth:
+                _reliability_line(ax, kind, per_depth[depth])
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.03)
+        ax.set_aspect("equal")
+        ax.set_title(f"tested at {depth}", fontsize=10)
+        ax.set_xlabel("confidence (largest probability)")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle("Reliability (marker area grows with galaxies per bin)", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _reliability_line(ax, kind, table):
+    count = np.asarray(table["count"], float)
+    shown = [i for i, c in enumerate(count) if c > 0 and table["accuracy"][i] is not None]
+    x = np.asarray([table["confidence"][i] for i in shown], float)
+    y = np.asarray([table["accuracy"][i] for i in shown], float)
+    # plot first: it takes the next colour of the cycle when the model has none of its own
+    (line,) = ax.plot(x, y, "-", color=_color(kind), lw=1.3,
+                      label=f"{_label(kind)}: ECE {table['ece']:.3f}")
+    size = 12 + 150 * count[shown] / max(count.max(), 1)
+    ax.scatter(x, y, s=size, color=line.get_color(), edgecolors="white", linewidths=0.5,
+               zorder=3)

@@ -1,5 +1,9 @@
 """The study's report: ``results.json`` (every number) and ``report.md`` (figures embedded).
 
+The report opens with the controlled table (every model kind, mean ± standard deviation
+over seeds, gains over the baseline and the target-bn control with 95% intervals), then
+the scale-free latent measures, then the paper comparison with every difference stated.
+
 `PAPER` holds the headline figures published by Ciprijanovic et al. (2022), cited in
 ``PAPER["source"]``: data, not this package's measurements. They were measured on the
 paper's data (TNG100 mock LSST images, 23,487 training galaxies) and sit beside this
@@ -14,7 +18,6 @@ import platform
 
 from tfgal import io
 from tfgal.model import export
-from tfgal.study.stage import MODELS
 
 __all__ = ["PAPER", "write", "versions", "headline", "markdown"]
 
@@ -69,10 +72,31 @@ def _ratio(a, b):
     return None if a is None or not b else a / b
 
 
+def _diff(a, b):
+    return None if a is None or b is None else a - b
+
+
+def _first(results, kind):
+    """The label of `kind`'s model at the first seed (None when the study has none)."""
+    seed = results["seeds"][0]
+    return next((label for label, m in results["members"].items()
+                 if m["kind"] == kind and m["seed"] == seed), None)
+
+
+# Differences from the paper, stated beside every comparison with it.
+DIFFERENCES = (
+    "data: tfgal's GalSim mocks (or imported files), not the paper's TNG100 images",
+    "stretch: fitted once on training Y10 images (the paper: per split and depth)",
+    "attacks: only correctly classified galaxies; the budget is the config's",
+)
+
+
 def headline(results):
-    """Rows comparing the paper's headline figures with this study's (JSON-able)."""
+    """Rows comparing the paper's headline figures with this study's (JSON-able): the
+    first seed's baseline and mmd models."""
     ev, att = results["evaluation"], results.get("attack", {})
     src, tgt = results["depths"]["source"], results["depths"]["target"]
+    base, da = _first(results, "baseline"), _first(results, "mmd")
     rows = []
 
     def row(quantity, paper_resnet, paper_convnet, study):
@@ -83,25 +107,21 @@ def headline(results):
     for metric, key in (("accuracy", "accuracy"), ("f1_weighted", "f1/weighted")):
         for depth, paper_depth in ((src, "Y10"), (tgt, "Y1")):
             row(f"{metric} at {depth}, no DA", p[metric][paper_depth], None,
-                _get(ev, "baseline", depth, key))
+                _get(ev, base, depth, key))
     row(f"accuracy gain at {tgt} from DA", PAPER["da_gain_y1_accuracy_up_to"],
-        None, _diff(_get(ev, "adapted", tgt, "accuracy"), _get(ev, "baseline", tgt, "accuracy")))
+        None, _diff(_get(ev, da, tgt, "accuracy"), _get(ev, base, tgt, "accuracy")))
     for kind, label in (("attack", "base -> attacked"), ("noisy", f"base -> {tgt}")):
-        for model in MODELS:
-            row(f"latent distance {label}, {model}",
-                _get(p, f"distance_{kind}", model, "mean"),
-                _get(PAPER["convnet"], f"distance_{kind}", model, "mean"),
+        for paper_model, model in (("baseline", base), ("adapted", da)):
+            row(f"latent distance {label}, {model or paper_model}",
+                _get(p, f"distance_{kind}", paper_model, "mean"),
+                _get(PAPER["convnet"], f"distance_{kind}", paper_model, "mean"),
                 _get(att, model, "latent_distance", kind, "mean"))
-        row(f"latent distance {label}, DA / baseline",
+        row(f"latent distance {label}, DA / baseline (raw)",
             *(_ratio(_get(PAPER[m], f"distance_{kind}", "adapted", "mean"),
                      _get(PAPER[m], f"distance_{kind}", "baseline", "mean"))
               for m in ("resnet18", "convnet")),
             _get(results, "latent_distance_ratio", kind, "ratio"))
     return rows
-
-
-def _diff(a, b):
-    return None if a is None or b is None else a - b
 
 
 # --------------------------------------------------------------------------- markdown
@@ -115,6 +135,25 @@ def _fmt(value, digits=3):
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _agg(d, scale=1.0, digits=3):
+    """"mean ± std" of an `over_seeds` dict ("mean" alone with one seed)."""
+    if not d or d.get("mean") is None:
+        return "n/a"
+    fmt = (lambda v: f"{scale * v:.1f}") if scale != 1.0 else (lambda v: _fmt(v, digits))
+    return fmt(d["mean"]) if d.get("std") is None else f"{fmt(d['mean'])} ± {fmt(d['std'])}"
+
+
+def _ci(ci, scale=1.0):
+    if not ci or ci.get("low") is None:
+        return ""
+    return f" [{scale * ci['low']:.1f}, {scale * ci['high']:.1f}]" if scale != 1.0 else \
+        f" [{_fmt(ci['low'])}, {_fmt(ci['high'])}]"
 
 
 def _pm(d):
@@ -136,38 +175,98 @@ def _figure(results, name, alt):
 
 def markdown(results):
     """The report as Markdown; figures are linked relative to the study directory."""
-    parts = [_intro(results), _headline_md(results), _models_md(results),
+    parts = [_intro(results), _controlled_md(results), _decomposition_md(results),
+             _latent_table_md(results), _headline_md(results), _models_md(results),
              _classification_md(results), _curve_md(results), _attack_md(results),
              _latent_md(results), _examples_md(results), _reproduce_md(results)]
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(p for p in parts if p) + "\n"
 
 
 def _intro(results):
-    ev = results["evaluation"]
-    src, tgt = results["depths"]["source"], results["depths"]["target"]
-    acc = {m: {d: _get(ev, m, d, "accuracy") for d in (src, tgt)} for m in MODELS}
+    seeds = results["seeds"]
     lines = [f"# Robustness study: {results['name']}", "",
              f"Generated {results['created']} by tfgal {results['versions'].get('tfgal')}; "
              f"dataset `{results['dataset']['root']}` ({results['dataset']['kind']}), "
-             f"split `{results['split']}`.", "",
-             f"- Baseline (no DA): accuracy {_fmt(acc['baseline'][src])} at {src}, "
-             f"{_fmt(acc['baseline'][tgt])} at {tgt}.",
-             f"- Domain-adapted (MMD): {_fmt(acc['adapted'][src])} at {src}, "
-             f"{_fmt(acc['adapted'][tgt])} at {tgt} "
-             f"(change at {tgt}: {_fmt(_diff(acc['adapted'][tgt], acc['baseline'][tgt]))})."]
-    for model in MODELS:
-        a = _get(results, "attack", model)
-        if a:
-            lines.append(f"- One-pixel attack on the {model} model: success rate "
-                         f"{_fmt(a['success_rate'])} ({a['n_success']} of {a['n_attacked']} "
-                         f"attacked).")
-    r = _get(results, "latent_distance_ratio", "attack", "ratio")
-    paper = [_ratio(_get(PAPER[m], "distance_attack", "adapted", "mean"),
-                    _get(PAPER[m], "distance_attack", "baseline", "mean"))
-             for m in ("resnet18", "convnet")]
-    lines.append(f"- Latent distance base -> attacked, DA / baseline: {_fmt(r)} "
-                 f"(the paper's: {_fmt(paper[0])} ResNet18, {_fmt(paper[1])} ConvNet).")
+             f"split `{results['split']}`; {results['model_name']} models, "
+             f"{len(seeds)} training seed(s) ({', '.join(map(str, seeds))}). Every model is "
+             "trained by the same code, data, seed and budget; only these switches differ:", ""]
+    lines += [f"- `{k}`: {what}." for k, what in results["controls"].items()]
+    clip = (results.get("stretch") or {}).get("lower_clip")
+    lines += ["", "Stretch lower clip: " + (
+        f"{clip['sigma']:g} sigma of sky noise below zero at {clip['depth']} "
+        "(`data.stretch_clip = \"target-floor\"`)." if clip else
+        "the fitted source-depth percentile (`data.stretch_clip = \"percentile\"`).")]
     return "\n".join(lines)
+
+
+def _controlled_md(results):
+    src, tgt = results["depths"]["source"], results["depths"]["target"]
+    many = len(results["seeds"]) > 1
+    rows = []
+    for kind, r in results["controlled"].items():
+        gains = [(_agg(_get(r, f"gain_over_{ref}", "target"), 100)
+                  + _ci(_get(r, f"gain_over_{ref}", "target", "ci95"), 100)
+                  if f"gain_over_{ref}" in r else "—") for ref in ("baseline", "target-bn")]
+        rows.append((f"`{kind}`", _agg(r["accuracy_source"], 100), _agg(r["accuracy_target"], 100),
+                     _agg(r["curve_mean_accuracy"], 100), _agg(r["attack_success"], 100),
+                     _agg(r["ece_source"]), _agg(r["ece_target"]), *gains))
+    spread = "mean ± standard deviation over seeds" if many else "one seed"
+    return "\n".join([
+        "## The controlled table", "",
+        f"Accuracy and attack success in percent ({spread}); the mean accuracy is over the "
+        "robustness curve's depths; attack success is over the galaxies each model "
+        "classifies correctly; ECE is the expected calibration error (15 bins). Gains are "
+        f"percentage points of accuracy at {tgt}, seed by seed against the same seed's "
+        "control on the same galaxies, with a 95% paired bootstrap interval over galaxies.", "",
+        _table(("model", f"accuracy {src}", f"accuracy {tgt}", "mean over curve",
+                "attack success", f"ECE {src}", f"ECE {tgt}", "gain over baseline",
+                "gain over target-bn"), rows)])
+
+
+def _decomposition_md(results):
+    c, tgt = results["controlled"], results["depths"]["target"]
+
+    def gain(kind, ref):
+        return _get(c, kind, f"gain_over_{ref}", "target", "mean")
+    total, bn = gain("mmd", "baseline"), gain("target-bn", "baseline")
+    if total is None or bn is None:
+        return ""
+    lines = ["## Where the domain-adaptation gain comes from", "",
+             f"At {tgt}, the `mmd` model gains {_pct(total)} points over the baseline. "
+             f"Feeding {tgt} images through the network with no adaptation loss (`target-bn`, "
+             f"batch-norm statistics of both depths) gains {_pct(bn)}; the MMD term adds "
+             f"{_pct(gain('mmd', 'target-bn'))} beyond that."]
+    aug = gain("depth-aug", "baseline")
+    if aug is not None:
+        lines.append(f"Depth augmentation alone (labelled images at random depths, no target "
+                     f"images) gains {_pct(aug)} points.")
+    both = gain("depth-aug+mmd", "baseline")
+    if both is not None:
+        lines.append(f"Depth augmentation with MMD gains {_pct(both)} points.")
+    return "\n".join(lines)
+
+
+def _latent_table_md(results):
+    rows = []
+    for kind, r in results["latent"].items():
+        vs = r.get("vs_baseline", {})
+        rows.append((f"`{kind}`", _agg(r["scale"]),
+                     _agg(r["attack"]) + _ci(r["attack_ci95_first_seed"]),
+                     _agg(r["noisy"]) + _ci(r["noisy_ci95_first_seed"]),
+                     _agg(r["attack_over_noisy"]) + _ci(r["attack_over_noisy_ci95_first_seed"]),
+                     _agg(vs.get("scaled")) + _ci(_get(vs, "scaled", "ci95_first_seed")),
+                     _agg(vs.get("raw")) + _ci(_get(vs, "raw", "ci95_first_seed")),
+                     ", ".join(map(str, _get(vs, "scaled", "n_pairs") or [])) or "—"))
+    tgt = results["depths"]["target"]
+    return "\n".join([
+        "## Latent distances, scale-free", "",
+        "Each model's latent distances divided by its own scale, the median distance between "
+        "different galaxies: `attack` base -> successfully attacked copy, `noisy` base -> the "
+        f"same galaxy at {tgt}; `attack / noisy` per galaxy. `vs baseline`: the ratio of mean "
+        "distances to the same seed's baseline on the galaxies attacked successfully under "
+        "both (paired), scaled and raw. Brackets: 95% bootstrap intervals (first seed).", "",
+        _table(("model", "scale", "attack / scale", "noisy / scale", "attack / noisy",
+                "vs baseline (scaled)", "vs baseline (raw)", "pairs"), rows)])
 
 
 def _headline_md(results):
@@ -177,43 +276,44 @@ def _headline_md(results):
         "## The paper's headline figures beside this study's", "",
         f"Paper columns: {PAPER['source']}. They are the paper's numbers on the paper's "
         f"data, not reruns. This study: {results['model_name']} on "
-        f"`{results['dataset']['root']}`.", "",
+        f"`{results['dataset']['root']}`, first seed. Differences: "
+        + "; ".join(DIFFERENCES) + ". Raw distances depend on each model's latent scale; "
+        "the scale-free table above is the comparable one.", "",
         _table(("quantity", "paper, ResNet18", "paper, ConvNet", "this study"), rows)])
 
 
 def _models_md(results):
     rows = []
-    for m in MODELS:
-        info = results["models"][m]
+    for label, info in results["members"].items():
         loss = info["loss"]
-        rows.append((m, _fmt(loss["mmd_weight"]), _fmt(loss["fisher_weight"]),
-                     _fmt(loss["entropy_weight"]), info.get("epochs", "n/a"),
-                     "reused" if info.get("reused") else "trained",
+        rows.append((label, info["kind"], info["seed"], _fmt(loss["mmd_weight"]),
+                     str(loss.get("feed_target", False)), str(info.get("depth_augment")),
+                     info.get("epochs", "n/a"), "reused" if info.get("reused") else "trained",
                      f"`{info['export_dir']}`"))
     return "\n".join(["## Models", "", _table(
-        ("model", "MMD weight", "Fisher weight", "entropy weight", "epochs run", "this run",
-         "SavedModel"), rows)])
+        ("model", "kind", "seed", "MMD weight", "target through BN", "depth augmentation",
+         "epochs run", "this run", "SavedModel"), rows)])
 
 
 def _classification_md(results):
     ev, names = results["evaluation"], results["class_names"]
     rows, per_class = [], []
-    for m in MODELS:
-        for depth, met in ev[m].items():
-            rows.append((m, depth, _fmt(met["accuracy"]), _fmt(met["precision/weighted"]),
-                         _fmt(met["recall/weighted"]), _fmt(met["f1/weighted"]),
-                         _fmt(met["brier"]), _fmt(met["roc_auc/macro"])))
+    for m, depths in ev.items():
+        for depth, met in depths.items():
+            rows.append((m, depth, _fmt(met["accuracy"]), _fmt(met["f1/weighted"]),
+                         _fmt(met["brier"]), _fmt(met.get("ece")), _fmt(met["roc_auc/macro"])))
             for c in names:
                 per_class.append((m, depth, c, _fmt(met[f"precision/{c}"]),
                                   _fmt(met[f"recall/{c}"]), _fmt(met[f"f1/{c}"]),
-                                  _fmt(met[f"roc_auc/{c}"]), met[f"support/{c}"]))
+                                  met[f"support/{c}"]))
     return "\n".join([
         "## Classification at both depths", "",
-        _table(("model", "depth", "accuracy", "precision (w)", "recall (w)", "F1 (w)",
-                "Brier", "ROC AUC (macro, one-vs-rest)"), rows), "",
+        _table(("model", "depth", "accuracy", "F1 (w)", "Brier", "ECE",
+                "ROC AUC (macro, one-vs-rest)"), rows), "",
+        _figure(results, "reliability", "reliability diagrams"), "",
         "Per class:", "",
-        _table(("model", "depth", "class", "precision", "recall", "F1", "ROC AUC", "support"),
-               per_class), "", _figure(results, "confusion", "confusion matrices")])
+        _table(("model", "depth", "class", "precision", "recall", "F1", "support"), per_class),
+        "", _figure(results, "confusion", "confusion matrices")])
 
 
 def _curve_md(results):
@@ -221,38 +321,39 @@ def _curve_md(results):
     head = "## Robustness to survey depth (beyond the paper)"
     if curve.get("skipped"):
         return f"{head}\n\nSkipped: {curve['skipped']}"
-    rows = [(d, _fmt(y), *(_fmt(curve["models"][m]["accuracy"][i]) for m in MODELS))
+    labels = list(curve["models"])
+    rows = [(d, _fmt(y), *(_fmt(curve["models"][m]["accuracy"][i]) for m in labels))
             for i, (d, y) in enumerate(zip(curve["depths"], curve["years"]))]
     return "\n".join([
         head, "", "The same noiseless test galaxies observed at each depth with on-the-fly "
-        "noise (exposure linear in survey years).", "",
-        _figure(results, "robustness_curve", "accuracy against depth"), "",
-        _table(("depth", "years", "baseline accuracy", "adapted accuracy"), rows)])
+        "noise (exposure linear in survey years); the figure shows each kind's mean over "
+        "seeds.", "", _figure(results, "robustness_curve", "accuracy against depth"), "",
+        _table(("depth", "years", *(f"{m} accuracy" for m in labels)), rows)])
 
 
 def _attack_md(results):
     attack = results.get("attack", {})
     rows, dist = [], []
-    for m in MODELS:
-        a = attack[m]
-        rows.append((m, a["n_attacked"], a["n_already_adversarial"], _fmt(a["success_rate"]),
-                     _fmt(a["queries"]["mean"]), _fmt(a["queries"]["mean_success"]),
-                     _fmt(a["seconds"])))
+    for m, a in attack.items():
+        rows.append((m, a.get("n_galaxies", "n/a"), a.get("n_misclassified", "n/a"),
+                     a["n_attacked"], _fmt(a["success_rate"]), _fmt(a["queries"]["mean"]),
+                     _fmt(a["queries"]["mean_success"]), _fmt(a["seconds"])))
         for kind in ("attack", "noisy", "noisy_success"):
             dist.append((m, kind, _pm(a["latent_distance"][kind])))
-    for kind, r in results["latent_distance_ratio"].items():
-        value = "n/a" if r["ratio"] is None else f"{_fmt(r['ratio'])} ± {_fmt(r['sem'])}"
-        dist.append(("DA / baseline", kind, value))
-    s = attack[MODELS[0]]["settings"]
+    first = next(iter(attack.values()))
+    s = first["settings"]
     return "\n".join([
         "## One-pixel attacks", "",
-        f"First {attack[MODELS[0]]['n_galaxies']} {results['split']} galaxies at "
-        f"{results['depths']['source']}; {s['pixels']} pixel(s), population {s['popsize']}, "
-        f"up to {s['iters']} generations, success when the true-class probability < "
-        f"{s['threshold']}; inserted values bounded by {s['value_range_source']}.", "",
-        _table(("model", "attacked", "already below threshold", "success rate",
+        f"The first {first.get('n_galaxies', 'n/a')} {results['split']} galaxies at "
+        f"{results['depths']['source']}; only those a model classifies correctly are attacked "
+        "(its misclassified ones are counted apart, never attacked). "
+        f"{s['pixels']} pixel(s), population {s['popsize']} (initial values: "
+        f"`{s.get('init', 'n/a')}`), up to {s['iters']} generations, success when the "
+        f"true-class probability < {s['threshold']}; inserted values bounded by "
+        f"{s['value_range_source']}.", "",
+        _table(("model", "galaxies", "misclassified (skipped)", "attacked", "success rate",
                 "queries / image", "queries / success", "seconds"), rows), "",
-        "Latent distances (mean ± std, standard error): `attack` base -> successfully "
+        "Raw latent distances (mean ± std, standard error): `attack` base -> successfully "
         "attacked; `noisy` base -> same galaxy at the target depth (all attacked galaxies); "
         "`noisy_success` the same for the successfully attacked ones.", "",
         _table(("model", "distance", "value"), dist), "",
@@ -275,10 +376,11 @@ def _reproduce_md(results):
     times = [(stage, _fmt(t.get("seconds")), "reused" if t.get("reused") else "run")
              for stage, t in results["run_times"]["stages"].items()]
     versions = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
-    seeds = ", ".join(f"{k} {v}" for k, v in results["seeds"].items())
+    seeds = ", ".join(f"{k} {v}" for k, v in results["seed_streams"].items())
     return "\n".join([
         "## Reproducibility", "", f"Command: `{results.get('command') or 'n/a'}`", "",
-        f"Seeds: {seeds}.", "", f"Versions: {versions}.", "",
+        f"Training seeds {results['seeds']}; seed streams of the config's seed: {seeds}.", "",
+        f"Versions: {versions}.", "",
         _table(("stage", "seconds", "this invocation"), times), "",
         f"Total stage time {_fmt(results['run_times']['total_s'])} s. The resolved config "
         "is in `results.json` (`config`)."])

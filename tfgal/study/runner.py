@@ -1,20 +1,24 @@
-"""`tfgal-study`: the DeepAdversaries robustness study in one resumable command.
+"""`tfgal-study`: the controlled robustness study in one resumable command.
 
     tfgal-study --config pipelines/quick.toml --out studies/quick
 
-The study is a list of stages (`default_stages`), each writing ``OUT/stages/<stage>.json``
-(plus ``<stage>.npz`` for arrays):
+The study trains every model kind of ``study.models`` (the controls of
+`tfgal.study.stage.CONTROLS`: ``baseline``, ``target-bn``, ``mmd``, ``depth-aug``,
+``depth-aug+mmd``) once per seed of ``study.seeds``, by the same code path, data and
+budget, and measures them all on the same galaxies. Its stages (`default_stages`), each
+writing ``OUT/stages/<stage>.json`` (plus ``<stage>.npz`` for arrays):
 
-1. ``train_baseline``, ``train_adapted``: a model without domain adaptation (every
-   adaptation weight 0) and one with the config's adaptation loss, trained by
-   `tfgal.model.training.train` into ``OUT/models/<kind>`` (SavedModels) and
-   ``OUT/runs/<kind>``. A model whose exported config equals the derived one and that loads
-   is reused.
-2. ``evaluate``: both models on the study split at the source and target depths.
+1. ``train_<label>``: one per member (``<kind>``, or ``<kind>_s<seed>`` with several
+   seeds), trained by `tfgal.model.training.train` into ``OUT/models/<label>`` and
+   ``OUT/runs/<label>``. A model whose exported config equals the derived one is reused.
+2. ``evaluate``: every model on the study split at the source and target depths
+   (accuracy, F1, Brier, ROC AUC, expected calibration error, reliability bins).
 3. ``curve``: accuracy against depth, from the same noiseless galaxies (skipped, with the
-   reason, on data with noise baked in, e.g. the paper's files from ``import-npy``).
-4. ``attack_baseline``, ``attack_adapted``: one-pixel attacks and latent distances.
-5. ``latent`` (isomap), ``church`` (church windows), ``figures``, ``report``.
+   reason, on data with noise baked in).
+4. ``attack_<label>``: one-pixel attacks on the galaxies each model classifies correctly.
+5. ``distances``: scale-free latent distances, and each model against its seed's baseline
+   on the galaxies attacked successfully under both, with bootstrap intervals.
+6. ``latent`` (isomap), ``church`` (church windows), ``figures``, ``report``.
 
 Resumption: a stage's JSON is written last and atomically; it records a key (digest of
 the stage's settings and of the ids of the stages it reads), so a stage reruns exactly
@@ -37,15 +41,15 @@ from tfgal import seeds
 from tfgal.attack import summary as attack_summary
 from tfgal.errors import ConfigError
 from tfgal.model import training
-from tfgal.study import report
-from tfgal.study.attacks import ATTACKED, Attack, Church, Latent
-from tfgal.study.models import TRAINED, Curve, Evaluate, Train
+from tfgal.study import controlled, report
+from tfgal.study.attacks import Attack, Church, Distances, Latent, attacked
+from tfgal.study.models import Curve, Evaluate, Train, trained
 from tfgal.study.outputs import FIGURES, Figures
-from tfgal.study.stage import MODELS, Stage, StudyContext, derived_configs
+from tfgal.study.stage import CONTROLS, Stage, StudyContext, derived_configs, members
 from tfgal.study.store import StageStore, now, plain
 
-__all__ = ["load_config", "run", "Study", "Report", "default_stages", "results", "STAGES",
-           "MODELS", "FIGURES", "REPORT_FILES"]
+__all__ = ["load_config", "run", "Study", "Report", "default_stages", "results",
+           "stage_names", "FIGURES", "REPORT_FILES"]
 
 REPORT_FILES = ("report.md", "results.json")
 
@@ -53,7 +57,7 @@ REPORT_FILES = ("report.md", "results.json")
 def load_config(path=None, overrides=()):
     """Defaults (with ``[study]``) + the TOML file + ``key=value`` overrides, checked."""
     cfg = config_lib.load(path, overrides)
-    derived_configs(cfg, "study")  # raises early when the config has no adaptation term
+    derived_configs(cfg, "study")  # raises early when an mmd model has no adaptation term
     return cfg
 
 
@@ -69,7 +73,10 @@ class Report(Stage):
     """``results.json`` (every number, see `results`) and ``report.md``."""
 
     name, Output = "report", ReportOutput
-    deps = (*TRAINED, "evaluate", "curve", *ATTACKED, "latent", "church", "figures")
+
+    def __init__(self, labels):
+        self.deps = (*trained(labels), "evaluate", "curve", *attacked(labels), "distances",
+                     "latent", "church", "figures")
 
     def outputs(self, ctx, inputs):
         return [os.path.join(ctx.out, n) for n in REPORT_FILES]
@@ -79,23 +86,39 @@ class Report(Stage):
 
 
 def results(ctx, inputs):
-    """Every number of the study, JSON-able: the schema of ``results.json``."""
-    attack = {k: inputs[Attack.name_of(k)].summary for k in MODELS}
+    """Every number of the study, JSON-able: the schema of ``results.json``.
+
+    Per member (``members``, ``evaluation``, ``attack``, ``latent_measures``) and per model
+    kind over seeds (``controlled``, ``latent``); ``latent_distance_ratio`` is the raw
+    mmd / baseline ratio of the first seed, the paper's comparison.
+    """
+    ev, curve = inputs["evaluate"], inputs["curve"].table
+    attack = {k: inputs[Attack.name_of(k)].summary for k in ctx.labels}
+    dist = inputs["distances"]
+    first = ctx.seeds[0]
+    da, base = ctx.label_of("mmd", first), ctx.label_of("baseline", first)
     out = {
         "name": ctx.cfg.name, "created": now(), "command": ctx.command,
         "model_name": ctx.cfg.model.name, "class_names": list(ctx.manifest.class_names),
         "split": ctx.study.split, "depths": {"source": ctx.source, "target": ctx.target},
-        "dataset": _dataset_info(ctx.manifest),
-        "models": {k: _model_info(ctx, k) for k in MODELS},
-        "evaluation": inputs["evaluate"].metrics,
-        "robustness_curve": inputs["curve"].table,
+        "dataset": _dataset_info(ctx.manifest), "stretch": ctx.manifest.stretch,
+        "kinds": ctx.kinds, "seeds": ctx.seeds,
+        "controls": {k: CONTROLS[k].what for k in ctx.kinds},
+        "members": {m.label: {"kind": m.kind, "seed": m.seed, **_model_info(ctx, m.label)}
+                    for m in ctx.members},
+        "controlled": controlled.controlled_table(ctx, ev, curve, attack),
+        "latent": controlled.latent_table(ctx, dist),
+        "evaluation": ev.metrics, "reliability": ev.reliability,
+        "robustness_curve": curve,
         "attack": attack,
-        "latent_distance_ratio": attack_summary.distance_ratios(
-            attack["adapted"]["latent_distance"], attack["baseline"]["latent_distance"]),
+        "latent_measures": {"per_model": dist.measures, "vs_baseline": dist.paired},
+        "latent_distance_ratio": (attack_summary.distance_ratios(
+            attack[da]["latent_distance"], attack[base]["latent_distance"])
+            if da and base else None),
         "church_windows": inputs["church"].windows,
         "figures": inputs["figures"].figures,
         "paper": report.PAPER,
-        "config": ctx.cfg.to_dict(), "seeds": _seeds(ctx.cfg.seed),
+        "config": ctx.cfg.to_dict(), "seed_streams": _seeds(ctx.cfg.seed),
         "versions": report.versions(), "run_times": _run_times(ctx.records),
     }
     out["paper_comparison"] = report.headline(out)
@@ -111,8 +134,9 @@ def _dataset_info(m):
 
 
 def _model_info(ctx, kind):
-    rec = ctx.records[Train.name_of(kind)]
-    return {"loss": ctx.derived[kind].to_dict()["loss"], "epochs": rec.output.epochs,
+    rec, derived = ctx.records[Train.name_of(kind)], ctx.derived[kind].to_dict()
+    return {"loss": derived["loss"], "depth_augment": derived["data"]["depth_augment"],
+            "epochs": rec.output.epochs,
             "export_dir": rec.output.export_dir, "run_dir": rec.output.run_dir,
             "reused": rec.reused or rec.output.reused_model,
             "fingerprint": rec.id, "train_summary": rec.output.summary}
@@ -132,13 +156,16 @@ def _run_times(records):
 # --------------------------------------------------------------------------- the study
 
 
-def default_stages():
-    """The study's stages, in the order they run."""
-    return [*(Train(k) for k in MODELS), Evaluate(), Curve(), *(Attack(k) for k in MODELS),
-            Latent(), Church(), Figures(), Report()]
+def default_stages(cfg):
+    """The stages of the study of config `cfg`, in the order they run."""
+    labels = [m.label for m in members(cfg)]
+    return [*(Train(k) for k in labels), Evaluate(labels), Curve(labels),
+            *(Attack(k) for k in labels), Distances(labels), Latent(labels), Church(labels),
+            Figures(labels), Report(labels)]
 
 
-STAGES = tuple(s.name for s in default_stages())
+def stage_names(cfg):
+    return [s.name for s in default_stages(cfg)]
 
 
 class Study:
@@ -148,7 +175,7 @@ class Study:
                  stages=None):
         self.ctx = StudyContext(cfg, os.fspath(out), progress=progress,
                                 train_verbose=train_verbose, command=command, log=self._log)
-        self.stages = list(default_stages() if stages is None else stages)
+        self.stages = list(default_stages(cfg) if stages is None else stages)
         self._check(self.stages)
         self.store = StageStore(os.path.join(self.ctx.out, "stages"), log=self._log)
 
@@ -186,7 +213,7 @@ class Study:
         """Runs (or resumes) every stage; returns the results dict of ``results.json``."""
         ctx = self.ctx
         os.makedirs(ctx.out, exist_ok=True)
-        ctx.manifest = training.ensure_dataset(ctx.cfg.data, ctx.cfg.seed)
+        ctx.manifest = training.ensure_dataset(ctx.cfg.data, ctx.cfg.seed)  # clipped stretch
         for index, stage in enumerate(self.stages, 1):
             ctx.records[stage.name] = self._run_stage(stage, index)
         with open(os.path.join(ctx.out, "results.json")) as f:

@@ -19,9 +19,45 @@ from tfgal import data, survey
 from tfgal.errors import ConfigError
 from tfgal.model import export
 
-__all__ = ["MODELS", "Stage", "StudyContext", "derived_configs"]
+__all__ = ["CONTROLS", "Control", "Member", "members", "Stage", "StudyContext",
+           "derived_configs"]
 
-MODELS = ("baseline", "adapted")
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+    """How one model of the controlled study trains; everything else is the config's."""
+    adapt: bool          # the config's adaptation loss (else every adaptation weight 0)
+    feed_target: bool    # target images through the network (and its batch norm)
+    depth_augment: bool  # labelled images at random depths between target and source
+    what: str
+
+
+# Same code path, seed and budget for all: only these switches differ.
+CONTROLS = {
+    "baseline": Control(False, False, False, "source depth only; target images never seen"),
+    "target-bn": Control(False, True, False, "target images through the network (batch-norm "
+                         "statistics see both depths), every adaptation weight 0"),
+    "mmd": Control(True, False, False, "the config's adaptation loss (the study's MMD)"),
+    "depth-aug": Control(False, False, True, "labelled images at random depths, log-uniform "
+                         "between target and source; target images never seen"),
+    "depth-aug+mmd": Control(True, False, True, "depth augmentation and the adaptation loss"),
+}
+assert tuple(CONTROLS) == config_lib.STUDY_MODELS
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One trained model: a control `kind` at a training `seed`; `label` names its files."""
+    kind: str
+    seed: int
+    label: str
+
+
+def members(cfg):
+    """The study's models, kind-major: every kind of ``study.models`` at every seed."""
+    seeds = list(cfg.study.seeds) or [cfg.seed]
+    many = len(seeds) > 1
+    return [Member(k, s, f"{k}_s{s}" if many else k) for k in cfg.study.models for s in seeds]
 
 
 class Stage:
@@ -56,19 +92,22 @@ def _escape(path):
 
 
 def derived_configs(cfg, out):
-    """{"baseline", "adapted"}: the training configs of the study's two models."""
-    if not cfg.loss.adapts:
-        raise ConfigError("the study compares a domain-adapted model with a baseline, but the "
-                          "config's loss has no adaptation term: set loss.mmd_weight > 0",
-                          key="loss.mmd_weight")
+    """{member label: training config}: each control of ``study.models`` at each seed."""
+    adapting = [k for k in cfg.study.models if CONTROLS[k].adapt]
+    if adapting and not cfg.loss.adapts:
+        raise ConfigError(f"study.models lists {adapting}, which train with the config's "
+                          "adaptation loss, but it has no adaptation term: set "
+                          "loss.mmd_weight > 0", key="loss.mmd_weight")
     derived = {}
-    for kind in MODELS:
-        update = {"name": f"{cfg.name}-{kind}",
-                  "export": {"dir": _escape(os.path.join(out, "models", kind))},
-                  "log": {"dir": _escape(os.path.join(out, "runs", kind))}}
-        if kind == "baseline":
-            update["loss"] = {w: 0.0 for w in cfg.loss.ADAPTATION_WEIGHTS}
-        derived[kind] = config_lib.merge(cfg, update).without_study()
+    for m in members(cfg):
+        control = CONTROLS[m.kind]
+        loss = {} if control.adapt else {w: 0.0 for w in cfg.loss.ADAPTATION_WEIGHTS}
+        update = {"name": f"{cfg.name}-{m.label}", "seed": m.seed,
+                  "data": {"depth_augment": control.depth_augment},
+                  "loss": {**loss, "feed_target": control.feed_target},
+                  "export": {"dir": _escape(os.path.join(out, "models", m.label))},
+                  "log": {"dir": _escape(os.path.join(out, "runs", m.label))}}
+        derived[m.label] = config_lib.merge(cfg, update).without_study()
     return derived
 
 
@@ -89,6 +128,26 @@ class StudyContext:
 
     def __post_init__(self):
         self.derived = derived_configs(self.cfg, self.out)
+        self.members = members(self.cfg)
+
+    @property
+    def labels(self):
+        return [m.label for m in self.members]
+
+    @property
+    def kinds(self):
+        return list(self.cfg.study.models)
+
+    @property
+    def seeds(self):
+        return list(dict.fromkeys(m.seed for m in self.members))
+
+    def member(self, label):
+        return next(m for m in self.members if m.label == label)
+
+    def label_of(self, kind, seed):
+        """The member of `kind` at `seed`, or None when the study has no such model."""
+        return next((m.label for m in self.members if m.kind == kind and m.seed == seed), None)
 
     @property
     def study(self):
@@ -116,7 +175,7 @@ class StudyContext:
         return config_lib.expand(self.derived[kind].log.dir, self.derived[kind])
 
     def model(self, kind):
-        """The exported model of `kind`, loaded once."""
+        """The exported model of member `kind` (a label), loaded once."""
         if kind not in self._models:
             self._models[kind] = export.load(self.export_dir(kind))
         return self._models[kind]

@@ -567,9 +567,26 @@ def test_study_defaults_and_shipped_configs():
     root = os.path.join(os.path.dirname(__file__), "..", "pipelines")
     quick = study.load_config(os.path.join(root, "quick.toml"))
     assert quick.study.attack_n < 150 and quick.study.attack_popsize < 400
+    # The quick study has the four controls the 15-minute budget allows; quick-controls all.
+    assert quick.study.models == ["baseline", "target-bn", "mmd", "depth-aug"]
+    both = study.load_config(os.path.join(root, "quick-controls.toml"))
+    assert both.study.models == list(config.STUDY_MODELS)
+    assert dataclasses.replace(both.study, models=quick.study.models) == quick.study
+    assert (both.data, both.train, both.loss, both.model) == \
+        (quick.data, quick.train, quick.loss, quick.model)
     for name in ("paper-convnet", "paper-resnet18"):
-        s = study.load_config(os.path.join(root, f"{name}.toml")).study
+        paper = study.load_config(os.path.join(root, f"{name}.toml"))
+        s = paper.study
         assert (s.attack.n, s.attack.popsize, s.attack.iters) == (150, 400, 100)
+        # The paper's recipe (../shared/REFERENCE.md).
+        t = paper.train
+        assert (t.learning_rate, t.beta_1, t.beta_2, t.batch_size) == (1e-5, 0.7, 0.8, 128)
+        assert (t.weight_decay_mode, t.weight_decay, t.source_only_weight_decay) == \
+            ("l2", 1e-4, 1e-3)
+        assert (t.schedule, t.precise_bn_batches, t.patience, t.epochs) == \
+            ("constant", 0, 10, 100)
+        assert not paper.data.augment and not paper.data.fresh_noise
+        assert s.attack_init == "gaussian" and paper.loss.mmd_weight == 0.01
     depths = models.curve_years(study.Study(quick, "unused").ctx)
     assert len(depths) >= 8 and depths[0].years == pytest.approx(0.1)
     assert depths[-1].years == pytest.approx(20.0)

@@ -386,6 +386,8 @@ def load_arrays(data, split, depth="Y10", *, n=None, seed=0, noise_mode="fast", 
     Returns dict(images=float32 NHWC stretched, labels=int32, galaxy_id=int64). Noise for
     mock data is seeded per galaxy, so the same galaxy gets the same image in every call.
     """
+    if n is not None:  # observe no more galaxies than asked for (noise is per galaxy)
+        batch_size = max(1, min(batch_size, int(n)))
     ds = make_dataset(data, split, depth, batch_size=batch_size, seed=seed,
                       noise_mode=noise_mode, stretch=stretch, with_ids=True)
     if n is not None:

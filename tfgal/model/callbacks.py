@@ -55,6 +55,24 @@ class RestoreOnly(keras.callbacks.BackupAndRestore):
         pass
 
 
+def _probe(encoder, norms):
+    """A compiled function: images -> (mean, variance) of every norm layer's input."""
+    cached = getattr(encoder, "_tfgal_bn_probe", None)
+    if cached is not None:
+        return cached
+    inputs = keras.Model(encoder.inputs, [layer.input for layer in norms])
+
+    @tf.function(reduce_retracing=True)
+    def probe(images):
+        out = []
+        for x in inputs(images, training=True):
+            axes = list(range(len(x.shape) - 1))
+            out.append((tf.reduce_mean(x, axes), tf.math.reduce_variance(x, axes)))
+        return out
+    encoder._tfgal_bn_probe = probe  # built once per encoder, not once per epoch
+    return probe
+
+
 def recalibrate_batch_norm(encoder, batches):
     """Sets every BatchNormalization's moving statistics to their value under the
     current weights ("precise BN"), averaged over `batches` run as in training.
@@ -66,15 +84,14 @@ def recalibrate_batch_norm(encoder, batches):
              if isinstance(layer, keras.layers.BatchNormalization)]
     if not norms:
         return
-    probe = keras.Model(encoder.inputs, [layer.input for layer in norms])
+    probe = _probe(encoder, norms)
     means = [0.0] * len(norms)
     variances = [0.0] * len(norms)
     n = 0
     for images in batches:
-        for i, x in enumerate(probe(images, training=True)):
-            axes = list(range(len(x.shape) - 1))
-            means[i] += tf.reduce_mean(x, axes)
-            variances[i] += tf.math.reduce_variance(x, axes)
+        for i, (mean, variance) in enumerate(probe(images)):
+            means[i] += mean
+            variances[i] += variance
         n += 1
     for layer, mean, variance in zip(norms, means, variances):
         layer.moving_mean.assign(mean / n)

@@ -227,7 +227,15 @@ def _calibration_batches(cfg, manifest, model):
     else:
         ds = ds.map(lambda x, y: x[0])
     n = cfg.train.precise_bn_batches
-    return lambda: ds.take(n)
+    # One iterator for the whole run: a fresh one per epoch refills the shuffle buffers
+    # (thousands of records) every epoch, which cost more than the recalibration itself.
+    stream = []
+
+    def batches():
+        if not stream:
+            stream.append(iter(ds.repeat()))
+        return [next(stream[0]) for _ in range(n)]
+    return batches
 
 
 def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):

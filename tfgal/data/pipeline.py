@@ -50,9 +50,17 @@ def _manifest(data):
     return data if isinstance(data, Manifest) else Manifest.load(data)
 
 
-def _depth_code(depth):
-    """A stable int for a depth, mixed into noise seeds."""
-    key = ",".join(f"{t:.6g}" for t in depth.exposure_s)
+def _exposure_key(exposure):
+    return ",".join(f"{t:.6g}" for t in exposure)
+
+
+def _depth_code(depth, until=None):
+    """A stable int for a `survey.Depth`, or for a depth range given as exposures [C]
+    (`depth` to `until`), mixed into noise seeds."""
+    if until is None:
+        key = _exposure_key(depth.exposure_s)
+    else:
+        key = "range:" + ";".join(_exposure_key(e) for e in (depth, until))
     return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
@@ -126,8 +134,7 @@ class _Observation:
                     f"range can only reach shallower depths (exposures {low.tolist()} to "
                     f"{high.tolist()} s, stored {stored.tolist()} s)", key="data.depth_augment")
             self.exposure = tf.constant(stored)
-        code = zlib.crc32(("range:" + ";".join(",".join(f"{t:.6g}" for t in e)
-                                               for e in (low, high))).encode()) & 0x7FFFFFFF
+        code = _depth_code(low, until=high)
         self.range_low, self.range_high = tf.constant(low), tf.constant(high)
         self.noise_base = tf.constant([int(seed), code], tf.int64)
         self.depth_base = tf.constant([seeds.derive(seed, "depth-range"), code], tf.int64)

@@ -22,6 +22,8 @@ Y10 is by the percentile; the upper clip stays the fitted percentile.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from tfgal import survey
@@ -140,6 +142,5 @@ def clip_manifest(manifest, mode, depths):
     """A copy of `manifest` whose stretch has the lower clip `mode` (itself if unchanged)."""
     if mode == "percentile":
         return manifest
-    import dataclasses
     return dataclasses.replace(manifest, stretch=lower_clip(manifest.stretch, mode, depths,
                                                             manifest.bands))

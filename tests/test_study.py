@@ -670,3 +670,27 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert cli.study_main(["--config", str(path), "--out", str(tmp_path / "s")]) == 2
     assert "study.attack_n" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "s")
+
+
+def test_study_measures_reach_tensorboard(finished):
+    """Each member's run directory holds its study measures in a `study` group, which
+    TensorBoard's HParams tab lists beside the training metrics (tests/test_tensorboard_live
+    checks the server side)."""
+    import glob
+    import tensorflow as tf
+    res, out = finished["results"], finished["out"]
+    for label in KINDS:
+        files = glob.glob(os.path.join(out, "runs", label, "study", "events.out.tfevents.*"))
+        assert len(files) == 1, files  # reruns replace, never add a second point
+        values = {v.tag: float(tf.make_ndarray(v.tensor))
+                  for e in tf.compat.v1.train.summary_iterator(files[0])
+                  for v in e.summary.value}
+        for depth in ("Y10", "Y1"):
+            m = res["evaluation"][label][depth]
+            assert values[f"study/accuracy_{depth}"] == pytest.approx(m["accuracy"], abs=1e-6)
+            assert values[f"study/ece_{depth}"] == pytest.approx(m["ece"], abs=1e-6)
+        rate = res["attack"][label]["success_rate"]
+        if rate is None:  # nothing classified correctly, nothing attacked
+            assert "study/attack_success" not in values
+        else:
+            assert values["study/attack_success"] == pytest.approx(rate, abs=1e-6)

@@ -3,7 +3,8 @@
 * ``tfgal-data``: build mock datasets, import survey data, check and describe datasets;
 * ``tfgal-train``: train a morphology classifier from a config and export it;
 * ``tfgal-attack``: one-pixel attacks on an exported model over a dataset split;
-* ``tfgal-study``: the whole robustness study, resumable, with figures and a report.
+* ``tfgal-study``: the whole robustness study, resumable, with figures and a report;
+* ``tfgal-predict``: an exported model over a dataset or FITS cutouts, into a catalogue.
 
 Each entry point parses its arguments, turns tfgal's errors into one readable line and
 exit status 2, and calls into the library; no science happens here. Choices and defaults
@@ -21,15 +22,36 @@ import sys
 from tfgal import config
 from tfgal.errors import TfgalError
 
-__all__ = ["data_main", "train_main", "attack_main", "study_main", "train_overrides", "summary"]
+__all__ = ["data_main", "train_main", "attack_main", "study_main", "predict_main",
+           "train_overrides", "summary"]
+
+
+VERBOSE_HELP = "keep TensorFlow's own C++ start-up log on stderr (hidden by default)"
 
 
 def _quiet_tensorflow():
     # TensorFlow's C++ start-up chatter hides the messages users need.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not _verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _run(main, argv):
+_verbose = False
+
+
+def _say_device():
+    """One stderr line on what TensorFlow computes on (commands that train or infer)."""
+    from tfgal import console
+    print(console.device_line(), file=sys.stderr)
+
+
+def _run(main, argv, *, console_script=False):
+    """Runs a command's `main`; a console script (not a test calling in) also gets its
+    stderr filtered of TensorFlow's C++ log unless ``--verbose`` is given."""
+    global _verbose
+    _verbose = "--verbose" in argv
+    if console_script and not _verbose:
+        from tfgal import console
+        console.hide_tensorflow_log()
     try:
         return main(argv) or 0
     except TfgalError as e:
@@ -95,6 +117,8 @@ def _data_parser():
 
     p = sub.add_parser("info", help="print a dataset's manifest summary")
     p.add_argument("data", help="dataset directory")
+    for p in sub.choices.values():
+        p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
 
 
@@ -148,7 +172,7 @@ def summary(manifest):
 
 
 def data_main(argv=None):
-    return _run(_data, sys.argv[1:] if argv is None else argv)
+    return _run(_data, sys.argv[1:] if argv is None else argv, console_script=argv is None)
 
 
 # --------------------------------------------------------------------------- tfgal-attack
@@ -203,12 +227,14 @@ def _attack_parser():
                              "or 'uniform' (uniform between the bounds); pixel positions are "
                              "uniform in every case")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
 
 
 def _attack(argv):
     _quiet_tensorflow()
     args = _attack_parser().parse_args(argv)
+    _say_device()
     from tfgal import attack
     settings = dict(pixels=args.pixels, popsize=args.popsize, iters=args.iters, f=args.f,
                     targeted=args.targeted, success=args.success, threshold=args.threshold,
@@ -228,7 +254,7 @@ def _attack(argv):
 
 
 def attack_main(argv=None):
-    return _run(_attack, sys.argv[1:] if argv is None else argv)
+    return _run(_attack, sys.argv[1:] if argv is None else argv, console_script=argv is None)
 
 
 # --------------------------------------------------------------------------- tfgal-train
@@ -253,6 +279,7 @@ def _experiment_args(parser, example):
                         help=f"override a config key, e.g. --set {example} (repeatable)")
     parser.add_argument("--strategy", choices=config.choices("train.strategy"),
                         help="tf.distribute strategy for training (config train.strategy)")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
 
 
 def train_overrides(args):
@@ -270,15 +297,16 @@ def train_overrides(args):
 def _train(argv):
     args = _train_parser().parse_args(argv)
     _quiet_tensorflow()
-    from tfgal import model
     cfg = config.load(args.config, train_overrides(args))
+    _say_device()
+    from tfgal import model
     summary = model.train(cfg)
     if summary is not None:
         print(json.dumps(summary, indent=2))
 
 
 def train_main(argv=None):
-    return _run(_train, sys.argv[1:] if argv is None else argv)
+    return _run(_train, sys.argv[1:] if argv is None else argv, console_script=argv is None)
 
 
 # --------------------------------------------------------------------------- tfgal-study
@@ -310,6 +338,8 @@ def _study(argv):
     overrides = train_overrides(argparse.Namespace(set=args.set, out=None, logdir=None,
                                                    strategy=args.strategy))
     cfg = study.load_config(args.config, overrides)
+    if not args.quiet:
+        _say_device()
     out = args.out or os.path.join("studies", cfg.name)
     results = study.run(cfg, out, redo=args.redo, progress=not args.quiet,
                         command=" ".join(["tfgal-study", *argv]))
@@ -323,4 +353,54 @@ def _study(argv):
 
 
 def study_main(argv=None):
-    return _run(_study, sys.argv[1:] if argv is None else argv)
+    return _run(_study, sys.argv[1:] if argv is None else argv, console_script=argv is None)
+
+
+# --------------------------------------------------------------------------- tfgal-predict
+
+
+def _predict_parser():
+    from tfgal.model import predict
+    parser = argparse.ArgumentParser(
+        prog="tfgal-predict",
+        description="Classify a dataset split, or FITS cutouts listed in a table, with an "
+                    "exported model and write a catalogue (galaxy id, class probabilities, "
+                    "predicted class, optionally the latent; model name and version in the "
+                    f"metadata). Format from the extension: {', '.join(predict.FORMATS)}.")
+    parser.add_argument("--model", required=True,
+                        help="exported SavedModel directory, or a TF Serving base directory "
+                             "(NAME/<version>/: the highest version is used)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="dataset directory")
+    source.add_argument("--fits-table",
+                        help="CSV or FITS table of cutouts: file[, label][, split][, galaxy_id], "
+                             "as tfgal-data import-fits reads it")
+    parser.add_argument("--split", default=predict.DEFAULT_SPLIT,
+                        help="split to classify (a FITS table without a split column: all rows)")
+    parser.add_argument("--out", required=True,
+                        help="catalogue to write: .fits, .parquet, .ecsv (these keep the "
+                             "metadata and a latent vector column) or .csv (plain: no metadata)")
+    parser.add_argument("--depth", default=None,
+                        help="depth of the noise added to noiseless data (default: the "
+                             "model's training source depth)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the images' noise")
+    parser.add_argument("--batch-size", type=int, default=predict.DEFAULT_BATCH_SIZE)
+    parser.add_argument("--latent", action="store_true", help="add each galaxy's latent vector")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    return parser
+
+
+def _predict(argv):
+    _quiet_tensorflow()
+    args = _predict_parser().parse_args(argv)
+    from tfgal.model import predict
+    summary = predict.predict(
+        args.model, args.out, data=args.data, fits_table=args.fits_table, split=args.split,
+        depth=args.depth, seed=args.seed, batch_size=args.batch_size, latent=args.latent,
+        progress=False if args.no_progress else None)
+    print(json.dumps(summary, indent=2))
+
+
+def predict_main(argv=None):
+    return _run(_predict, sys.argv[1:] if argv is None else argv, console_script=argv is None)

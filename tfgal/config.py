@@ -108,7 +108,8 @@ class TrainConfig:
     class_weights: bool = True                  # weight_c = N / (n_classes * n_c)
     mixed_precision: bool = False               # mixed_float16 on GPU
     deterministic: bool = True                  # op determinism (same seed, same metrics)
-    jit_compile: bool = True                    # XLA-compile the train step
+    jit_compile: bool = True                    # XLA-compile the train step (not when
+    #                                             deterministic: Keras has no deterministic XLA)
     strategy: str = _field("default", choices=STRATEGIES)
 
 

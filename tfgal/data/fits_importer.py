@@ -93,10 +93,12 @@ def import_fits(table, out, *, depth=None, seed=0, split_fractions=(0.7, 0.1, 0.
         return writer.finish(stretch=params, generator=generator)
 
 
-def read_table(path):
+def read_table(path, require_label=True):
     """Reads the label table: {"file", "label", "split"?, "galaxy_id"} as NumPy arrays.
 
-    Labels become class indices, splits tfgal split names; errors name the row.
+    Labels become class indices, splits tfgal split names; errors name the row. With
+    `require_label` False (tables of galaxies to classify) the label column is optional:
+    without it the result has no "label" key.
     """
     from astropy.table import Table
     if not os.path.exists(path):
@@ -106,15 +108,16 @@ def read_table(path):
         table = Table.read(path, format=fmt) if fmt else Table.read(path)
     except Exception as e:  # astropy raises many types for unreadable tables
         raise DataError(f"cannot read the label table: {e}", path=path) from None
-    for column in ("file", "label"):
+    for column in ("file", "label") if require_label else ("file",):
         if column not in table.colnames:
             raise DataError(f"label table lacks required column {column!r}; it has "
                             f"{table.colnames}", path=path, index=column)
     if len(table) == 0:
         raise DataError("label table has no rows", path=path)
-    rows = {"file": [_cell_text(table, "file", i, path) for i in range(len(table))],
-            "label": np.array([_parse_label(table["label"][i], path, i)
-                               for i in range(len(table))], dtype=np.int64)}
+    rows = {"file": [_cell_text(table, "file", i, path) for i in range(len(table))]}
+    if "label" in table.colnames:
+        rows["label"] = np.array([_parse_label(table["label"][i], path, i)
+                                  for i in range(len(table))], dtype=np.int64)
     if "split" in table.colnames:
         rows["split"] = np.array([_parse_split(_cell_text(table, "split", i, path), path, i)
                                   for i in range(len(table))])

@@ -6,6 +6,7 @@ Run layout (``log.dir``, default ``runs/<name>``)::
     history.csv      per-epoch metrics (appended across resumes)
     backup/          BackupAndRestore state: a killed run resumes from its last epoch
     best.weights.h5  the best validation checkpoint
+    events.out.*     TensorBoard: the HParams session and the final accuracies per depth
     train/ validation/ examples/ projector/   TensorBoard logs
     summary.json     final metrics on val and test at both depths
 
@@ -36,9 +37,10 @@ from tfgal.errors import ConfigError, DataError
 from tfgal.model import adaptation, architectures, callbacks as callbacks_lib, export
 from tfgal.model import tensorboard
 
-__all__ = ["train", "ensure_dataset", "build_model", "class_weights", "make_strategy",
-           "is_chief", "learning_rate", "weight_decay", "source_depth_range", "prepare_run_dir",
-           "evaluate_depths", "export_assets", "SUMMARY", "BACKUP", "CONFIG", "HISTORY", "BEST"]
+__all__ = ["train", "ensure_dataset", "build_model", "jit_compile", "class_weights",
+           "make_strategy", "is_chief", "learning_rate", "weight_decay", "source_depth_range",
+           "prepare_run_dir", "evaluate_depths", "export_assets", "SUMMARY", "BACKUP", "CONFIG",
+           "HISTORY", "BEST"]
 
 BACKUP = "backup"
 BEST = "best.weights.h5"
@@ -122,6 +124,13 @@ def source_depth_range(cfg):
     return (data_cfg.target_depth, data_cfg.source_depth) if data_cfg.depth_augment else None
 
 
+def jit_compile(cfg):
+    """Whether the train step is XLA-compiled: ``train.jit_compile``, except under
+    ``train.deterministic``, where Keras refuses XLA (not every op has a deterministic XLA
+    kernel) and would warn on every run about the option tfgal asked for."""
+    return cfg.train.jit_compile and not cfg.train.deterministic
+
+
 def build_model(cfg, manifest, weights, steps_per_epoch=1):
     model_cfg, train_cfg, loss_cfg = cfg.model, cfg.train, cfg.loss
     kwargs = {"image_shape": tuple(manifest.image_shape), "latent_dim": model_cfg.latent_dim,
@@ -147,7 +156,7 @@ def build_model(cfg, manifest, weights, steps_per_epoch=1):
         optimizer = keras.optimizers.AdamW(**adam, weight_decay=decay)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=train_cfg.jit_compile)
+                  jit_compile=jit_compile(cfg))
     shape = (1, *manifest.image_shape)
     model((tf.zeros(shape), tf.zeros(shape)))  # build every variable
     return model
@@ -314,6 +323,9 @@ def train(cfg, *, verbose=None):
     with strategy.scope():
         model = build_model(cfg, manifest, weights, steps)
     train_ds, val_ds = _datasets(cfg, manifest, strategy)
+    if chief:  # the HParams session opens now: a run in progress is compared too
+        tensorboard.write_hparams(run_dir, tensorboard.hparams(cfg, weight_decay(cfg)),
+                                  trial_id=cfg.name)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     try:
@@ -348,10 +360,21 @@ def _finish(cfg, model, manifest, run_dir, export_dir):
     if cfg.log.projector:
         tensorboard.write_projector(run_dir, classifier, manifest,
                                    (cfg.data.source_depth, cfg.data.target_depth),
-                                   n=cfg.log.projector, seed=cfg.seed)
+                                   n=cfg.log.projector, seed=cfg.seed,
+                                   noise_mode=cfg.data.noise_mode)
     summary = {"name": cfg.name, "export_dir": os.path.abspath(export_dir),
                "run_dir": os.path.abspath(run_dir), "class_weights": class_weights(manifest),
                "val_accuracy": evaluate_depths(classifier, manifest, cfg, "val")}
     if "test" in manifest.splits:
         summary["test_accuracy"] = evaluate_depths(classifier, manifest, cfg, "test")
+    summary["jit_compile"] = jit_compile(cfg)
+    tensorboard.write_final_metrics(run_dir, summary, step=_epochs_done(run_dir))
     return summary
+
+
+def _epochs_done(run_dir):
+    path = os.path.join(run_dir, HISTORY)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return max(0, sum(1 for line in f if line.strip()) - 1)

@@ -40,7 +40,7 @@ from tfgal import config as config_lib
 from tfgal import seeds
 from tfgal.attack import summary as attack_summary
 from tfgal.errors import ConfigError
-from tfgal.model import training
+from tfgal.model import tensorboard, training
 from tfgal.study import controlled, report
 from tfgal.study.attacks import Attack, Church, Distances, Latent, attacked
 from tfgal.study.models import Curve, Evaluate, Train, trained
@@ -82,7 +82,29 @@ class Report(Stage):
         return [os.path.join(ctx.out, n) for n in REPORT_FILES]
 
     def run(self, ctx, inputs):
-        return ReportOutput(report.write(ctx.out, plain(results(ctx, inputs))))
+        out = plain(results(ctx, inputs))
+        path = report.write(ctx.out, out)
+        write_tensorboard(ctx, out)
+        return ReportOutput(path)
+
+
+STUDY_GROUP = "study"  # OUT/runs/<label>/study: the study's measures, an HParams metric group
+
+
+def write_tensorboard(ctx, results):
+    """Each member's study measures (accuracy and ECE per depth, attack success) as
+    scalars in ``OUT/runs/<label>/study``: `tensorboard --logdir OUT` then lists them
+    beside each model's training metrics in the HParams tab (metric group "study")."""
+    for label in ctx.labels:
+        values = {}
+        for depth, m in results["evaluation"][label].items():
+            values[f"study/accuracy_{depth}"] = m["accuracy"]
+            values[f"study/ece_{depth}"] = m["ece"]
+        rate = results["attack"][label].get("success_rate")
+        if rate is not None:
+            values["study/attack_success"] = rate
+        tensorboard.replace_scalars(os.path.join(ctx.run_dir(label), STUDY_GROUP), values,
+                                    step=0)
 
 
 def results(ctx, inputs):

@@ -542,6 +542,7 @@ def test_imported_data_skips_the_curve_with_a_reason(tmp_path):
         f'data.dir="{manifest.root}"', "data.mock=false", "train.epochs=1",
         'study.models=["baseline", "mmd", "depth-aug"]',
         "train.steps_per_epoch=5", "train.batch_size=8", "log.images=0", "log.projector=0",
+        "train.precise_bn_batches=0",
         "study.attack_n=4", "study.attack_popsize=8", "study.attack_iters=2",
         "study.isomap_n=6", "study.church_windows=1", "study.church_grid=5"])
     results = study.run(cfg, tmp_path / "out", progress=False, train_verbose=0)
@@ -637,7 +638,8 @@ def test_seeds_give_mean_and_spread(tmp_path):
     manifest = write_galaxies(str(tmp_path / "data"), counts=(45, 9, 12))
     cfg = study.load_config(overrides=[
         f'data.dir="{manifest.root}"', "data.mock=false", "train.epochs=1",
-        "train.steps_per_epoch=20", "train.batch_size=8", "log.images=0", "log.projector=0",
+        "train.steps_per_epoch=10", "train.batch_size=8", "log.images=0", "log.projector=0",
+        "train.precise_bn_batches=0",
         'study.models=["baseline", "target-bn"]', "study.seeds=[0, 1]", "loss.mmd_weight=0",
         "study.attack_n=4", "study.attack_popsize=8", "study.attack_iters=2",
         "study.attack_threshold=0.9", "study.curve_per_decade=1", "study.isomap_n=6",

@@ -48,7 +48,8 @@ def logs(tmp_path_factory, blob_dataset):
     for name, mmd in RUNS.items():
         cfg = config.load(overrides=[
             f'data.dir="{blob_dataset.root}"', "data.mock=false", "train.epochs=1",
-            "train.steps_per_epoch=3", "train.batch_size=8", "train.learning_rate=1e-3",
+            "train.steps_per_epoch=2", "train.batch_size=8", "train.learning_rate=1e-3",
+            "train.precise_bn_batches=0",
             f"loss.mmd_weight={mmd}", "log.images=2", f"log.projector={N_PROJECTOR}",
             "model.latent_dim=16", f'name="{name}"',
             f'log.dir="{root / "logs" / name}"', f'export.dir="{root / "models" / name}"'])

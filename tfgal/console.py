@@ -53,12 +53,18 @@ class _Filter:
         os.dup2(write, 2)
         os.close(write)
         self.read = read
+        self.broken = False
         self.thread = threading.Thread(target=self._pump, name="tfgal-stderr", daemon=True)
         self.thread.start()
 
     def _write(self, data):
-        while data:
-            data = data[os.write(self.target, data):]
+        # A closed stderr (e.g. `| head`) must not stop the pump: a full pipe would block
+        # every later write to descriptor 2, so output is then dropped, never held.
+        while data and not self.broken:
+            try:
+                data = data[os.write(self.target, data):]
+            except OSError:
+                self.broken = True
 
     def _pump(self):
         pending = b""

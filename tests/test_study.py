@@ -675,14 +675,15 @@ def test_cli_reports_config_errors(tmp_path, capsys):
 
 
 def test_study_measures_reach_tensorboard(finished):
-    """Each member's run directory holds its study measures in a `study` group, which
+    """Each member's HParams session holds its study measures in a `study` group, which
     TensorBoard's HParams tab lists beside the training metrics (tests/test_tensorboard_live
     checks the server side)."""
     import glob
     import tensorflow as tf
     res, out = finished["results"], finished["out"]
     for label in KINDS:
-        files = glob.glob(os.path.join(out, "runs", label, "study", "events.out.tfevents.*"))
+        files = glob.glob(os.path.join(out, "runs", label, "hparams", "study",
+                                       "events.out.tfevents.*"))
         assert len(files) == 1, files  # reruns replace, never add a second point
         values = {v.tag: float(tf.make_ndarray(v.tensor))
                   for e in tf.compat.v1.train.summary_iterator(files[0])

@@ -6,6 +6,7 @@ the latent projector of each run (tensor, metadata, sprite) and both runs as HPa
 trials with their final accuracies.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -58,19 +59,21 @@ def logs(tmp_path_factory, blob_dataset):
     return out
 
 
-@pytest.fixture(scope="module")
-def server(logs):
+@contextlib.contextmanager
+def _serve(logdir, want):
+    """A live `tensorboard --logdir LOGDIR` on a free loopback port, once it serves the
+    runs `want`; yields its base URL."""
     binary = _binary()
     if binary is None:
         pytest.skip("the tensorboard binary is not installed (pip install tensorboard)")
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, "--logdir", logs["root"], "--host", "127.0.0.1", "--port", str(port),
+        [binary, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port),
          "--reload_interval", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_runs(base, proc)
+        _wait_for_runs(base, proc, want)
         yield base
     finally:
         proc.terminate()
@@ -80,8 +83,16 @@ def server(logs):
             proc.kill()
 
 
-def _wait_for_runs(base, proc, timeout=120):
-    want = {f"{r}/{d}" for r in RUNS for d in ("train", "validation", "examples", "projector")}
+RUN_DIRS = ("train", "validation", "examples", "projector", "hparams")
+
+
+@pytest.fixture(scope="module")
+def server(logs):
+    with _serve(logs["root"], {f"{r}/{d}" for r in RUNS for d in RUN_DIRS}) as base:
+        yield base
+
+
+def _wait_for_runs(base, proc, want, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -89,7 +100,7 @@ def _wait_for_runs(base, proc, timeout=120):
         try:
             runs = set(_get(base, "/data/runs"))
             tags = _get(base, "/data/plugin/scalars/tags")
-            if want <= runs and all(r in tags for r in RUNS):
+            if want <= runs and all(r in tags for r in want if r.endswith("hparams")):
                 return
         except (urllib.error.URLError, ConnectionError):
             pass
@@ -129,7 +140,8 @@ def test_scalars_include_mmd_and_final_accuracies(server, logs):
         for split in ("val", "test"):
             for depth, value in summary[f"{split}_accuracy"].items():
                 tag = f"{tensorboard.FINAL_TAG}/{split}_{depth}"
-                point = _get(server, "/data/plugin/scalars/scalars", {"run": name, "tag": tag})
+                point = _get(server, "/data/plugin/scalars/scalars",
+                             {"run": f"{name}/hparams", "tag": tag})
                 assert point[-1][2] == pytest.approx(value, abs=1e-6)
     assert logs["runs"]["mmd"]["cfg"].loss.mmd_weight > 0
 
@@ -189,6 +201,28 @@ def test_projector_serves_latents_metadata_and_sprite(server, logs):
         assert (width, height) == (grid * side[0], grid * side[1])
 
 
+SESSION_REQUEST = {"experimentName": "", "startIndex": 0, "sliceSize": 100,
+                   "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                       "STATUS_RUNNING"]}
+
+
+def _metric_values(group):
+    return {(m["name"].get("group", ""), m["name"]["tag"]): m["value"]
+            for m in group["metricValues"]}
+
+
+def _check_session_metrics(values, run, name):
+    """A session's metrics are the run's final accuracies and last-epoch metrics."""
+    for depth, value in run["summary"]["test_accuracy"].items():
+        assert values[("", f"{tensorboard.FINAL_TAG}/test_{depth}")] == pytest.approx(
+            value, abs=1e-6)
+    last = _history(run["cfg"])[-1]
+    for key in ("val_target_accuracy", "val_mmd", "loss"):
+        assert values[("", f"{tensorboard.EPOCH_TAG}/{key}")] == pytest.approx(
+            float(last[key]), rel=1e-5)
+    assert (("", f"{tensorboard.EPOCH_TAG}/mmd") in values) == (RUNS[name] > 0)
+
+
 def test_hparams_compare_the_runs(server, logs):
     experiment = _get(server, "/data/plugin/hparams/experiment", body={"experimentName": ""})
     infos = {h["name"]: h for h in experiment["hparamInfos"]}
@@ -196,19 +230,26 @@ def test_hparams_compare_the_runs(server, logs):
     assert infos["mmd_weight"]["differs"] and not infos["learning_rate"]["differs"]
     metrics = {(m["name"].get("group", ""), m["name"]["tag"]) for m in experiment["metricInfos"]}
     assert {("", f"{tensorboard.FINAL_TAG}/test_Y10"), ("", f"{tensorboard.FINAL_TAG}/test_Y1"),
-            ("validation", "epoch_target_accuracy"), ("train", "epoch_mmd")} <= metrics
-    groups = _get(server, "/data/plugin/hparams/session_groups", body={
-        "experimentName": "", "startIndex": 0, "sliceSize": 100,
-        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                            "STATUS_RUNNING"]})["sessionGroups"]
+            ("", f"{tensorboard.EPOCH_TAG}/val_target_accuracy"),
+            ("", f"{tensorboard.EPOCH_TAG}/mmd")} <= metrics
+    groups = _get(server, "/data/plugin/hparams/session_groups",
+                  body=SESSION_REQUEST)["sessionGroups"]
     by_name = {g["hparams"]["name"]: g for g in groups}
     assert set(by_name) == set(RUNS)
     for name, run in logs["runs"].items():
         group = by_name[name]
         assert group["hparams"]["mmd_weight"] == pytest.approx(RUNS[name])
         assert group["hparams"]["model"] == "convnet"
-        values = {(m["name"].get("group", ""), m["name"]["tag"]): m["value"]
-                  for m in group["metricValues"]}
-        for depth, value in run["summary"]["test_accuracy"].items():
-            assert values[("", f"{tensorboard.FINAL_TAG}/test_{depth}")] == pytest.approx(
-                value, abs=1e-6)
+        _check_session_metrics(_metric_values(group), run, name)
+
+
+def test_one_run_alone_has_its_projector_and_hparams_metrics(server, logs):
+    """`tensorboard --logdir runs/NAME` (one run): the projector and the HParams session
+    with its metrics (a session at the log directory's root would have none)."""
+    run = logs["runs"]["mmd"]
+    with _serve(run["cfg"].log.dir, {f"{d}" for d in RUN_DIRS}) as base:
+        assert _get(base, "/data/plugin/projector/runs") == ["projector"]
+        (group,) = _get(base, "/data/plugin/hparams/session_groups",
+                        body=SESSION_REQUEST)["sessionGroups"]
+        assert group["hparams"]["name"] == "mmd"
+        _check_session_metrics(_metric_values(group), run, "mmd")

@@ -7,9 +7,12 @@
   The folder also holds an event file (a text note on what the embedding is): TensorBoard's
   projector only reads configs from the log directory itself or from a run directory,
   i.e. one holding event files;
-* the run directory itself: the HParams session (the run's hyperparameters, `hparams`)
-  and its final accuracies per depth (`FINAL_TAG`), so that runs under one log directory
-  (the study's models) are compared in the HParams tab.
+* ``hparams/``: the run's HParams session (its hyperparameters, `hparams`) and its final
+  metrics: accuracy per split and depth (`FINAL_TAG`) and the last epoch's training and
+  validation metrics (`EPOCH_TAG`), so that runs under one log directory (a study's
+  models) are compared in the HParams tab. The session has a folder of its own because
+  TensorBoard's HParams plugin finds no metrics for a session at the log directory's root
+  (run "."), which the run directory itself is under ``tensorboard --logdir runs/NAME``.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from tfgal.data import stretch as stretch_lib
 
 __all__ = ["gri_to_rgb", "ExampleGalaxies", "write_projector", "value_range", "sprite",
            "hparams", "write_hparams", "write_final_metrics", "write_scalars", "replace_scalars",
-           "PROJECTOR",
+           "PROJECTOR", "HPARAMS", "EPOCH_TAG",
            "EMBEDDING", "FINAL_TAG", "SPRITE_MAX"]
 
 PROJECTOR = "projector"
+HPARAMS = "hparams"
 EMBEDDING = "latent/.ATTRIBUTES/VARIABLE_VALUE"  # the checkpoint key of the latent table
 FINAL_TAG = "final_accuracy"
+EPOCH_TAG = "final_epoch"
 SPRITE_MAX = 8192  # the projector's largest sprite side, in pixels
 THUMBNAIL = 64  # largest thumbnail side, in pixels
 
@@ -169,9 +174,9 @@ def hparams(cfg, weight_decay):
 
 
 def write_hparams(run_dir, values, trial_id):
-    """Starts the run's HParams session (the run directory itself is the session)."""
+    """Starts the run's HParams session in ``RUN_DIR/hparams``."""
     from tensorboard.plugins.hparams import api as hp
-    writer = tf.summary.create_file_writer(run_dir)
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, HPARAMS))
     with writer.as_default():
         hp.hparams(values, trial_id=trial_id)
     writer.close()
@@ -186,13 +191,15 @@ def write_scalars(run_dir, values, step):
     writer.close()
 
 
-def write_final_metrics(run_dir, summary, step):
-    """The run's final accuracy per split and depth, as HParams session metrics
-    (``final_accuracy/<split>_<depth>``)."""
+def write_final_metrics(run_dir, summary, last_epoch, step):
+    """The run's HParams session metrics, in ``RUN_DIR/hparams``: the exported model's
+    accuracy per split and depth (``final_accuracy/<split>_<depth>``) and the last
+    epoch's logged metrics {name: value} (``final_epoch/<name>``, e.g. ``val_mmd``)."""
     values = {f"{FINAL_TAG}/{split}_{depth}": value
               for split in ("val", "test")
               for depth, value in summary.get(f"{split}_accuracy", {}).items()}
-    write_scalars(run_dir, values, step)
+    values.update({f"{EPOCH_TAG}/{k}": v for k, v in last_epoch.items()})
+    write_scalars(os.path.join(run_dir, HPARAMS), values, step)
     return sorted(values)
 
 

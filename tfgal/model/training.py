@@ -6,8 +6,7 @@ Run layout (``log.dir``, default ``runs/<name>``)::
     history.csv      per-epoch metrics (appended across resumes)
     backup/          BackupAndRestore state: a killed run resumes from its last epoch
     best.weights.h5  the best validation checkpoint
-    events.out.*     TensorBoard: the HParams session and the final accuracies per depth
-    train/ validation/ examples/ projector/   TensorBoard logs
+    train/ validation/ examples/ projector/ hparams/   TensorBoard logs
     summary.json     final metrics on val and test at both depths
 
 The SavedModel goes to ``export.dir`` (default ``saved_models/<name>``). Under
@@ -17,6 +16,7 @@ directories that are removed.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -368,13 +368,16 @@ def _finish(cfg, model, manifest, run_dir, export_dir):
     if "test" in manifest.splits:
         summary["test_accuracy"] = evaluate_depths(classifier, manifest, cfg, "test")
     summary["jit_compile"] = jit_compile(cfg)
-    tensorboard.write_final_metrics(run_dir, summary, step=_epochs_done(run_dir))
+    epochs = _history_rows(run_dir)
+    last = {k: float(v) for k, v in (epochs[-1] if epochs else {}).items()
+            if k != "epoch" and v not in ("", None)}
+    tensorboard.write_final_metrics(run_dir, summary, last, step=len(epochs))
     return summary
 
 
-def _epochs_done(run_dir):
+def _history_rows(run_dir):
     path = os.path.join(run_dir, HISTORY)
     if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return max(0, sum(1 for line in f if line.strip()) - 1)
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -88,13 +88,13 @@ class Report(Stage):
         return ReportOutput(path)
 
 
-STUDY_GROUP = "study"  # OUT/runs/<label>/study: the study's measures, an HParams metric group
+STUDY_GROUP = "study"  # the study's measures: an HParams metric group of each model's session
 
 
 def write_tensorboard(ctx, results):
     """Each member's study measures (accuracy and ECE per depth, attack success) as
-    scalars in ``OUT/runs/<label>/study``: `tensorboard --logdir OUT` then lists them
-    beside each model's training metrics in the HParams tab (metric group "study")."""
+    scalars in ``OUT/runs/<label>/hparams/study``: `tensorboard --logdir OUT` then lists
+    them beside each model's training metrics in the HParams tab (metric group "study")."""
     for label in ctx.labels:
         values = {}
         for depth, m in results["evaluation"][label].items():
@@ -103,8 +103,8 @@ def write_tensorboard(ctx, results):
         rate = results["attack"][label].get("success_rate")
         if rate is not None:
             values["study/attack_success"] = rate
-        tensorboard.replace_scalars(os.path.join(ctx.run_dir(label), STUDY_GROUP), values,
-                                    step=0)
+        tensorboard.replace_scalars(
+            os.path.join(ctx.run_dir(label), tensorboard.HPARAMS, STUDY_GROUP), values, step=0)
 
 
 def results(ctx, inputs):

@@ -44,10 +44,13 @@ def _say_device():
     print(console.device_line(), file=sys.stderr)
 
 
-def _run(main, argv, *, console_script=False):
-    """Runs a command's `main`; a console script (not a test calling in) also gets its
-    stderr filtered of TensorFlow's C++ log unless ``--verbose`` is given."""
+def _run(main, argv):
+    """Runs a command's `main` on `argv`; None means a console script's own arguments,
+    and a console script (not a test calling in) also gets its stderr filtered of
+    TensorFlow's C++ log unless ``--verbose`` is given."""
     global _verbose
+    console_script = argv is None
+    argv = sys.argv[1:] if console_script else argv
     _verbose = "--verbose" in argv
     if console_script and not _verbose:
         from tfgal import console
@@ -172,7 +175,7 @@ def summary(manifest):
 
 
 def data_main(argv=None):
-    return _run(_data, sys.argv[1:] if argv is None else argv, console_script=argv is None)
+    return _run(_data, argv)
 
 
 # --------------------------------------------------------------------------- tfgal-attack
@@ -254,7 +257,7 @@ def _attack(argv):
 
 
 def attack_main(argv=None):
-    return _run(_attack, sys.argv[1:] if argv is None else argv, console_script=argv is None)
+    return _run(_attack, argv)
 
 
 # --------------------------------------------------------------------------- tfgal-train
@@ -306,7 +309,7 @@ def _train(argv):
 
 
 def train_main(argv=None):
-    return _run(_train, sys.argv[1:] if argv is None else argv, console_script=argv is None)
+    return _run(_train, argv)
 
 
 # --------------------------------------------------------------------------- tfgal-study
@@ -353,7 +356,7 @@ def _study(argv):
 
 
 def study_main(argv=None):
-    return _run(_study, sys.argv[1:] if argv is None else argv, console_script=argv is None)
+    return _run(_study, argv)
 
 
 # --------------------------------------------------------------------------- tfgal-predict
@@ -403,4 +406,4 @@ def _predict(argv):
 
 
 def predict_main(argv=None):
-    return _run(_predict, sys.argv[1:] if argv is None else argv, console_script=argv is None)
+    return _run(_predict, argv)

@@ -39,8 +39,8 @@ from tfgal.model import tensorboard
 
 __all__ = ["train", "ensure_dataset", "build_model", "jit_compile", "class_weights",
            "make_strategy", "is_chief", "learning_rate", "weight_decay", "source_depth_range",
-           "prepare_run_dir", "evaluate_depths", "export_assets", "SUMMARY", "BACKUP", "CONFIG",
-           "HISTORY", "BEST"]
+           "prepare_run_dir", "evaluate_depths", "history_rows", "export_assets", "SUMMARY",
+           "BACKUP", "CONFIG", "HISTORY", "BEST"]
 
 BACKUP = "backup"
 BEST = "best.weights.h5"
@@ -368,14 +368,15 @@ def _finish(cfg, model, manifest, run_dir, export_dir):
     if "test" in manifest.splits:
         summary["test_accuracy"] = evaluate_depths(classifier, manifest, cfg, "test")
     summary["jit_compile"] = jit_compile(cfg)
-    epochs = _history_rows(run_dir)
+    epochs = history_rows(run_dir)
     last = {k: float(v) for k, v in (epochs[-1] if epochs else {}).items()
             if k != "epoch" and v not in ("", None)}
     tensorboard.write_final_metrics(run_dir, summary, last, step=len(epochs))
     return summary
 
 
-def _history_rows(run_dir):
+def history_rows(run_dir):
+    """The per-epoch rows of a run's history.csv as dicts ([] before the first epoch)."""
     path = os.path.join(run_dir, HISTORY)
     if not os.path.exists(path):
         return []

@@ -32,11 +32,9 @@ class TrainOutput:
 
 
 def _epochs(run_dir):
-    path = os.path.join(run_dir, training.HISTORY)
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(run_dir, training.HISTORY)):
         return None
-    with open(path) as f:
-        return max(0, sum(1 for line in f if line.strip()) - 1)
+    return len(training.history_rows(run_dir))
 
 
 class Train(Stage):

@@ -31,7 +31,7 @@ __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "LossConfig", "
            "StudyConfig", "LogConfig", "AttackSettings", "CurveSettings", "load", "merge",
            "from_dict", "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS",
            "SECTIONS", "STRATEGIES", "NOISE_MODES", "SPLITS", "ATTACK_EVALUATORS", "ATTACK_INITS",
-           "STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES"]
+           "STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES", "CORRUPTIONS"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 NOISE_MODES = ("fast", "exact")
@@ -39,7 +39,11 @@ SPLITS = ("train", "val", "test")
 ATTACK_EVALUATORS = ("auto", "incremental", "full")
 ATTACK_INITS = ("bounds", "gaussian", "uniform")  # tfgal.attack.engine.INITS
 # The controlled study's models (defined in tfgal.study.stage.CONTROLS).
-STUDY_MODELS = ("baseline", "target-bn", "mmd", "depth-aug", "depth-aug+mmd")
+STUDY_MODELS = ("baseline", "target-bn", "mmd", "depth-aug", "depth-aug+mmd", "corrupt-aug")
+# tfgal.data.corruptions.NAMES (config loads without TensorFlow, so they are repeated here;
+# a test keeps the two equal).
+CORRUPTIONS = ("seeing", "sky", "trail", "cosmic-rays", "neighbour", "misregistration",
+               "bad-pixels", "calibration", "quantise", "jpeg")
 # The stretch's lower clip: the fitted source-depth percentile (the study's), a floor
 # 3 sigma of sky noise below zero at the noisiest training depth, or none.
 STRETCH_CLIPS = ("percentile", "target-floor", "none")
@@ -81,6 +85,13 @@ class DataConfig:
     depth_augment: bool = False                 # labelled images at random depths, log-uniform
     #                                             between target_depth and source_depth
     stretch_clip: str = _field("percentile", choices=STRETCH_CLIPS)
+    corrupt_augment: list = _field([])          # corruptions (CORRUPTIONS) augmenting the
+    #                                             labelled images: the corruption defence
+    corrupt_prob: float = _field(0.5, low=0, low_open=True, high=1)  # share of those
+    #                                             images corrupted (one corruption, severity 1-5)
+
+    def check(self):
+        _check_corruptions("data.corrupt_augment", self.corrupt_augment)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +203,12 @@ class StudyConfig:
     examples: int = _field(1, low=1)            # galaxies per class in the example figure
     ece_bins: int = _field(15, low=1)           # expected calibration error bins
     bootstrap: int = _field(2000, low=10)       # resamples behind every 95% interval
+    corruptions: list = _field([])              # the corruption stage's corruptions
+    #                                             (CORRUPTIONS; [] = no corruption stage)
+    corruption_n: int = _field(300, low=2)      # first galaxies of the split corrupted
+    corruption_target: bool = False             # also at the target depth
+    corruption_train: list = _field([])         # what the corrupt-aug model trains on; the
+    #                                             rest of study.corruptions is held out
 
     def check(self):
         if self.attack_threshold >= 1:
@@ -206,6 +223,11 @@ class StudyConfig:
                 m not in STUDY_MODELS for m in self.models):
             raise ConfigError(f"config key study.models must list distinct models; received "
                               f"{self.models!r}", key="study.models", valid=STUDY_MODELS)
+        _check_corruptions("study.corruptions", self.corruptions)
+        _check_corruptions("study.corruption_train", self.corruption_train)
+        if "corrupt-aug" in self.models and not self.corruption_train:
+            _bad("study.corruption_train", "must list the corruptions the corrupt-aug model "
+                 "trains on (study.models lists corrupt-aug)")
         if len(set(map(repr, self.seeds))) != len(self.seeds) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
             _bad("study.seeds", f"must list distinct non-negative integers; received "
@@ -263,6 +285,12 @@ DEFAULTS = Config().to_dict()
 
 def _bad(key, message):
     raise ConfigError(f"config key {key} {message}", key=key)
+
+
+def _check_corruptions(key, names):
+    if len(set(map(repr, names))) != len(names) or any(n not in CORRUPTIONS for n in names):
+        raise ConfigError(f"config key {key} must list distinct corruptions; received "
+                          f"{names!r}", key=key, valid=CORRUPTIONS)
 
 
 def _check_value(key, value, field):

@@ -16,8 +16,9 @@ import numpy as np
 from tfgal.errors import ConfigError
 
 __all__ = ["BANDS", "PIXEL_SCALE_ARCSEC", "VISIT_EXPOSURE_S", "VISITS_Y10", "ZERO_POINT_MAG",
-           "SKY_MAG_PER_ARCSEC2", "SEEING_FWHM_ARCSEC", "SURVEY_YEARS", "mag_to_flux", "flux_to_mag",
-           "sky_per_pixel", "sky_vector", "Depth", "Y10", "Y1", "NAMED_DEPTHS"]
+           "SKY_MAG_PER_ARCSEC2", "SEEING_FWHM_ARCSEC", "EFFECTIVE_WAVELENGTH_NM",
+           "SEEING_WAVELENGTH_INDEX", "SURVEY_YEARS", "mag_to_flux", "flux_to_mag", "seeing_fwhm",
+           "sky_per_pixel", "sky_vector", "sky_sigma", "Depth", "Y10", "Y1", "NAMED_DEPTHS"]
 
 BANDS = ("g", "r", "i")
 PIXEL_SCALE_ARCSEC = 0.2
@@ -30,6 +31,9 @@ ZERO_POINT_MAG = {"g": 28.26, "r": 28.10, "i": 27.78}
 SKY_MAG_PER_ARCSEC2 = {"g": 22.26, "r": 21.20, "i": 20.48}
 # Median r-band seeing, FWHM in arcsec.
 SEEING_FWHM_ARCSEC = 0.7
+# Effective wavelengths of the filters, nm; the seeing FWHM scales as lambda^-1/5.
+EFFECTIVE_WAVELENGTH_NM = {"g": 480.0, "r": 622.0, "i": 754.0}
+SEEING_WAVELENGTH_INDEX = -0.2  # Kolmogorov turbulence
 SURVEY_YEARS = 10.0
 
 
@@ -43,6 +47,12 @@ def flux_to_mag(flux, band):
     return ZERO_POINT_MAG[band] - 2.5 * np.log10(np.asarray(flux, dtype=np.float64))
 
 
+def seeing_fwhm(fwhm_r, band):
+    """Seeing FWHM (arcsec) in `band` for an r-band FWHM `fwhm_r`."""
+    ratio = EFFECTIVE_WAVELENGTH_NM[band] / EFFECTIVE_WAVELENGTH_NM["r"]
+    return fwhm_r * ratio**SEEING_WAVELENGTH_INDEX
+
+
 def sky_per_pixel(band):
     """Sky level in e-/s per pixel in `band`."""
     per_arcsec2 = 10.0 ** (-0.4 * (SKY_MAG_PER_ARCSEC2[band] - ZERO_POINT_MAG[band]))
@@ -52,6 +62,12 @@ def sky_per_pixel(band):
 def sky_vector(bands=BANDS):
     """Sky levels (e-/s per pixel) as a float32 array ordered like `bands`."""
     return np.array([sky_per_pixel(b) for b in bands], dtype=np.float32)
+
+
+def sky_sigma(depth, bands=BANDS):
+    """Sky noise per pixel (e-/s) at `depth`, float32 [C]: sqrt(sky / exposure)."""
+    t = Depth.parse(depth).exposure_vector()[[BANDS.index(b) for b in bands]]
+    return np.sqrt(sky_vector(bands) / t).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,9 +40,6 @@ from tfgal.errors import ConfigError
 __all__ = ["STAMP_PIXELS", "render_galaxy", "describe"]
 
 STAMP_PIXELS = 100
-# Effective wavelengths of the LSST filters, nm; the seeing scales as lambda^-1/5.
-EFFECTIVE_WAVELENGTH_NM = {"g": 480.0, "r": 622.0, "i": 754.0}
-SEEING_WAVELENGTH_INDEX = -0.2  # Kolmogorov turbulence
 # Arms and tails are computed on a grid this many times finer than the pixels so that
 # the InterpolatedImage holding them is smooth before the PSF is applied.
 PATTERN_OVERSAMPLING = 2
@@ -332,8 +329,7 @@ def _tail_pattern(rng, p, root, direction, curl, hlr, n_points=48):
 
 def _psf(fwhm_r, band):
     """Kolmogorov PSF in `band` for r-band seeing `fwhm_r` arcsec."""
-    ratio = EFFECTIVE_WAVELENGTH_NM[band] / EFFECTIVE_WAVELENGTH_NM["r"]
-    return galsim.Kolmogorov(fwhm=fwhm_r * ratio**SEEING_WAVELENGTH_INDEX, gsparams=GSPARAMS)
+    return galsim.Kolmogorov(fwhm=survey.seeing_fwhm(fwhm_r, band), gsparams=GSPARAMS)
 
 
 def _draw(components, fwhm_r):

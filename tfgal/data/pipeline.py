@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgal import seeds, survey
+from tfgal.data import corruptions as corruptions_lib
 from tfgal.data import noise
 from tfgal.data import stretch as stretch_lib
 from tfgal.data.codec import make_batch_parser, make_parser, read_examples
@@ -92,8 +93,15 @@ class _Observation:
     """
 
     def __init__(self, manifest, depth, *, seed, mode, stretch_params, augment_seed=None,
-                 depth_range=None, fresh_noise=True):
+                 depth_range=None, fresh_noise=True, corruption=None):
         kind, what = resolve_depth(manifest, depth)
+        self.plan, self.seed = corruption, int(seed)
+        self.noiseless = kind != "stored"
+        stages = set()
+        if corruption is not None:
+            corruptions_lib.check(corruption.names, manifest)
+            self.corruption_ctx = corruptions_lib.Context.of(manifest, stretch_params)
+            stages = corruption.stages(self.noiseless)
         if mode not in noise.MODES:
             raise ConfigError(f"unknown noise mode {mode!r}", key="noise_mode", valid=noise.MODES)
         self.image_key = what if kind == "stored" else FLUX
@@ -111,6 +119,9 @@ class _Observation:
         elif self.noisy:
             self.exposure = tf.constant(what.exposure_vector())
             self.noise_base = tf.constant([int(seed), _depth_code(what)], tf.int64)
+        # Corruptions of the observed image come between the noise and the stretch.
+        self.image_stage = "image" in stages
+        self.display_stage = "display" in stages
         # One fused XLA kernel for Poisson transform + stretch: faster than op by op.
         self._fused = tf.function(self._observe_and_stretch, jit_compile=True)
         self._fused_at = tf.function(self._kernel, jit_compile=True)
@@ -139,25 +150,43 @@ class _Observation:
         self.noise_base = tf.constant([int(seed), code], tf.int64)
         self.depth_base = tf.constant([seeds.derive(seed, "depth-range"), code], tf.int64)
 
-    def __call__(self, serialized, salts):
+    def __call__(self, serialized, salts, severity=None):
         """Serialized examples [B] and salts [B] -> (images [B, H, W, C], labels, ids,
-        exposures [B, C] with a depth range, else None)."""
+        exposures [B, C] with a depth range, else None, severities [B] with a corruption
+        plan, else None). `severity` [B]: a sweep's per-galaxy severities."""
         parsed = self.parse(serialized)
         images, ids = parsed[self.image_key], parsed["galaxy_id"]
+        corrupt = None
+        if self.plan is not None:
+            choice, level = self.plan.assign(self.seed, ids, salts, severity)
+
+            def corrupt(stage, x):
+                return self.plan.apply(stage, x, choice, level, ids, salts, self.seed,
+                                       self.corruption_ctx, self.noiseless)
+            if self.noiseless:  # before the noise (and before flips: they are random anyway)
+                images = corrupt("flux", images)
         exposure = None
         if self.augment_base is not None or self.noisy or self.depth_base is not None:
             images, extra, exposure = tf.map_fn(
                 self._per_galaxy, (images, ids, salts),
                 fn_output_signature=(tf.float32, tf.float32, tf.float32))
+        image_stage = (lambda x: corrupt("image", x)) if self.image_stage else None
         if not self.noisy:
-            images = self.stretch(images)
+            images = self.stretch(image_stage(images) if image_stage else images)
         elif self.mode == "exact":
-            images = self.stretch(extra)
+            images = self.stretch(image_stage(extra) if image_stage else extra)
+        elif image_stage is not None:
+            per_galaxy = self.exposure if self.depth_base is None else exposure[:, None, None, :]
+            images = self.stretch(image_stage(
+                noise.observe_from_normal(images, per_galaxy, self.sky, extra)))
         elif self.depth_base is None:
             images = self._observe_fast(images, extra)
         else:
             images = self._observe_fast(images, extra, exposure[:, None, None, :])
-        return images, parsed["label"], ids, exposure if self.depth_base is not None else None
+        if self.display_stage:
+            images = corrupt("display", images)
+        return (images, parsed["label"], ids, exposure if self.depth_base is not None else None,
+                level if self.plan is not None else None)
 
     def _per_galaxy(self, args):
         image, galaxy_id, salt = args
@@ -290,7 +319,7 @@ def _with_salt(ds, training, seed):
 def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, seed=0,
                  augment_images=None, noise_mode="fast", stretch=None, input_context=None,
                  with_ids=False, drop_remainder=None, repeat=False, depth_range=None,
-                 fresh_noise=True):
+                 fresh_noise=True, corruption=None, limit=None):
     """Batches of stretched images of `split` observed at `depth`.
 
     Args:
@@ -311,26 +340,46 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
         stored image of data with noise baked in. None: every galaxy at `depth`.
       fresh_noise: in training, new noise (and drawn depth) each iteration; False: one
         fixed draw per galaxy, as in evaluation (shuffling and augmentation still vary).
+      corruption: a `tfgal.data.corruptions.Plan`: which physical corruption each galaxy
+        gets (seeded per galaxy like the noise). A sweep yields every galaxy once per
+        severity, severity-major; `with_ids` then adds "severity" [B].
+      limit: only the split's first `limit` galaxies (file order; not when training).
     """
     manifest = _manifest(data)
     do_augment = training if augment_images is None else augment_images
     observation = _Observation(
         manifest, depth, seed=seed, mode=noise_mode, stretch_params=stretch,
         augment_seed=seeds.derive(seed, "augment") if do_augment else None,
-        depth_range=depth_range, fresh_noise=fresh_noise)
+        depth_range=depth_range, fresh_noise=fresh_noise, corruption=corruption)
+    sweep = corruption is not None and bool(corruption.sweep_levels)
 
-    def finish(serialized, salts):
-        images, labels, ids, exposure = observation(serialized, salts)
+    def finish(serialized, salts, severity=None):
+        images, labels, ids, exposure, level = observation(serialized, salts, severity)
         if with_ids:
             out = {"images": images, "labels": labels, "galaxy_id": ids}
             if exposure is not None:
                 out["exposure_s"] = exposure
+            if level is not None:
+                out["severity"] = level
             return out
         return images, labels
 
+    if limit is not None and training:
+        raise ValueError("limit is for evaluation streams (file order), not training")
     ds = serialized_dataset(manifest, split, shuffle=training, seed=seed,
                             input_context=input_context)
+    count = manifest.count(split)
+    if limit is not None:
+        ds, count = ds.take(int(limit)), min(count, int(limit))
     ds = _with_salt(ds, training, seed)
+    if sweep:
+        if training:
+            raise ValueError("a corruption sweep is for evaluation, not training")
+        base = ds
+        levels = tf.data.Dataset.from_tensor_slices(
+            tf.constant(corruption.sweep_levels, tf.int32))
+        ds = levels.flat_map(lambda s: base.map(lambda e, salt: (e, salt, s)))
+        count *= len(corruption.sweep_levels)
     if repeat:
         ds = ds.repeat()
     per_replica = (input_context.get_per_replica_batch_size(batch_size)
@@ -339,14 +388,14 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
     ds = ds.batch(per_replica, drop_remainder=drop)
     if input_context is None and not repeat:
         # Known length: Keras shows a full progress bar and no "ran out of data" warning.
-        n, b = manifest.count(split), per_replica
+        n, b = count, per_replica
         ds = ds.apply(tf.data.experimental.assert_cardinality(n // b if drop else -(-n // b)))
     return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
                         batch_size=128, training=True, seed=0, source_depth_range=None,
-                        **kwargs):
+                        source_corruption=None, **kwargs):
     """Domain-adaptation batches ``((x_source, x_target), y_source)``.
 
     Training: labelled source and unlabelled target come from independently shuffled
@@ -354,11 +403,13 @@ def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
     Evaluation (`training=False`): the same galaxies in the same order at both depths,
     so the labels serve both (target accuracy is then measurable). The target stream's
     labels are dropped here: nothing downstream can read them.
-    `source_depth_range`: `make_dataset`'s `depth_range`, for the source stream only
-    (depth augmentation); other keywords go to both streams.
+    `source_depth_range`, `source_corruption`: `make_dataset`'s `depth_range` and
+    `corruption`, for the source stream only (depth augmentation, the corruption defence);
+    other keywords go to both streams.
     """
     source = make_dataset(data, split, source_depth, batch_size=batch_size, training=training,
-                          seed=seed, depth_range=source_depth_range, **kwargs)
+                          seed=seed, depth_range=source_depth_range,
+                          corruption=source_corruption, **kwargs)
     target = make_dataset(data, split, target_depth, batch_size=batch_size, training=training,
                           seed=seeds.derive(seed, "target") if training else seed, **kwargs)
     if training:
@@ -387,24 +438,27 @@ def naming_corrupt_records(manifest, splits):
 
 
 def load_arrays(data, split, depth="Y10", *, n=None, seed=0, noise_mode="fast", stretch=None,
-                batch_size=256):
+                batch_size=256, corruption=None):
     """A split (or its first `n` galaxies, in file order) as NumPy arrays.
 
-    Returns dict(images=float32 NHWC stretched, labels=int32, galaxy_id=int64). Noise for
-    mock data is seeded per galaxy, so the same galaxy gets the same image in every call.
+    Returns dict(images=float32 NHWC stretched, labels=int32, galaxy_id=int64, and
+    severity=int32 with a `corruption` plan). Noise for mock data is seeded per galaxy, so
+    the same galaxy gets the same image in every call.
     """
     if n is not None:  # observe no more galaxies than asked for (noise is per galaxy)
         batch_size = max(1, min(batch_size, int(n)))
     ds = make_dataset(data, split, depth, batch_size=batch_size, seed=seed,
-                      noise_mode=noise_mode, stretch=stretch, with_ids=True)
-    if n is not None:
-        ds = ds.unbatch().take(int(n)).batch(batch_size)
+                      noise_mode=noise_mode, stretch=stretch, with_ids=True,
+                      corruption=corruption, limit=n)
     parts = {"images": [], "labels": [], "galaxy_id": []}
+    if corruption is not None:
+        parts["severity"] = []
     manifest = _manifest(data)
     with naming_corrupt_records(manifest, [split]):
         for batch in ds:
             for key in parts:
                 parts[key].append(batch[key].numpy())
     empty = {"images": np.zeros((0, *manifest.image_shape), np.float32),
-             "labels": np.zeros((0,), np.int32), "galaxy_id": np.zeros((0,), np.int64)}
+             "labels": np.zeros((0,), np.int32), "galaxy_id": np.zeros((0,), np.int64),
+             "severity": np.zeros((0,), np.int32)}
     return {k: np.concatenate(v) if v else empty[k] for k, v in parts.items()}

@@ -164,6 +164,7 @@ def hparams(cfg, weight_decay):
         "mmd_weight": cfg.loss.mmd_weight, "fisher_weight": cfg.loss.fisher_weight,
         "entropy_weight": cfg.loss.entropy_weight, "feed_target": cfg.loss.feed_target,
         "depth_augment": cfg.data.depth_augment,
+        "corrupt_augment": ",".join(cfg.data.corrupt_augment) or "none",
         "learning_rate": cfg.train.learning_rate, "schedule": cfg.train.schedule,
         "batch_size": cfg.train.batch_size, "epochs": cfg.train.epochs,
         "steps_per_epoch": cfg.train.steps_per_epoch, "weight_decay": weight_decay,

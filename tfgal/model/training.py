@@ -124,6 +124,15 @@ def source_depth_range(cfg):
     return (data_cfg.target_depth, data_cfg.source_depth) if data_cfg.depth_augment else None
 
 
+def source_corruption(cfg):
+    """The corruption defence's `Plan` for the labelled stream, or None."""
+    data_cfg = cfg.data
+    if not data_cfg.corrupt_augment:
+        return None
+    from tfgal.data import corruptions
+    return corruptions.Plan.augment(data_cfg.corrupt_augment, data_cfg.corrupt_prob)
+
+
 def jit_compile(cfg):
     """Whether the train step is XLA-compiled: ``train.jit_compile``, except under
     ``train.deterministic``, where Keras refuses XLA (not every op has a deterministic XLA
@@ -172,7 +181,8 @@ def _datasets(cfg, manifest, strategy):
             manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
             training=True, augment_images=data_cfg.augment, repeat=True,
             input_context=ctx, fresh_noise=data_cfg.fresh_noise,
-            source_depth_range=source_depth_range(cfg), **common)
+            source_depth_range=source_depth_range(cfg),
+            source_corruption=source_corruption(cfg), **common)
 
     def val_fn(ctx=None):
         return pipeline.make_paired_dataset(
@@ -230,7 +240,8 @@ def _calibration_batches(cfg, manifest, model):
         manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
         batch_size=cfg.train.batch_size, seed=seeds.derive(cfg.seed, "precise-bn"),
         augment_images=data_cfg.augment, noise_mode=data_cfg.noise_mode,
-        fresh_noise=data_cfg.fresh_noise, source_depth_range=source_depth_range(cfg))
+        fresh_noise=data_cfg.fresh_noise, source_depth_range=source_depth_range(cfg),
+        source_corruption=source_corruption(cfg))
     if model.adapts:
         ds = ds.map(lambda x, y: tf.concat(x, axis=0))
     else:

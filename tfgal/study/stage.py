@@ -30,6 +30,7 @@ class Control:
     feed_target: bool    # target images through the network (and its batch norm)
     depth_augment: bool  # labelled images at random depths between target and source
     what: str
+    corrupt_augment: bool = False  # labelled images corrupted by study.corruption_train
 
 
 # Same code path, seed and budget for all: only these switches differ.
@@ -41,6 +42,9 @@ CONTROLS = {
     "depth-aug": Control(False, False, True, "labelled images at random depths, log-uniform "
                          "between target and source; target images never seen"),
     "depth-aug+mmd": Control(True, False, True, "depth augmentation and the adaptation loss"),
+    "corrupt-aug": Control(False, False, False, "labelled images corrupted by "
+                           "study.corruption_train at random severities (the corruption "
+                           "defence); target images never seen", corrupt_augment=True),
 }
 assert tuple(CONTROLS) == config_lib.STUDY_MODELS
 
@@ -103,7 +107,9 @@ def derived_configs(cfg, out):
         control = CONTROLS[m.kind]
         loss = {} if control.adapt else {w: 0.0 for w in cfg.loss.ADAPTATION_WEIGHTS}
         update = {"name": f"{cfg.name}-{m.label}", "seed": m.seed,
-                  "data": {"depth_augment": control.depth_augment},
+                  "data": {"depth_augment": control.depth_augment,
+                           "corrupt_augment": (list(cfg.study.corruption_train)
+                                               if control.corrupt_augment else [])},
                   "loss": {**loss, "feed_target": control.feed_target},
                   "export": {"dir": _escape(os.path.join(out, "models", m.label))},
                   "log": {"dir": _escape(os.path.join(out, "runs", m.label))}}

@@ -35,3 +35,18 @@ def test_layout_lists_every_module():
         if path.name == "__init__.py" and path.parent != ROOT:
             continue
         assert re.search(rf"\b{path.stem}\b", layout), f"README layout misses {path}"
+
+
+def test_corruption_table_matches_the_registry():
+    """Every severity value in the README's corruption table is the one the code uses."""
+    from tfgal.data import corruptions
+    section = README[README.index("## Physical corruptions"):]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+    table = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    table = [r for r in table if len(r) == 8]
+    expected = corruptions.table_rows()
+    assert len(table) == len(expected)
+    for cells, (name, stage, _, values) in zip(table, expected):
+        if cells[0]:
+            assert cells[0] == f"`{name}`" and cells[1] == stage
+        assert [float(v) for v in cells[3:]] == pytest.approx([float(v) for v in values])

@@ -105,7 +105,8 @@ def test_json_layout_is_stable():
         "jit_compile", "strategy"]
     assert list(d["loss"]) == ["mmd_weight", "mmd_sigmas", "fisher_weight", "entropy_weight",
                                "feed_target"]
-    assert list(d["data"])[-3:] == ["fresh_noise", "depth_augment", "stretch_clip"]
+    assert list(d["data"])[-5:] == ["fresh_noise", "depth_augment", "stretch_clip",
+                                    "corrupt_augment", "corrupt_prob"]
     assert isinstance(d["train"]["learning_rate"], float) and d["study"]["curve_depths"] == []
 
 
@@ -201,6 +202,31 @@ def test_target_bn_with_depth_augmentation_and_l2_trains(tiny_cfg):
     assert float(row["loss"]) > float(row["ce"])  # + the L2 penalty
     assert float(row["val_loss"]) == pytest.approx(float(row["val_ce"]))  # not in validation
     assert set(summary["val_accuracy"]) == {"Y10", "Y1"}
+
+
+def test_corruption_defence_corrupts_only_the_labelled_stream(tiny_cfg, blob_dataset):
+    """data.corrupt_augment reaches the source stream of training (and precise-BN) batches,
+    never the unlabelled target stream; a bad name is refused naming the key."""
+    cfg = config.merge(tiny_cfg, {"data": {"corrupt_augment": ["calibration", "trail"],
+                                           "corrupt_prob": 1.0}})
+    plan = training.source_corruption(cfg)
+    assert plan.names == ("calibration", "trail") and plan.prob == 1.0
+    assert training.source_corruption(tiny_cfg) is None
+
+    def first(corruption):
+        ds = data.make_paired_dataset(blob_dataset, "train", batch_size=8, seed=3,
+                                      source_corruption=corruption)
+        (x_s, x_t), y = next(iter(ds))
+        return x_s.numpy(), x_t.numpy(), y.numpy()
+
+    clean, corrupted = first(None), first(plan)
+    np.testing.assert_array_equal(clean[1], corrupted[1])  # target: untouched
+    np.testing.assert_array_equal(clean[2], corrupted[2])  # same galaxies, same order
+    changed = np.abs(clean[0] - corrupted[0]).reshape(8, -1).max(axis=1)
+    assert np.all(changed > 0)  # prob 1: every labelled galaxy corrupted
+    with pytest.raises(ConfigError) as err:
+        config.merge(tiny_cfg, {"data": {"corrupt_augment": ["glare"]}})
+    assert err.value.key == "data.corrupt_augment" and "trail" in err.value.valid
 
 
 class _Kill(keras.callbacks.Callback):

@@ -13,6 +13,8 @@ Package map, by layer (each name's module in `_EXPORTS`)::
     npy_importer   the study's published .npy files -> a dataset
     fits_importer  tables of FITS cutouts -> a dataset
     noise          Poisson noise on the fly (TensorFlow)
+    corruptions    physical corruptions (seeing, trails, ...) at five severities, and plans
+    gallery        one galaxy per class under every corruption and severity (a figure)
     pipeline       tf.data pipelines: shards -> observed, stretched batches
     tfds_builders  TensorFlow Datasets builders (imported on demand only)
 

@@ -177,8 +177,12 @@ class _Observation:
             images = self.stretch(image_stage(extra) if image_stage else extra)
         elif image_stage is not None:
             per_galaxy = self.exposure if self.depth_base is None else exposure[:, None, None, :]
-            images = self.stretch(image_stage(
+            corrupted = self.stretch(image_stage(
                 noise.observe_from_normal(images, per_galaxy, self.sky, extra)))
+            # Untouched galaxies keep the clean path's bits (the fused kernel rounds apart).
+            clean = (self._observe_fast(images, extra) if self.depth_base is None
+                     else self._observe_fast(images, extra, per_galaxy))
+            images = tf.where((level > 0)[:, None, None, None], corrupted, clean)
         elif self.depth_base is None:
             images = self._observe_fast(images, extra)
         else:

@@ -317,6 +317,19 @@ def test_csv_write_is_atomic(tmp_path, monkeypatch):
     assert path.read_text().splitlines() == ["a", "1"] and os.listdir(tmp_path) == ["t.csv"]
 
 
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
+    """Not mkstemp's owner-only 0600: a catalogue or figure on a cluster is for the group."""
+    old = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "a.txt", "x")
+        with open(tmp_path / "b.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o644
+    assert os.stat(tmp_path / "b.txt").st_mode & 0o777 == 0o644
+
+
 # --------------------------------------------------------------------------- engine
 
 

@@ -120,6 +120,22 @@ def _data_parser():
 
     p = sub.add_parser("info", help="print a dataset's manifest summary")
     p.add_argument("data", help="dataset directory")
+
+    from tfgal.data import gallery  # no TensorFlow at import: the parser stays light
+    p = sub.add_parser(
+        "gallery", help="draw one galaxy per class under every corruption and severity",
+        description="One PNG: rows are corruptions, columns class x severity 0 (clean) to 5, "
+                    "the first galaxy of each class in the split, through the real pipeline "
+                    "(same noise in every panel), gri as RGB with shared display limits.")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--depth", default=gallery.DEFAULT_DEPTH,
+                   help="depth the galaxies are observed at (noiseless: mock data's flux)")
+    p.add_argument("--corruptions", default=None, metavar="A,B,...",
+                   help="comma-separated corruptions (default: every one the dataset accepts)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and the corruptions")
+    p.add_argument("--split", default=gallery.DEFAULT_SPLIT,
+                   help="split whose first galaxy of each class is shown")
     for p in sub.choices.values():
         p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
@@ -154,12 +170,29 @@ def _data(argv):
             args.table, args.out, depth=args.depth, seed=args.seed,
             split_fractions=[float(v) for v in args.split_fractions.split(",")],
             shard_size=args.shard_size, compression=compression, overwrite=args.overwrite)
+    elif args.command == "gallery":
+        return _gallery(args)
     elif args.command == "verify":
         manifest = data.verify(args.data)
         print(f"ok: {args.data}")
     else:
         manifest = data.Manifest.load(args.data)
     print(json.dumps(summary(manifest), indent=2))
+
+
+def _gallery(args):
+    from tfgal.data import gallery
+    names = None
+    if args.corruptions is not None:
+        names = [n.strip() for n in args.corruptions.split(",") if n.strip()]
+    result = gallery.gallery(args.data, args.out, depth=args.depth, corruptions=names,
+                             seed=args.seed, split=args.split)
+    print(f"wrote {result['out']}: {len(result['corruptions'])} corruptions (rows) x "
+          f"severity {result['severities'][0]}-{result['severities'][-1]} of "
+          f"{len(result['classes'])} galaxies, one per class ({', '.join(result['classes'])}; "
+          f"ids {result['galaxy_ids']}), {args.split} split at {args.depth}, seed {args.seed}",
+          file=sys.stderr)
+    print(json.dumps(result, indent=2))
 
 
 def summary(manifest):

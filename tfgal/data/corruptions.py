@@ -229,7 +229,17 @@ class Plan:
             if CORRUPTIONS[name].stage_on(noiseless) != stage:
                 continue
             level = tf.where(tf.equal(choice, j), severity, 0)
-            seeds = per_galaxy_seeds(root, name, ids, salts)
             x = tf.cond(tf.reduce_any(level > 0),
-                        lambda: corrupt(x, name, level, seeds, ctx), lambda: x)
+                        lambda: _corrupt_some(x, name, level, ids, salts, root, ctx),
+                        lambda: x)
         return x
+
+
+def _corrupt_some(x, name, level, ids, salts, root, ctx):
+    """`corrupt` on only the galaxies with a severity (a mixed plan corrupts a few per
+    batch: the others cost nothing), scattered back into the batch."""
+    where = tf.where(level > 0)
+    some = tf.gather_nd(x, where)
+    seeds = per_galaxy_seeds(root, name, tf.gather_nd(ids, where), tf.gather_nd(salts, where))
+    done = corrupt(some, name, tf.gather_nd(level, where), seeds, ctx)
+    return tf.tensor_scatter_nd_update(x, where, done)

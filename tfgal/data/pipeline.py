@@ -179,10 +179,12 @@ class _Observation:
             per_galaxy = self.exposure if self.depth_base is None else exposure[:, None, None, :]
             corrupted = self.stretch(image_stage(
                 noise.observe_from_normal(images, per_galaxy, self.sky, extra)))
-            # Untouched galaxies keep the clean path's bits (the fused kernel rounds apart).
-            clean = (self._observe_fast(images, extra) if self.depth_base is None
-                     else self._observe_fast(images, extra, per_galaxy))
-            images = tf.where((level > 0)[:, None, None, None], corrupted, clean)
+            if self.plan.random:  # training: rounding apart from the fused kernel is moot
+                images = corrupted
+            else:  # untouched galaxies keep the clean stream's bits (the fused kernel's)
+                clean = (self._observe_fast(images, extra) if self.depth_base is None
+                         else self._observe_fast(images, extra, per_galaxy))
+                images = tf.where((level > 0)[:, None, None, None], corrupted, clean)
         elif self.depth_base is None:
             images = self._observe_fast(images, extra)
         else:

@@ -571,9 +571,17 @@ def test_study_defaults_and_shipped_configs():
     # The quick study has the four controls the 15-minute budget allows; quick-controls all.
     assert quick.study.models == ["baseline", "target-bn", "mmd", "depth-aug"]
     both = study.load_config(os.path.join(root, "quick-controls.toml"))
-    assert both.study.models == list(config.STUDY_MODELS)
+    assert both.study.models == list(config.DEFAULT_STUDY_MODELS)
     assert dataclasses.replace(both.study, models=quick.study.models) == quick.study
     assert (both.data, both.train, both.loss, both.model) == \
+        (quick.data, quick.train, quick.loss, quick.model)
+    defence = study.load_config(os.path.join(root, "quick-corruptions.toml"))
+    assert defence.study.models == ["baseline", "corrupt-aug"]
+    held_out = set(defence.study.corruptions) - set(defence.study.corruption_train)
+    assert len(held_out) == 5 and set(defence.study.corruptions) == set(config.CORRUPTIONS)
+    assert dataclasses.replace(defence.study, models=quick.study.models,
+                               corruption_train=[]) == quick.study
+    assert (defence.data, defence.train, defence.loss, defence.model) == \
         (quick.data, quick.train, quick.loss, quick.model)
     for name in ("paper-convnet", "paper-resnet18"):
         paper = study.load_config(os.path.join(root, f"{name}.toml"))

@@ -31,7 +31,7 @@ __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "LossConfig", "
            "StudyConfig", "LogConfig", "AttackSettings", "CurveSettings", "load", "merge",
            "from_dict", "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS",
            "SECTIONS", "STRATEGIES", "NOISE_MODES", "SPLITS", "ATTACK_EVALUATORS", "ATTACK_INITS",
-           "STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES", "CORRUPTIONS"]
+           "STUDY_MODELS", "DEFAULT_STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES", "CORRUPTIONS"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 NOISE_MODES = ("fast", "exact")
@@ -40,6 +40,8 @@ ATTACK_EVALUATORS = ("auto", "incremental", "full")
 ATTACK_INITS = ("bounds", "gaussian", "uniform")  # tfgal.attack.engine.INITS
 # The controlled study's models (defined in tfgal.study.stage.CONTROLS).
 STUDY_MODELS = ("baseline", "target-bn", "mmd", "depth-aug", "depth-aug+mmd", "corrupt-aug")
+# The default: the noise controls (corrupt-aug also needs study.corruption_train).
+DEFAULT_STUDY_MODELS = STUDY_MODELS[:5]
 # tfgal.data.corruptions.NAMES (config loads without TensorFlow, so they are repeated here;
 # a test keeps the two equal).
 CORRUPTIONS = ("seeing", "sky", "trail", "cosmic-rays", "neighbour", "misregistration",
@@ -178,7 +180,7 @@ class CurveSettings:
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
     split: str = _field("test", choices=SPLITS)  # split evaluated and attacked
-    models: list = _field(list(STUDY_MODELS))   # the controlled study's models (STUDY_MODELS)
+    models: list = _field(list(DEFAULT_STUDY_MODELS))  # the study's models (STUDY_MODELS)
     seeds: list = _field([])                    # training seeds; [] = the config's seed
     eval_n: int = _non_negative(0)              # galaxies evaluated at both depths (0: all)
     attack_n: int = _field(150, low=1)          # first galaxies attacked (the paper: 150)

@@ -26,7 +26,8 @@ from tfgal.study.stage import CONTROLS, Member, Stage, StudyContext, derived_con
 # Stages, grouped by theme.
 from tfgal.study.models import Curve, Evaluate, Train
 from tfgal.study.attacks import Attack, Church, Distances, Latent
-from tfgal.study.outputs import FIGURES, Figures
+from tfgal.study.corruption import Corruptions
+from tfgal.study.outputs import CORRUPTION_FIGURES, FIGURES, Figures
 
 # The study: its stage list, the results schema and the `tfgal-study` entry points.
 from tfgal.study.runner import (Report, Study, default_stages, load_config, results, run,
@@ -41,6 +42,6 @@ __all__ = [
     "controlled", "plots", "report", "PAPER",
     "StageRecord", "StageStore", "array_field", "digest", "plain",
     "CONTROLS", "Member", "Stage", "StudyContext", "derived_configs", "members",
-    "Train", "Evaluate", "Curve", "Attack", "Distances", "Latent", "Church", "Figures",
-    "Report", "FIGURES", "stage_names", "Study", "default_stages", "results", "load_config", "run",
+    "Train", "Evaluate", "Curve", "Corruptions", "Attack", "Distances", "Latent", "Church",
+    "Figures", "Report", "FIGURES", "CORRUPTION_FIGURES", "stage_names", "Study", "default_stages", "results", "load_config", "run",
 ]

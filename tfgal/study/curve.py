@@ -16,22 +16,25 @@ __all__ = ["predict_split", "curve_depths", "RobustnessCurve"]
 
 
 def predict_split(models, data, split, depth, *, n=None, seed=0, noise_mode="fast",
-                  batch_size=256, latent=True):
+                  batch_size=256, latent=True, corruption=None):
     """Runs every model of `models` ({name: ExportedClassifier}) over a split at a depth.
 
     Images are streamed batch by batch (the paper's test split at 100 px is 0.8 GB per
-    depth) and each batch is shared by all models, so the noise is drawn once.
-    Returns {"labels", "galaxy_id", name: {"probabilities", "latent"}} of NumPy arrays.
+    depth) and each batch is shared by all models, so the noise is drawn once. `n`: the
+    split's first n galaxies only (only those are observed). `corruption`: a
+    `tfgal.data.corruptions.Plan` (a sweep yields each galaxy once per severity).
+    Returns {"labels", "galaxy_id" (and "severity" with a `corruption`), name:
+    {"probabilities", "latent"}} of NumPy arrays.
     """
     ds = pipeline.make_dataset(data, split, depth, batch_size=batch_size, seed=seed,
-                               noise_mode=noise_mode, with_ids=True)
-    if n:
-        ds = ds.unbatch().take(int(n)).batch(batch_size)
+                               noise_mode=noise_mode, with_ids=True, corruption=corruption,
+                               limit=int(n) if n else None)
     keys = ("probabilities", "latent") if latent else ("probabilities",)
-    parts = {"labels": [], "galaxy_id": [], **{m: {k: [] for k in keys} for m in models}}
+    meta = ("labels", "galaxy_id", *(("severity",) if corruption is not None else ()))
+    parts = {**{k: [] for k in meta}, **{m: {k: [] for k in keys} for m in models}}
     for batch in ds:
-        parts["labels"].append(batch["labels"].numpy())
-        parts["galaxy_id"].append(batch["galaxy_id"].numpy())
+        for k in meta:
+            parts[k].append(batch[k].numpy())
         for name, model in models.items():
             out = model(batch["images"])
             for k in keys:

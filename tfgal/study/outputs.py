@@ -14,12 +14,16 @@ from tfgal.study.attacks import Attack, attacked, figure_labels
 from tfgal.study.models import trained
 from tfgal.study.stage import Stage
 
-__all__ = ["FIGURES", "Figures", "FiguresOutput", "figure_names", "kind_curve"]
+__all__ = ["FIGURES", "CORRUPTION_FIGURES", "Figures", "FiguresOutput", "figure_names",
+           "kind_curve"]
 
 FIGURES = {"robustness_curve": "robustness_curve.png", "confusion": "confusion.png",
            "reliability": "reliability.png", "isomap": "isomap.png",
            "church_windows": "church_windows.png", "latent_distances": "latent_distances.png",
            "examples": "examples.png"}
+# Drawn only when the corruption stage ran (study.corruptions not empty).
+CORRUPTION_FIGURES = {"corruption_accuracy": "corruption_accuracy.png",
+                      "corruption_displacement": "corruption_displacement.png"}
 
 
 @dataclasses.dataclass
@@ -27,10 +31,12 @@ class FiguresOutput:
     figures: dict  # {figure: path relative to the study directory}
 
 
-def figure_names(curve_skipped):
-    """{figure: relative path} of the figures drawn (no curve when it was skipped)."""
+def figure_names(curve_skipped, corruptions_skipped=True):
+    """{figure: relative path} of the figures drawn (no curve when it was skipped, the
+    corruption figures only when that stage ran)."""
     skip = {"robustness_curve"} if curve_skipped else set()
-    return {k: os.path.join("figures", f) for k, f in FIGURES.items() if k not in skip}
+    drawn = {**FIGURES, **({} if corruptions_skipped else CORRUPTION_FIGURES)}
+    return {k: os.path.join("figures", f) for k, f in drawn.items() if k not in skip}
 
 
 def kind_curve(curve, members):
@@ -55,19 +61,18 @@ class Figures(Stage):
     name, Output = "figures", FiguresOutput
 
     def __init__(self, labels):
-        self.deps = (*trained(labels), "evaluate", "curve", *attacked(labels), "distances",
-                     "latent", "church")
+        self.deps = (*trained(labels), "evaluate", "curve", "corruptions", *attacked(labels),
+                     "distances", "latent", "church")
 
     def settings(self, ctx):
         return {"examples": ctx.study.examples}
 
     def outputs(self, ctx, inputs):
-        return [os.path.join(ctx.out, p)
-                for p in figure_names(inputs["curve"].skipped).values()]
+        return [os.path.join(ctx.out, p) for p in _names(inputs).values()]
 
     def run(self, ctx, inputs):
         names = list(ctx.manifest.class_names)
-        rel = figure_names(inputs["curve"].skipped)
+        rel = _names(inputs)
         path = {k: os.path.join(ctx.out, p) for k, p in rel.items()}
         shown = figure_labels(ctx)
         ev, attacks = inputs["evaluate"], {k: inputs[Attack.name_of(k)] for k in shown}
@@ -92,7 +97,25 @@ class Figures(Stage):
                                       "between different galaxies")
         plots.example_galaxies(_examples(ctx), _attacked_example(attacks), names,
                                path["examples"])
+        if "corruption_accuracy" in path:
+            _corruption_figures(ctx, inputs["corruptions"], inputs["distances"], shown, path)
         return FiguresOutput(rel)
+
+
+def _names(inputs):
+    return figure_names(inputs["curve"].skipped, inputs["corruptions"].skipped)
+
+
+def _corruption_figures(ctx, out, distances, shown, path):
+    """Accuracy heat maps (model x depth) and displacement against severity (source depth)
+    beside the one-pixel attack's, in the same scale-free unit."""
+    t = out.table
+    plots.corruption_accuracy({(k, d): t["accuracy"][k][d] for d in t["depths"] for k in shown},
+                              t["severities"], path["corruption_accuracy"])
+    plots.corruption_displacement(
+        {k: {"corruptions": t["displacement"][k][ctx.source],
+             "attack": distances.measures[k]["attack"]} for k in shown},
+        t["severities"], path["corruption_displacement"], depth=ctx.source)
 
 
 def _examples(ctx):

@@ -20,14 +20,15 @@ from tfgal import io  # noqa: E402
 
 __all__ = ["save", "robustness_curve", "confusion_matrices", "isomap", "church_windows",
            "latent_distances", "to_rgb", "example_galaxies", "reliability_diagram",
-           "MODEL_STYLE", "CLASS_COLORS"]
+           "corruption_accuracy", "corruption_displacement", "MODEL_STYLE", "CLASS_COLORS"]
 
 DPI = 110
 MODEL_STYLE = {"baseline": {"color": "#d95f02", "label": "baseline (no DA)"},
                "target-bn": {"color": "#7570b3", "label": "target-bn (Y1 through BN)"},
                "mmd": {"color": "#1b9e77", "label": "domain-adapted (MMD)"},
                "depth-aug": {"color": "#e7298a", "label": "depth augmentation"},
-               "depth-aug+mmd": {"color": "#66a61e", "label": "depth aug. + MMD"}}
+               "depth-aug+mmd": {"color": "#66a61e", "label": "depth aug. + MMD"},
+               "corrupt-aug": {"color": "#a6761d", "label": "corruption augmentation"}}
 CLASS_COLORS = ("#377eb8", "#e41a1c", "#4daf4a", "#984ea3", "#ff7f00")
 DEPTH_MARKERS = ("o", "^")
 
@@ -223,6 +224,74 @@ def latent_distances(distances, path, *, xlabel="Euclidean distance in latent sp
         ax.set_xlabel(xlabel)
         ax.set_ylabel("galaxies")
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+# --------------------------------------------------------------------------- corruptions
+
+
+def corruption_accuracy(panels, severities, path):
+    """Accuracy heat maps, one per (model, depth): rows corruptions, columns severities,
+    the accuracy written in each cell. `panels`: {(model, depth): {corruption:
+    {"accuracy": [per severity]}}}; models across, depths down."""
+    kinds = list(dict.fromkeys(k for k, _ in panels))
+    depths = list(dict.fromkeys(d for _, d in panels))
+    names = list(next(iter(panels.values())))
+    fig, axes = plt.subplots(len(depths), len(kinds), squeeze=False, layout="constrained",
+                             figsize=(0.75 * len(severities) * len(kinds) + 1.6 * len(kinds),
+                                      0.42 * len(names) * len(depths) + 1.3 * len(depths)))
+    for i, depth in enumerate(depths):
+        for j, kind in enumerate(kinds):
+            ax = axes[i, j]
+            acc = np.asarray([panels[(kind, depth)][c]["accuracy"] for c in names], float)
+            image = ax.imshow(acc, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+            for (r, c), v in np.ndenumerate(acc):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if v > 0.6 else "white")
+            ax.set_xticks(range(len(severities)), [str(s) for s in severities])
+            ax.set_yticks(range(len(names)), names if j == 0 else [""] * len(names))
+            ax.set_xlabel("severity (0: clean)")
+            ax.set_title(f"{_label(kind)}\nat {depth}", fontsize=10)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="accuracy")
+    return save(fig, path)
+
+
+def corruption_displacement(panels, severities, path, *, depth=""):
+    """Latent displacement from the clean image against severity, one line per corruption
+    (95% bootstrap intervals), beside the one-pixel attack's base -> attacked distance
+    (its interval as a band). `panels`: {model: {"corruptions": {corruption: [per severity
+    {"estimate", "low", "high"}]}, "attack": {"estimate", "low", "high"}}}, all divided by
+    the model's latent scale."""
+    names = list(next(iter(panels.values()))["corruptions"])
+    colors = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False,
+                             sharey=True)
+    for ax, (kind, p) in zip(axes[0], panels.items()):
+        attack = p["attack"] or {}
+        if attack.get("estimate") is not None:
+            if attack.get("low") is not None:
+                ax.axhspan(attack["low"], attack["high"], color="0.5", alpha=0.25, lw=0)
+            ax.axhline(attack["estimate"], color="0.3", ls="--", lw=1.2,
+                       label=f"one-pixel attack (n={attack.get('n')})")
+        else:
+            ax.text(0.02, 0.97, "no successful one-pixel attack", transform=ax.transAxes,
+                    va="top", fontsize=8, color="0.3")
+        for i, name in enumerate(names):
+            cis = p["corruptions"][name]
+            est = np.asarray([c["estimate"] for c in cis], float)
+            low = np.asarray([c["low"] if c["low"] is not None else c["estimate"]
+                              for c in cis], float)
+            high = np.asarray([c["high"] if c["high"] is not None else c["estimate"]
+                               for c in cis], float)
+            ax.errorbar(severities, est, yerr=[est - low, high - est], fmt="o-", ms=4,
+                        capsize=2, color=colors(i % 10), label=name)
+        ax.set_xticks(severities)
+        ax.set_xlabel("severity (0: clean)")
+        ax.set_title(f"{_label(kind)}" + (f", at {depth}" if depth else ""), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("latent displacement / latent scale")
     fig.tight_layout()
     return save(fig, path)
 

@@ -178,7 +178,7 @@ def markdown(results):
     parts = [_intro(results), _controlled_md(results), _decomposition_md(results),
              _latent_table_md(results), _headline_md(results), _models_md(results),
              _classification_md(results), _curve_md(results), _attack_md(results),
-             _latent_md(results), _examples_md(results), _reproduce_md(results)]
+             _corruptions_md(results), _latent_md(results), _examples_md(results), _reproduce_md(results)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -358,6 +358,88 @@ def _attack_md(results):
         "`noisy_success` the same for the successfully attacked ones.", "",
         _table(("model", "distance", "value"), dist), "",
         _figure(results, "latent_distances", "latent distance histograms")])
+
+
+def _pct_ci(ci):
+    """A `bootstrap_ci` of a share, in percent with its interval."""
+    if not ci or ci.get("estimate") is None:
+        return "n/a"
+    return _pct(ci["estimate"]) + _ci(ci, 100)
+
+
+def _corruptions_md(results):
+    c = results.get("corruptions") or {"skipped": "no corruption stage in this study"}
+    head = "## Corruptions: what surveys do to images"
+    if c.get("skipped"):
+        return f"{head}\n\nSkipped: {c['skipped']}"
+    names, src, measures = c["corruptions"], results["depths"]["source"], c["measures"]
+    rows = [(f"`{k}`", d, _pct_ci(m["clean_accuracy"]), _pct_ci(m["mean_accuracy"]),
+             _pct_ci(m["relative_drop"]))
+            for k, per in measures.items() for d, m in per.items()]
+    severities = [(n, t["stage"], col, *(_fmt(v) for v in values))
+                  for n, t in c["severity_table"].items()
+                  for col, values in t["parameters"].items()]
+    per_corruption = [(n, *(_pct(measures[k][src]["per_corruption"][n]["mean"])
+                            for k in measures)) for n in names]
+    worst = [(f"`{k}`", ", ".join(f"{n} ({_pct(per[src]['per_corruption'][n]['drop'])})"
+                                  for n in per[src]["worst"][:3])) for k, per in measures.items()]
+    parts = [
+        head, "", c["conventions"], "",
+        "Severities (0 is the clean image):", "",
+        _table(("corruption", "acts on", "parameter", *(f"severity {s}" for s in
+                                                       c["severities"][1:])), severities), "",
+        "Accuracy in percent with 95% bootstrap intervals over galaxies; the relative drop is "
+        "(clean - mean corruption accuracy) / clean.", "",
+        _table(("model", "depth", "clean accuracy", "mean corruption accuracy",
+                "relative drop"), rows), "",
+        f"Mean accuracy over severities 1-5 per corruption, at {src} (percent):", "",
+        _table(("corruption", *(f"`{k}`" for k in measures)), per_corruption), "",
+        "The corruptions that hurt most (drop in accuracy points from clean, mean over "
+        "severities):", "", _table(("model", "worst corruptions"), worst)]
+    if c.get("held_in") is not None:
+        parts += ["", _held_out_md(c, src)]
+    parts += ["", _displacement_md(c), "",
+              _figure(results, "corruption_accuracy", "accuracy per corruption and severity"),
+              "", _figure(results, "corruption_displacement",
+                          "latent displacement against severity, beside the one-pixel attack")]
+    return "\n".join(parts)
+
+
+def _held_out_md(c, src):
+    gains = c.get("gain_over_baseline", {})
+    rows = []
+    for k, per in c["measures"].items():
+        m, g = per[src], _get(gains, k, src) or {}
+        rows.append((f"`{k}`", *(_pct_ci(_get(m, group, "mean_accuracy"))
+                                 for group in ("held_in", "held_out")),
+                     *(_pct_ci(g.get(group)) if g.get(group) else "—"
+                       for group in ("held_in", "held_out"))))
+    return "\n".join([
+        f"Held in (`study.corruption_train`, what `corrupt-aug` trains on): "
+        f"{', '.join(c['held_in']) or 'none'}; held out (never seen in training): "
+        f"{', '.join(c['held_out']) or 'none'}. Mean accuracy over each group at {src} in "
+        "percent; gains are percentage points over the same seed's baseline on the same "
+        "galaxies (paired bootstrap).", "",
+        _table(("model", "held-in accuracy", "held-out accuracy", "held-in gain over baseline",
+                "held-out gain over baseline"), rows)])
+
+
+def _displacement_md(c):
+    rows = []
+    for k, v in c["vs_attack"].items():
+        attack = v["attack"] or {}
+        for n, d in v["corruptions"].items():
+            cells = [_fmt(d["displacement"][s]) + _ci({"low": d["low"][s], "high": d["high"][s]})
+                     for s in (3, 5)]
+            rows.append((f"`{k}`", n, *cells, _fmt(attack.get("estimate")) + _ci(attack),
+                         d["first_severity_beyond_attack"] or "—"))
+    return "\n".join([
+        "Is a one-pixel attack a realistic threat next to what surveys do? Latent "
+        "displacement from the clean image, ||z(s) - z(0)|| over the model's latent scale, "
+        "beside the one-pixel attack's base -> attacked distance in the same unit (successful "
+        "attacks, first seed's per-model measure), 95% bootstrap intervals:", "",
+        _table(("model", "corruption", "severity 3", "severity 5", "one-pixel attack",
+                "first severity beyond the attack"), rows)])
 
 
 def _latent_md(results):

@@ -4,9 +4,10 @@
 
 The study trains every model kind of ``study.models`` (the controls of
 `tfgal.study.stage.CONTROLS`: ``baseline``, ``target-bn``, ``mmd``, ``depth-aug``,
-``depth-aug+mmd``) once per seed of ``study.seeds``, by the same code path, data and
-budget, and measures them all on the same galaxies. Its stages (`default_stages`), each
-writing ``OUT/stages/<stage>.json`` (plus ``<stage>.npz`` for arrays):
+``depth-aug+mmd``, ``corrupt-aug``) once per seed of ``study.seeds``, by the same code
+path, data and budget, and measures them all on the same galaxies. Its stages
+(`default_stages`), each writing ``OUT/stages/<stage>.json`` (plus ``<stage>.npz`` for
+arrays):
 
 1. ``train_<label>``: one per member (``<kind>``, or ``<kind>_s<seed>`` with several
    seeds), trained by `tfgal.model.training.train` into ``OUT/models/<label>`` and
@@ -15,10 +16,13 @@ writing ``OUT/stages/<stage>.json`` (plus ``<stage>.npz`` for arrays):
    (accuracy, F1, Brier, ROC AUC, expected calibration error, reliability bins).
 3. ``curve``: accuracy against depth, from the same noiseless galaxies (skipped, with the
    reason, on data with noise baked in).
-4. ``attack_<label>``: one-pixel attacks on the galaxies each model classifies correctly.
-5. ``distances``: scale-free latent distances, and each model against its seed's baseline
+4. ``corruptions``: every model on the physical corruptions of ``study.corruptions``,
+   severities 0-5, accuracy and scale-free latent displacement (skipped when the list is
+   empty; corruptions the dataset cannot take are refused before anything runs).
+5. ``attack_<label>``: one-pixel attacks on the galaxies each model classifies correctly.
+6. ``distances``: scale-free latent distances, and each model against its seed's baseline
    on the galaxies attacked successfully under both, with bootstrap intervals.
-6. ``latent`` (isomap), ``church`` (church windows), ``figures``, ``report``.
+7. ``latent`` (isomap), ``church`` (church windows), ``figures``, ``report``.
 
 Resumption: a stage's JSON is written last and atomically; it records a key (digest of
 the stage's settings and of the ids of the stages it reads), so a stage reruns exactly
@@ -41,8 +45,9 @@ from tfgal import seeds
 from tfgal.attack import summary as attack_summary
 from tfgal.errors import ConfigError
 from tfgal.model import tensorboard, training
-from tfgal.study import controlled, report
+from tfgal.study import controlled, corruption, report
 from tfgal.study.attacks import Attack, Church, Distances, Latent, attacked
+from tfgal.study.corruption import Corruptions
 from tfgal.study.models import Curve, Evaluate, Train, trained
 from tfgal.study.outputs import FIGURES, Figures
 from tfgal.study.stage import CONTROLS, Stage, StudyContext, derived_configs, members
@@ -75,8 +80,8 @@ class Report(Stage):
     name, Output = "report", ReportOutput
 
     def __init__(self, labels):
-        self.deps = (*trained(labels), "evaluate", "curve", *attacked(labels), "distances",
-                     "latent", "church", "figures")
+        self.deps = (*trained(labels), "evaluate", "curve", "corruptions", *attacked(labels),
+                     "distances", "latent", "church", "figures")
 
     def outputs(self, ctx, inputs):
         return [os.path.join(ctx.out, n) for n in REPORT_FILES]
@@ -92,9 +97,10 @@ STUDY_GROUP = "study"  # the study's measures: an HParams metric group of each m
 
 
 def write_tensorboard(ctx, results):
-    """Each member's study measures (accuracy and ECE per depth, attack success) as
-    scalars in ``OUT/runs/<label>/hparams/study``: `tensorboard --logdir OUT` then lists
-    them beside each model's training metrics in the HParams tab (metric group "study")."""
+    """Each member's study measures (accuracy and ECE per depth, attack success, mean
+    corruption accuracy at the source depth when the corruption stage ran) as scalars in
+    ``OUT/runs/<label>/hparams/study``: `tensorboard --logdir OUT` then lists them beside
+    each model's training metrics in the HParams tab (metric group "study")."""
     for label in ctx.labels:
         values = {}
         for depth, m in results["evaluation"][label].items():
@@ -103,6 +109,10 @@ def write_tensorboard(ctx, results):
         rate = results["attack"][label].get("success_rate")
         if rate is not None:
             values["study/attack_success"] = rate
+        corrupted = results["corruptions"]
+        if not corrupted.get("skipped"):
+            m = corrupted["measures"][label][ctx.source]
+            values["study/corruption_accuracy"] = m["mean_accuracy"]["estimate"]
         tensorboard.replace_scalars(
             os.path.join(ctx.run_dir(label), tensorboard.HPARAMS, STUDY_GROUP), values, step=0)
 
@@ -112,7 +122,8 @@ def results(ctx, inputs):
 
     Per member (``members``, ``evaluation``, ``attack``, ``latent_measures``) and per model
     kind over seeds (``controlled``, ``latent``); ``latent_distance_ratio`` is the raw
-    mmd / baseline ratio of the first seed, the paper's comparison.
+    mmd / baseline ratio of the first seed, the paper's comparison; ``corruptions`` is
+    `tfgal.study.corruption.summary` (or {"skipped": reason}).
     """
     ev, curve = inputs["evaluate"], inputs["curve"].table
     attack = {k: inputs[Attack.name_of(k)].summary for k in ctx.labels}
@@ -137,6 +148,7 @@ def results(ctx, inputs):
         "latent_distance_ratio": (attack_summary.distance_ratios(
             attack[da]["latent_distance"], attack[base]["latent_distance"])
             if da and base else None),
+        "corruptions": corruption.summary(ctx, inputs["corruptions"], dist),
         "church_windows": inputs["church"].windows,
         "figures": inputs["figures"].figures,
         "paper": report.PAPER,
@@ -181,7 +193,7 @@ def _run_times(records):
 def default_stages(cfg):
     """The stages of the study of config `cfg`, in the order they run."""
     labels = [m.label for m in members(cfg)]
-    return [*(Train(k) for k in labels), Evaluate(labels), Curve(labels),
+    return [*(Train(k) for k in labels), Evaluate(labels), Curve(labels), Corruptions(labels),
             *(Attack(k) for k in labels), Distances(labels), Latent(labels), Church(labels),
             Figures(labels), Report(labels)]
 
@@ -236,6 +248,8 @@ class Study:
         ctx = self.ctx
         os.makedirs(ctx.out, exist_ok=True)
         ctx.manifest = training.ensure_dataset(ctx.cfg.data, ctx.cfg.seed)  # clipped stretch
+        for stage in self.stages:  # refuse what cannot work before training for hours
+            stage.check(ctx)
         for index, stage in enumerate(self.stages, 1):
             ctx.records[stage.name] = self._run_stage(stage, index)
         with open(os.path.join(ctx.out, "results.json")) as f:

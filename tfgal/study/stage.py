@@ -3,9 +3,10 @@
 A stage is a small object: a `name`, the names of the stages it reads (`deps`), the
 `settings` its cache key digests, and `run(ctx, inputs)` returning its typed `Output`
 (a dataclass, see `tfgal.study.store`). ``inputs`` maps each dependency's name to its
-output. A stage may also name files that must exist for its record to count (`outputs`),
-check a record against the world (`valid`, e.g. a trained model still on disk) and name
-its result (`record_id`, e.g. the SavedModel's fingerprint).
+output. A stage may also refuse the dataset before any stage runs (`check`), name files
+that must exist for its record to count (`outputs`), check a record against the world
+(`valid`, e.g. a trained model still on disk) and name its result (`record_id`, e.g. the
+SavedModel's fingerprint).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class Stage:
     def settings(self, ctx):
         """What the stage's cache key digests (with the ids of `deps`)."""
         return {}
+
+    def check(self, ctx):
+        """Refuses settings that cannot work on the dataset (`ctx.manifest`), with the
+        reason; the study calls it for every stage before any stage runs."""
 
     def outputs(self, ctx, inputs):
         """Files the stage writes: a record without them does not count."""

@@ -170,6 +170,8 @@ def test_displacement_beside_the_one_pixel_attack(finished):
         v = c["vs_attack"][kind]
         attack = res["latent_measures"]["per_model"][kind]["attack"]
         assert v["attack"] == attack
+        assert v["noisy"] == res["latent_measures"]["per_model"][kind]["noisy"]
+        assert v["noisy"]["estimate"] > 0  # Y10 -> Y1 moves latents even without attacks
         for name in NAMES:
             row, cis = v["corruptions"][name], c["displacement"][kind]["Y10"][name]
             assert row["displacement"] == [ci["estimate"] for ci in cis]
@@ -210,7 +212,8 @@ def test_results_report_figures_and_tensorboard(finished):
         text = f.read()
     section = text[text.index("## Corruptions"):]
     for needle in ("first 12 test galaxies", "| `baseline` | Y10 |", "held-out accuracy",
-                   "severity 3", "severity 5", "one-pixel attack", "worst corruptions",
+                   "severity 3", "severity 5", "one-pixel attack", "source -> target depth",
+                   "worst corruptions",
                    "zero-point error [mag]", "](figures/corruption_accuracy.png)",
                    "](figures/corruption_displacement.png)"):
         assert needle in section, needle

@@ -205,11 +205,12 @@ def _gain(correct, ref, groups, boot):
                 if cs else None) for g, cs in groups.items()}
 
 
-def _vs_attack(displacement, attack):
+def _vs_attack(displacement, attack, noisy=None):
     """Displacements per severity beside the one-pixel attack's base -> attacked distance
-    (both over the model's latent scale); the first severity that moves latents further."""
+    and the source -> target depth distance of the same attacked galaxies (all over the
+    model's latent scale); the first severity that moves latents further than the attack."""
     est = attack.get("estimate") if attack else None
-    out = {"attack": attack, "corruptions": {}}
+    out = {"attack": attack, "noisy": noisy, "corruptions": {}}
     for c, cis in displacement.items():
         d = [ci["estimate"] for ci in cis]
         beyond = [s for s, v in zip(SEVERITIES[1:], d[1:]) if est is not None and v >= est]
@@ -252,7 +253,8 @@ def summary(ctx, output, distances):
             "severity_table": {c: severities[c] for c in names},
             "measures": measures, "gain_over_baseline": gains,
             "vs_attack": {k: _vs_attack(t["displacement"][k][src],
-                                        distances.measures[k]["attack"]) for k in labels},
+                                        distances.measures[k]["attack"],
+                                        distances.measures[k].get("noisy")) for k in labels},
             "conventions": conventions(t, ctx.study.split)}
 
 

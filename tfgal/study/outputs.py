@@ -114,7 +114,8 @@ def _corruption_figures(ctx, out, distances, shown, path):
                               t["severities"], path["corruption_accuracy"])
     plots.corruption_displacement(
         {k: {"corruptions": t["displacement"][k][ctx.source],
-             "attack": distances.measures[k]["attack"]} for k in shown},
+             "attack": distances.measures[k]["attack"],
+             "noisy": distances.measures[k].get("noisy")} for k in shown},
         t["severities"], path["corruption_displacement"], depth=ctx.source)
 
 

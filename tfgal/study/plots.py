@@ -260,9 +260,10 @@ def corruption_accuracy(panels, severities, path):
 def corruption_displacement(panels, severities, path, *, depth=""):
     """Latent displacement from the clean image against severity, one line per corruption
     (95% bootstrap intervals), beside the one-pixel attack's base -> attacked distance
-    (its interval as a band). `panels`: {model: {"corruptions": {corruption: [per severity
-    {"estimate", "low", "high"}]}, "attack": {"estimate", "low", "high"}}}, all divided by
-    the model's latent scale."""
+    (its interval as a band) and the source -> target depth shift of the same galaxies
+    (dotted). `panels`: {model: {"corruptions": {corruption: [per severity {"estimate",
+    "low", "high"}]}, "attack": {...}, "noisy": {...} or None}}, all divided by the model's
+    latent scale."""
     names = list(next(iter(panels.values()))["corruptions"])
     colors = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False,
@@ -275,8 +276,12 @@ def corruption_displacement(panels, severities, path, *, depth=""):
             ax.axhline(attack["estimate"], color="0.3", ls="--", lw=1.2,
                        label=f"one-pixel attack (n={attack.get('n')})")
         else:
-            ax.text(0.02, 0.97, "no successful one-pixel attack", transform=ax.transAxes,
-                    va="top", fontsize=8, color="0.3")
+            ax.text(0.98, 0.02, "no successful one-pixel attack", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=8, color="0.3")
+        noisy = p.get("noisy") or {}
+        if noisy.get("estimate") is not None:
+            ax.axhline(noisy["estimate"], color="0.2", ls=":", lw=1.5,
+                       label="source -> target depth")
         for i, name in enumerate(names):
             cis = p["corruptions"][name]
             est = np.asarray([c["estimate"] for c in cis], float)
@@ -290,7 +295,7 @@ def corruption_displacement(panels, severities, path, *, depth=""):
         ax.set_xlabel("severity (0: clean)")
         ax.set_title(f"{_label(kind)}" + (f", at {depth}" if depth else ""), fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axes[0, 0].set_ylabel("latent displacement / latent scale")
     fig.tight_layout()
     return save(fig, path)

@@ -427,19 +427,22 @@ def _held_out_md(c, src):
 def _displacement_md(c):
     rows = []
     for k, v in c["vs_attack"].items():
-        attack = v["attack"] or {}
+        attack, noisy = v["attack"] or {}, v.get("noisy") or {}
         for n, d in v["corruptions"].items():
             cells = [_fmt(d["displacement"][s]) + _ci({"low": d["low"][s], "high": d["high"][s]})
                      for s in (3, 5)]
             rows.append((f"`{k}`", n, *cells, _fmt(attack.get("estimate")) + _ci(attack),
+                         _fmt(noisy.get("estimate")) + _ci(noisy),
                          d["first_severity_beyond_attack"] or "—"))
     return "\n".join([
         "Is a one-pixel attack a realistic threat next to what surveys do? Latent "
         "displacement from the clean image, ||z(s) - z(0)|| over the model's latent scale, "
         "beside the one-pixel attack's base -> attacked distance in the same unit (successful "
-        "attacks, first seed's per-model measure), 95% bootstrap intervals:", "",
+        "attacks, first seed's per-model measure) and beside the shift from the source to the "
+        "target depth of the same attacked galaxies (the noise the study is about), 95% "
+        "bootstrap intervals; n/a where no attack succeeded:", "",
         _table(("model", "corruption", "severity 3", "severity 5", "one-pixel attack",
-                "first severity beyond the attack"), rows)])
+                "source -> target depth", "first severity beyond the attack"), rows)])
 
 
 def _latent_md(results):

@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from test_study import counting_stages, png_size, stage_arrays, write_galaxies, write_study_npy
+from test_study import counting_stages, png_size, stage_arrays, tiny_study, write_study_npy
 
 from tfgal import config, data, seeds, study
 from tfgal.data import corruptions, pipeline
@@ -59,12 +59,7 @@ COUNTED = (models.Evaluate, models.Curve, corruption.Corruptions, outputs.Figure
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corruption-study")
-    manifest = write_galaxies(str(root / "data"))
-    path = root / "tiny.toml"
-    path.write_text(TINY_TOML.format(data=manifest.root))
-    cfg = study.load_config(path)
-    out = str(root / "out")
+    manifest, _, cfg, out = tiny_study(tmp_path_factory.mktemp("corruption-study"), TINY_TOML)
     results = study.run(cfg, out, progress=False, train_verbose=0)
     return {"cfg": cfg, "out": out, "results": results, "manifest": manifest}
 

@@ -121,15 +121,19 @@ def counting_stages(monkeypatch, calls, fail=(), classes=STAGE_CLASSES):
         monkeypatch.setattr(cls, "run", wrapped)
 
 
+def tiny_study(root, toml):
+    """(manifest, config path, resolved config, output directory) of a tiny study in `root`
+    whose config is `toml` with ``{data}`` filled in."""
+    manifest = write_galaxies(str(root / "data"))
+    config_path = root / "tiny.toml"
+    config_path.write_text(toml.format(data=manifest.root))
+    return manifest, config_path, study.load_config(config_path), str(root / "out")
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A study interrupted at the church stage, then resumed to the end."""
-    root = tmp_path_factory.mktemp("study")
-    manifest = write_galaxies(str(root / "data"))
-    config_path = root / "tiny.toml"
-    config_path.write_text(TINY_TOML.format(data=manifest.root))
-    cfg = study.load_config(config_path)
-    out = str(root / "out")
+    manifest, config_path, cfg, out = tiny_study(tmp_path_factory.mktemp("study"), TINY_TOML)
     first = collections.Counter()
     with pytest.MonkeyPatch.context() as mp:
         counting_stages(mp, first, fail=("church",))

@@ -18,6 +18,11 @@ stretch, so its variance matches the drawn depth's. That needs pixels in flux un
 (e-/s, sky-subtracted): a dataset stored already stretched (stretch "identity", e.g. the
 paper's .npy files) is refused with a `ConfigError` naming ``data.depth_augment``.
 
+Physical corruptions (`tfgal.data.corruptions`, ``corruption=`` a `Plan`) act at their
+stage: on the noiseless flux before the noise, on the observed image before the stretch,
+or on the stretched image; they are seeded per galaxy like the noise, and galaxies a plan
+leaves untouched keep the clean stream's exact pixels.
+
 Elements are ``(images, labels)`` (or dicts with ``galaxy_id`` when asked); paired
 domain-adaptation batches are ``((x_s, x_t), y_s)``.
 """

@@ -20,8 +20,8 @@ paper's .npy files) is refused with a `ConfigError` naming ``data.depth_augment`
 
 Physical corruptions (`tfgal.data.corruptions`, ``corruption=`` a `Plan`) act at their
 stage: on the noiseless flux before the noise, on the observed image before the stretch,
-or on the stretched image; they are seeded per galaxy like the noise, and galaxies a plan
-leaves untouched keep the clean stream's exact pixels.
+or on the stretched image; they are seeded per galaxy like the noise, and in evaluation
+(fixed or sweep plans) untouched galaxies keep the clean stream's exact pixels.
 
 Elements are ``(images, labels)`` (or dicts with ``galaxy_id`` when asked); paired
 domain-adaptation batches are ``((x_s, x_t), y_s)``.

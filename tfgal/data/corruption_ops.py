@@ -132,7 +132,8 @@ def sky(x, params, seeds, ctx):
     angle = 2.0 * math.pi * u[:, 1]
     ys, xs = _grid(x)
     half = tf.cast(tf.shape(x)[2], tf.float32) / 2.0
-    ramp = (xs[None] * tf.cos(angle)[:, None, None] + ys[None] * tf.sin(angle)[:, None, None]) / half
+    c, s = tf.cos(angle)[:, None, None], tf.sin(angle)[:, None, None]
+    ramp = (xs[None] * c + ys[None] * s) / half
     k = params[:, 0][:, None, None]
     pattern = k * (sign[:, None, None] + ramp)
     return x + pattern[..., None] * ctx.sigma
@@ -298,7 +299,9 @@ def bad_pixels(x, params, seeds, ctx):
 
 
 def _refold(seeds, value):
-    return tf.map_fn(lambda s: tf.random.experimental.stateless_fold_in(s, tf.constant(value, tf.int64)), seeds,
+    """Each galaxy's seed folded with `value`: a second stream independent of the first."""
+    value = tf.constant(value, tf.int64)
+    return tf.map_fn(lambda s: tf.random.experimental.stateless_fold_in(s, value), seeds,
                      fn_output_signature=tf.int64)
 
 

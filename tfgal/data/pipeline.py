@@ -161,7 +161,6 @@ class _Observation:
         plan, else None). `severity` [B]: a sweep's per-galaxy severities."""
         parsed = self.parse(serialized)
         images, ids = parsed[self.image_key], parsed["galaxy_id"]
-        corrupt = None
         if self.plan is not None:
             choice, level = self.plan.assign(self.seed, ids, salts, severity)
 

@@ -43,5 +43,6 @@ __all__ = [
     "StageRecord", "StageStore", "array_field", "digest", "plain",
     "CONTROLS", "Member", "Stage", "StudyContext", "derived_configs", "members",
     "Train", "Evaluate", "Curve", "Corruptions", "Attack", "Distances", "Latent", "Church",
-    "Figures", "Report", "FIGURES", "CORRUPTION_FIGURES", "stage_names", "Study", "default_stages", "results", "load_config", "run",
+    "Figures", "Report", "FIGURES", "CORRUPTION_FIGURES", "stage_names", "Study",
+    "default_stages", "results", "load_config", "run",
 ]

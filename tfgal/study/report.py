@@ -178,7 +178,8 @@ def markdown(results):
     parts = [_intro(results), _controlled_md(results), _decomposition_md(results),
              _latent_table_md(results), _headline_md(results), _models_md(results),
              _classification_md(results), _curve_md(results), _attack_md(results),
-             _corruptions_md(results), _latent_md(results), _examples_md(results), _reproduce_md(results)]
+             _corruptions_md(results), _latent_md(results), _examples_md(results),
+             _reproduce_md(results)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 

@@ -68,6 +68,25 @@ def _run(main, argv):
 # --------------------------------------------------------------------------- tfgal-data
 
 
+def _beam_choice(args, parser):
+    """None (local), True (DirectRunner defaults) or the user's Beam flags."""
+    if args.beam_options is not None and not args.beam:
+        parser.error("--beam-options needs --beam")
+    return (True if args.beam_options is None else args.beam_options) if args.beam else None
+
+
+def _quiet_beam(beam):
+    from tfgal import beam as beam_lib
+    return beam_lib.quiet_logging(beam is not None and not _verbose)
+
+
+def _beam_args(parser, help_text):
+    parser.add_argument("--beam", action="store_true", help=help_text)
+    parser.add_argument("--beam-options", default=None, metavar="FLAGS",
+                        help="Beam pipeline flags in one string (needs --beam), e.g. "
+                             "--beam-options=\"--runner=FlinkRunner --flink_master=HOST:8081\"")
+
+
 def _data_parser():
     from tfgal.data import DEFAULT_SHARD_SIZE
     from tfgal.data import STRETCH_CHOICES
@@ -94,6 +113,8 @@ def _data_parser():
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="render only part I of N (job arrays, several machines); then "
                         "run 'tfgal-data merge --out DIR' once all parts are done")
+    _beam_args(p, "render on Apache Beam (default: the local DirectRunner with --workers "
+                 "processes); the same bytes as the local build")
 
     p = sub.add_parser("merge", help="check the parts of a sharded mock build, write its manifest")
     p.add_argument("--out", required=True, help="dataset directory the parts were written to")
@@ -143,7 +164,8 @@ def _data_parser():
 
 def _data(argv):
     _quiet_tensorflow()
-    args = _data_parser().parse_args(argv)
+    parser = _data_parser()
+    args = parser.parse_args(argv)
     from tfgal import data
     compression = "" if getattr(args, "no_gzip", False) else "GZIP"
     if args.command == "mock":
@@ -152,10 +174,13 @@ def _data(argv):
         if args.class_fractions:
             fractions = [float(v) for v in args.class_fractions.split(",")]
         shard = shards.parse_part(args.shard) if args.shard else None
-        manifest = data.build_mocks(
-            args.out, n_train=args.train, n_val=args.val, n_test=args.test, seed=args.seed,
-            workers=args.workers, class_fractions=fractions, shard_size=args.shard_size,
-            compression=compression, overwrite=args.overwrite, shard=shard)
+        beam = _beam_choice(args, parser)
+        with _quiet_beam(beam):
+            manifest = data.build_mocks(
+                args.out, n_train=args.train, n_val=args.val, n_test=args.test,
+                seed=args.seed, workers=args.workers, class_fractions=fractions,
+                shard_size=args.shard_size, compression=compression,
+                overwrite=args.overwrite, shard=shard, beam=beam)
         if manifest is None:
             print(f"part {args.shard} written under {args.out}; merge once all parts are done")
             return
@@ -423,13 +448,28 @@ def _predict_parser():
     parser.add_argument("--batch-size", type=int, default=predict.DEFAULT_BATCH_SIZE)
     parser.add_argument("--latent", action="store_true", help="add each galaxy's latent vector")
     parser.add_argument("--no-progress", action="store_true")
+    _beam_args(parser, "run on Apache Beam with RunInference (default: the local "
+                      "DirectRunner); datasets only, the same catalogue as without --beam")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
 
 
 def _predict(argv):
     _quiet_tensorflow()
-    args = _predict_parser().parse_args(argv)
+    parser = _predict_parser()
+    args = parser.parse_args(argv)
+    beam = _beam_choice(args, parser)
+    if beam is not None:
+        if args.fits_table is not None:
+            parser.error("--beam reads datasets (--data); import FITS cutouts with "
+                         "tfgal-data import-fits first")
+        from tfgal.model import beam_predict
+        with _quiet_beam(beam):
+            summary = beam_predict.predict(
+                args.model, args.out, data=args.data, split=args.split, depth=args.depth,
+                seed=args.seed, batch_size=args.batch_size, latent=args.latent, options=beam)
+        print(json.dumps(summary, indent=2))
+        return
     from tfgal.model import predict
     summary = predict.predict(
         args.model, args.out, data=args.data, fits_table=args.fits_table, split=args.split,

@@ -10,6 +10,7 @@ Package map, by layer (each name's module in `_EXPORTS`)::
     mock_params    MockParams (ranges and why), the split plan
     mock_galaxies  GalSim physics of one mock galaxy
     mock_build     many galaxies in a process pool -> a dataset
+    beam_mock      the same dataset rendered on Apache Beam (the beam extra)
     npy_importer   the study's published .npy files -> a dataset
     fits_importer  tables of FITS cutouts -> a dataset
     noise          Poisson noise on the fly (TensorFlow)

@@ -1,9 +1,11 @@
 """Building mock datasets: many galaxies rendered in a process pool, written in shards.
 
 `build` renders the galaxies of `mock_params.plan` (in plan order) and writes them as a
-tfgal dataset; `merge` finishes a dataset rendered in parts (`tfgal.data.shards`). A
-galaxy's pixels depend only on (seed, galaxy_id, label), so `build` writes the same
-bytes whatever the number of workers, the process start method or the sharding.
+tfgal dataset, locally or on Apache Beam (`tfgal.data.beam_mock`); `merge` finishes a
+dataset rendered in parts (`tfgal.data.shards`). A galaxy's pixels depend only on (seed,
+galaxy_id, label) and every record file is written by `render_file`'s writer, so `build`
+writes the same bytes whatever the number of workers, the process start method, the
+sharding or the Beam runner.
 
 The manifest's generator entry is named ``"tfgal.mocks"``: it identifies the generator
 in existing datasets, whatever module holds the code.
@@ -31,7 +33,7 @@ from tfgal.data.mock_galaxies import STAMP_PIXELS, render_galaxy
 from tfgal.data.mock_params import MockParams, check_class_fractions, plan
 from tfgal.errors import ConfigError, DataError
 
-__all__ = ["GENERATOR_NAME", "render_many", "build", "merge"]
+__all__ = ["GENERATOR_NAME", "render_many", "build", "merge", "file_jobs", "render_file"]
 
 GENERATOR_NAME = "tfgal.mocks"  # stored in manifests: keep it, existing datasets carry it
 
@@ -90,14 +92,14 @@ def _check_workers(workers):
 
 def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=None,
           shard_size=DEFAULT_SHARD_SIZE, compression="GZIP", overwrite=False,
-          params=None, progress=True, shard=None):
+          params=None, progress=True, shard=None, beam=None):
     """Renders a mock dataset into `out` and returns its manifest.
 
     Galaxies are written in `plan` order; the arcsinh stretch is fitted on the first
     (up to `stretch.STRETCH_SAMPLE`) training galaxies observed at Y10 with noise seeded
     by `seed`. With no training galaxies the manifest's stretch is None (fitting it on
     val or test would leak their statistics). The same arguments write the same bytes for
-    any `workers`, any process and any sharding.
+    any `workers`, any process, any sharding and on Beam.
 
     Args:
       out: dataset directory to create.
@@ -111,6 +113,10 @@ def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=No
       progress: show a progress bar (galaxies done, rate) on stderr.
       shard: (I, N) to render only part I of N into `out` (for job arrays or several
         machines; `merge(out)` then writes the manifest); None for the whole dataset.
+      beam: render on Apache Beam (`tfgal.data.beam_mock`): True for the local
+        DirectRunner with `workers` processes, or a string (or list) of Beam flags, e.g.
+        ``"--runner=FlinkRunner --flink_master=host:8081"``; None renders in a local
+        process pool. Every runner writes the same bytes.
     Returns:
       the `Manifest`, or None for a part.
     """
@@ -125,6 +131,12 @@ def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=No
     settings = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed,
                 "class_fractions": class_fractions, "shard_size": shard_size,
                 "compression": compression, "params": dataclasses.asdict(params)}
+    if shard is not None and beam is not None:
+        raise ConfigError("shard and beam exclude each other: a Beam runner schedules the "
+                          "whole build itself", key="shard")
+    if beam is not None:
+        from tfgal import beam as beam_lib
+        beam_lib.require()  # before any rendering, with the extra named
     if shard is not None:
         _build_part(out, *shard, rows, settings, params, workers, progress)
         return None
@@ -134,7 +146,12 @@ def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=No
     tmp = f"{out}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _build_part(tmp, 0, 1, rows, settings, params, workers, progress)
+        if beam is None:
+            _build_part(tmp, 0, 1, rows, settings, params, workers, progress)
+        else:
+            from tfgal.data import beam_mock
+            beam_mock.build_part(tmp, file_jobs(rows, settings), settings, params,
+                                 options=beam, workers=workers, progress=progress)
         merge(tmp)
         io.publish_directory(tmp, out)
     finally:
@@ -150,28 +167,49 @@ def _split_rows(rows):
     return {split: items for split, items in by_split.items() if items}
 
 
-def _build_part(out, part, n_parts, rows, settings, params, workers, progress):
-    """Renders the record files of part `part` of `n_parts` (see `tfgal.shards`)."""
+def file_jobs(rows, settings, part=0, n_parts=1):
+    """The record files of part `part` of `n_parts` with their galaxies:
+    [(`shards.FileSpec`, [(galaxy_id, label), ...])], in layout order."""
     by_split = _split_rows(rows)
     specs = shards.layout({s: len(v) for s, v in by_split.items()}, settings["shard_size"],
                           settings["compression"])
-    mine = shards.assigned(specs, part, n_parts)
-    items = [item for spec in mine for item in by_split[spec.split][spec.start:spec.stop]]
+    return [(spec, by_split[spec.split][spec.start:spec.stop])
+            for spec in shards.assigned(specs, part, n_parts)]
+
+
+def _write_file(out, spec, galaxies):
+    return shards.write_file(out, spec, galaxies, noiseless=True,
+                             image_shape=(STAMP_PIXELS, STAMP_PIXELS, len(survey.BANDS)),
+                             n_classes=len(CLASS_NAMES))
+
+
+def render_file(out, spec, items, seed, params):
+    """Renders the galaxies `items` of one record file and writes it; returns its entry.
+
+    The file's bytes depend only on (spec, items, seed, params) and it is written
+    atomically, so running it twice (a retried task) writes the same file.
+    """
+    galaxies = [({FLUX: render_galaxy(g, label, seed, params)}, label, g)
+                for g, label in items]
+    return _write_file(out, spec, galaxies)
+
+
+def _build_part(out, part, n_parts, rows, settings, params, workers, progress):
+    """Renders the record files of part `part` of `n_parts` (see `tfgal.shards`)."""
+    jobs = file_jobs(rows, settings, part, n_parts)
+    items = [item for _, file_items in jobs for item in file_items]
     entries = []
     desc = "rendering" if n_parts == 1 else f"rendering part {part}/{n_parts}"
     # closing(): an error while writing stops the worker pool at once, not at exit.
     with progress_lib.bar(len(items), desc, enabled=bool(progress)) as bar, \
             contextlib.closing(render_many(items, settings["seed"], params,
                                            workers=workers)) as rendered:
-        for spec in mine:
+        for spec, file_items in jobs:
             galaxies = []
-            for galaxy_id, label in by_split[spec.split][spec.start:spec.stop]:
+            for galaxy_id, label in file_items:
                 galaxies.append(({FLUX: next(rendered)}, label, galaxy_id))
                 bar.update()
-            entries.append(shards.write_file(
-                out, spec, galaxies, noiseless=True, image_shape=(STAMP_PIXELS, STAMP_PIXELS,
-                                                                  len(survey.BANDS)),
-                n_classes=len(CLASS_NAMES)))
+            entries.append(_write_file(out, spec, galaxies))
     shards.write_part_record(out, part, n_parts, settings, entries)
 
 

@@ -5,6 +5,9 @@ Importing this module registers two builders with TFDS; both work offline:
 * ``tfgal_mock``: the mock galaxies of `tfgal.data.mock_galaxies`, rendered noiseless (e-/s per
   pixel) into feature ``flux``. Configs "tiny" (24/6/6 galaxies) and "default"
   (3000/500/1000), seed 0. Noise is added on the fly downstream, as for tfgal datasets.
+  Given Beam options or a runner (``tfds build tfgal_mock --beam_pipeline_options=...``,
+  or ``DownloadConfig(beam_runner=...)``), it renders on Apache Beam, as TFDS's own large
+  datasets do; otherwise in this process. Both give the same examples.
 * ``deep_adversaries``: the study's published files (Zenodo 10.5281/zenodo.5514180),
   read from TFDS's manual directory with the same validation as `tfgal.data.npy_importer`.
   Features ``image_y10`` and ``image_y1`` hold the same galaxy at both depths.
@@ -79,6 +82,14 @@ class TfgalMock(tfds.core.GeneratorBasedBuilder):
             citation=CITATION,
         )
 
+    _on_beam = False
+
+    def _generate_splits(self, dl_manager, download_config):
+        # TFDS builds with Beam when `_generate_examples` returns a PTransform; render on
+        # Beam exactly when the user gave Beam something to run on.
+        self._on_beam = bool(download_config.beam_options or download_config.beam_runner)
+        return super()._generate_splits(dl_manager, download_config)
+
     def _split_generators(self, dl_manager):
         del dl_manager  # rendered locally, nothing to download
         cfg = self.builder_config
@@ -89,10 +100,18 @@ class TfgalMock(tfds.core.GeneratorBasedBuilder):
         return {name: self._generate_examples(rows) for name, rows in by_split.items()}
 
     def _generate_examples(self, rows):
-        render_galaxy = _galaxies().render_galaxy
-        for galaxy_id, label in rows:
-            flux = render_galaxy(galaxy_id, label, self.builder_config.seed)
-            yield galaxy_id, {"flux": flux, "label": label, "galaxy_id": galaxy_id}
+        seed = self.builder_config.seed
+        if self._on_beam:
+            beam = tfds.core.lazy_imports.apache_beam
+            return (beam.Create(rows) | beam.Reshuffle()
+                    | beam.Map(_mock_example, seed))
+        return (_mock_example(row, seed) for row in rows)
+
+
+def _mock_example(row, seed):
+    galaxy_id, label = row
+    flux = _galaxies().render_galaxy(galaxy_id, label, seed)
+    return galaxy_id, {"flux": flux, "label": label, "galaxy_id": galaxy_id}
 
 
 def _galaxies():

@@ -9,6 +9,8 @@ Reads datasets from the data wing; the attack and study wings read what it expor
     tensorboard    example galaxies and the latent projector for TensorBoard
     training       tfgal-train: a config in, a trained and exported classifier out
     export         the SavedModel contract: export_saved_model, load, ExportedClassifier
+    predict        tfgal-predict: an exported model over a dataset or FITS cutouts -> a catalogue
+    beam_predict   the same catalogue on Apache Beam (RunInference; the beam extra)
 """
 
 # Networks and their losses

@@ -12,7 +12,8 @@ in the model's assets (those it was trained with), not the dataset's; noiseless 
 data are observed at the model's training source depth unless another is given; FITS
 cutouts are used as observed (e-/s), with no noise added.
 
-The pieces are separable, so that other runners (a Beam job) can reuse them::
+The pieces are separable, so that other runners (the Beam job of
+`tfgal.model.beam_predict`) reuse them::
 
     classifier, name, version = load_model(path)
     source = dataset_source(classifier, data, "test")  # or fits_source(classifier, table)
@@ -386,7 +387,7 @@ def predict(model, out, *, data=None, fits_table=None, split=DEFAULT_SPLIT, dept
     table = catalogue(parts, names, label_names=source.label_names, meta=meta)
     path = write_catalogue(table, out)
     seconds = time.perf_counter() - loaded
-    return _summary(table, names, path, fmt, seconds, loaded - started)
+    return _summary(table, names, path, fmt, seconds, loaded - started, table.meta)
 
 
 def _meta(classifier, name, version, source_meta):
@@ -397,15 +398,15 @@ def _meta(classifier, name, version, source_meta):
             "DATE": now.isoformat().replace("+00:00", "Z")}
 
 
-def _summary(table, names, path, fmt, seconds, load_seconds):
+def _summary(table, names, path, fmt, seconds, load_seconds, meta):
     predicted = np.asarray(table["predicted_class"], dtype=str)
     return {
         "out": path, "format": fmt, "n_galaxies": len(table),
         "seconds": round(seconds, 3), "load_seconds": round(load_seconds, 3),
         "galaxies_per_s": round(len(table) / seconds, 1) if seconds > 0 else None,
-        "model": table.meta["MODEL"], "model_version": table.meta["MODELVER"],
-        "model_dir": table.meta["MODELDIR"], "source": table.meta["SOURCE"],
-        "split": table.meta["SPLIT"], "depth": table.meta["DEPTH"],
+        "model": meta["MODEL"], "model_version": meta["MODELVER"],
+        "model_dir": meta["MODELDIR"], "source": meta["SOURCE"],
+        "split": meta["SPLIT"], "depth": meta["DEPTH"],
         "class_counts": {n: int(np.sum(predicted == n)) for n in names},
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }

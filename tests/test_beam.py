@@ -54,6 +54,8 @@ def test_tfgal_data_mock_beam_is_byte_identical_to_the_local_build(plain_mocks, 
          "--beam"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["splits"]["train"]["shards"] == 2
+    # the workers' start-up chatter is kept off the command's stderr
+    assert "INFO:" not in done.stderr and "WARNING:root" not in done.stderr, done.stderr
     plain, beam = _files(plain_mocks), _files(out)
     assert sorted(beam) == sorted(plain) == [
         "manifest.json", "test-00000-of-00001.tfrecord.gz", "train-00000-of-00002.tfrecord.gz",

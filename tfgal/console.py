@@ -6,8 +6,9 @@ TensorFlow's CUDA builds log from C++ as soon as they load, before its own log l
 cuInit" and the like on every CPU machine. Those lines are written to file descriptor 2
 by C++, so no Python setting reaches them. `hide_tensorflow_log` routes descriptor 2
 through a pipe and a thread that forwards everything except lines in the C++ log format
-(``I1130 00:53:05.123456  2590 file.cc:31] ...``) and absl's "before InitializeLog"
-notice; Python tracebacks, warnings, progress bars and the output of child processes pass
+(``I1130 00:53:05.123456  2590 file.cc:31] ...``), absl's "before InitializeLog"
+notice and the two start-up lines of Apache Beam's local worker processes; Python
+tracebacks, warnings, progress bars and the rest of child processes' output pass
 unchanged. ``--verbose`` on any command keeps the whole log.
 
 `device_line` then says in one line what TensorFlow runs on, so that hiding the log does
@@ -27,7 +28,11 @@ __all__ = ["hide_tensorflow_log", "is_tensorflow_log", "device_line", "LOG_LINE"
 # C++ (absl / tsl) log lines: severity, MMDD, time, thread id, file:line]
 LOG_LINE = re.compile(
     rb"^(?:[IWE]\d{4} [\d:.]+\s+\d+ [^\]\s]+:\d+\] "
-    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)")
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    # Apache Beam's local worker processes (--beam) say these as they start, before
+    # tfgal's log level reaches them: nothing a user can act on.
+    rb"|INFO:__main__:Logging handler created\.$"
+    rb"|WARNING:root:apitools not found, and bigquery client libraries are not available)")
 
 _active = []
 

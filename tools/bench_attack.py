@@ -272,15 +272,21 @@ def main(argv=None):
     floors = [model_floor_us(model, images, args.popsize)]
     rows = {}
     for name, run in _runners(args).items():
-        start, cpu = time.perf_counter(), time.process_time()
-        adv, queries = run(model, images, labels, args, bounds)
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        success = np.asarray(model(adv, training=False)).argmax(1) != labels
+        success, queries, seconds, cpu = timed(run, model, images, labels, args, bounds)
         rows[name] = (float(success.mean()), queries, seconds, cpu)
         print(f"  {name:15s} done in {seconds:.1f} s")
     floors.append(model_floor_us(model, images, args.popsize))
     load.append(os.getloadavg()[0])
     _report(rows, min(floors), floors, load)
+
+
+def timed(run, model, images, labels, args, bounds):
+    """(success per image, queries, wall s, CPU s) of one attacker `run`; success is
+    re-checked with the model on the images it returns."""
+    start, cpu = time.perf_counter(), time.process_time()
+    adv, queries = run(model, images, labels, args, bounds)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return np.asarray(model(adv, training=False)).argmax(1) != labels, queries, seconds, cpu
 
 
 def model_floor_us(model, images, popsize, repeats=3, total=8000):

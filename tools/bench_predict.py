@@ -50,18 +50,19 @@ def predict_rates(args, out):
     return summary["galaxies_per_s"], summary["n_galaxies"] / total, summary
 
 
-def main():
+def _parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="saved_models/quick")
     parser.add_argument("--data", default="data/mock")
     parser.add_argument("--split", default="test")
     parser.add_argument("--batch-size", type=int, default=predict_lib.DEFAULT_BATCH_SIZE)
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    if not os.path.exists(args.model):
-        sys.exit(f"no exported model at {args.model}; train it first: "
-                 "tfgal-train --config pipelines/quick.toml (a few minutes on 2 cores)")
+    return parser
 
+
+def measure(args):
+    """The rates of the module docstring for `args` (model, data, split, batch_size,
+    repeat): a dict of the best of each path, the first call's rate and the run's facts."""
     classifier, name, version = predict_lib.load_model(args.model)
     depth = predict_lib.dataset_source(classifier, args.data, args.split).meta["DEPTH"]
     images = pipeline.load_arrays(args.data, args.split, depth,
@@ -78,9 +79,20 @@ def main():
             warm, end_to_end, _ = predict_rates(args, out)
             rates["predict"].append(warm)
             rates["predict+load"].append(end_to_end)
-    best = {k: max(v) for k, v in rates.items()}
-    print(f"model {name} (version {version}), {len(images)} galaxies "
-          f"{tuple(images.shape[1:])} of {args.data} {args.split} at {depth}, batch "
+    return {"best": {k: max(v) for k, v in rates.items()}, "cold": cold, "summary": summary,
+            "name": name, "version": version, "n_galaxies": len(images),
+            "image_shape": tuple(images.shape[1:]), "depth": depth}
+
+
+def main():
+    args = _parser().parse_args()
+    if not os.path.exists(args.model):
+        sys.exit(f"no exported model at {args.model}; train it first: "
+                 "tfgal-train --config pipelines/quick.toml (a few minutes on 2 cores)")
+    m = measure(args)
+    best, cold, summary = m["best"], m["cold"], m["summary"]
+    print(f"model {m['name']} (version {m['version']}), {m['n_galaxies']} galaxies "
+          f"{m['image_shape']} of {args.data} {args.split} at {m['depth']}, batch "
           f"{args.batch_size}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
           f"best of {args.repeat} rounds")
     print(f"(a) bare forward, images in memory   {best['forward']:8.1f} galaxies/s")

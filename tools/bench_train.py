@@ -34,19 +34,41 @@ from tfgal.data import pipeline  # noqa: E402
 from tfgal.model import adaptation, architectures  # noqa: E402
 
 
-def make_model(name, manifest, mmd_weight, use_target):
+def make_model(name, manifest, mmd_weight, use_target, jit_compile="auto"):
+    """A compiled MorphologyModel; the dtype policy in force (float32 or mixed_float16)
+    sets its precision. `jit_compile`: False as tfgal-train under train.deterministic."""
     keras.utils.set_random_seed(0)
     encoder, head = architectures.build(name, image_shape=tuple(manifest.image_shape), seed=0)
     model = adaptation.MorphologyModel(encoder, head, mmd_weight=mmd_weight,
                                        use_target=use_target)
     model.compile(optimizer=keras.optimizers.AdamW(1e-5),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile)
     return model
 
 
 def train_rate(model, batches, steps, images_per_step):
     start = time.perf_counter()
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+    return steps * images_per_step / (time.perf_counter() - start)
+
+
+def prepare_steps(model):
+    """Builds the optimizer and the compiled train function of a compiled model without a
+    `fit`, whose symbolic build costs a trace more (half a minute for ResNet18 on a CPU)."""
+    model.optimizer.build(model.trainable_variables)
+    model.make_train_function()
+
+
+def step_rate(model, iterator, steps, images_per_step):
+    """Images/s over `steps` compiled train steps on one iterator, without a `fit` per
+    round (each refills the pipeline's shuffle buffers); the loss is read at the end, so
+    work queued on a GPU is finished inside the timing. Needs `prepare_steps` (or a fit)
+    first; the first call traces the step."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = model.train_function(iterator)
+    float(logs["loss"])
     return steps * images_per_step / (time.perf_counter() - start)
 
 

@@ -5,6 +5,10 @@ returning ``(encoder, head)``: ``encoder`` maps stretched images (NHWC float32) 
 latent (no activation), ``head`` maps the latent to logits. The latent is a first-class
 output: the MMD loss, the attacker and the study read it. Initialisation follows the
 study: bottleneck weights N(0, 0.005), output N(0, 0.01), zero biases.
+
+Under a ``mixed_float16`` policy (``train.mixed_precision`` on a GPU) the convolutions run
+in float16 but the latent and logits layers stay float32, so that the MMD (bandwidths down
+to 1e-6), the softmax, the losses and the export's outputs see float32.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ BN_MOMENTUM = 0.9
 
 def _bottleneck(latent_dim, seed):
     return layers.Dense(
-        latent_dim, name="latent",
+        latent_dim, name="latent", dtype="float32",  # float32 under mixed precision too
         kernel_initializer=keras.initializers.RandomNormal(0.0, BOTTLENECK_INIT_STD, seed=seed),
         bias_initializer="zeros")
 
@@ -37,7 +41,7 @@ def build_head(latent_dim=LATENT_DIM, n_classes=N_CLASSES, seed=None):
     """latent -> logits, one dense layer."""
     latent = keras.Input((latent_dim,), name="latent")
     logits = layers.Dense(
-        n_classes, name="logits",
+        n_classes, name="logits", dtype="float32",  # float32 under mixed precision too
         kernel_initializer=keras.initializers.RandomNormal(0.0, OUTPUT_INIT_STD, seed=seed),
         bias_initializer="zeros")(latent)
     return keras.Model(latent, logits, name="head")

@@ -66,6 +66,7 @@ def export_saved_model(encoder, head, path, *, image_shape, assets=None, overwri
         raise ModelContractError(f"export target exists: {path}")
     image_shape = tuple(int(d) for d in image_shape)
     latent_dim = int(head.inputs[0].shape[-1])
+    encoder, head = _float32(encoder), _float32(head)
 
     archive = keras.export.ExportArchive()
     archive.track(encoder)
@@ -99,15 +100,29 @@ def export_saved_model(encoder, head, path, *, image_shape, assets=None, overwri
         with open(os.path.join(tmp, "assets", ASSETS_NAME), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
         images = keras.Input(image_shape, name="images")
-        classifier = keras.Model(
-            images, keras.layers.Softmax(name="probabilities")(head(encoder(images))),
-            name="classifier")
+        softmax = keras.layers.Softmax(name="probabilities", dtype="float32")
+        classifier = keras.Model(images, softmax(head(encoder(images))), name="classifier")
         classifier.save(os.path.join(tmp, "assets", KERAS_NAME))
         io.publish_directory(tmp, path)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _float32(model):
+    """`model` with float32 layers and its weights: an export serves float32 whatever
+    policy it was trained under (mixed_float16 layers would make a float16 Keras replica,
+    which the attack's incremental evaluator cannot read)."""
+    import keras
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def float32_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 class ExportedClassifier:

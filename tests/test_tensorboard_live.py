@@ -163,6 +163,9 @@ def test_projector_serves_latents_metadata_and_sprite(server, logs):
     assert sorted(_get(server, "/data/plugin/projector/runs")) == sorted(
         f"{r}/projector" for r in RUNS)
     name = tensorboard.EMBEDDING
+    # The same galaxies for every run: loaded once.
+    galaxies = {depth: pipeline.load_arrays(logs["manifest"], "val", depth, n=N_PROJECTOR,
+                                            seed=0) for depth in ("Y10", "Y1")}
     for run_name, run in logs["runs"].items():
         run_key = f"{run_name}/projector"
         info = _get(server, "/data/plugin/projector/info", {"run": run_key})
@@ -173,8 +176,7 @@ def test_projector_serves_latents_metadata_and_sprite(server, logs):
                                     {"run": run_key, "name": name}, raw=True), np.float32)
         model = export.load(run["cfg"].export.dir)
         expected, labels, ids, predicted = [], [], [], []
-        for depth in ("Y10", "Y1"):
-            data = pipeline.load_arrays(logs["manifest"], "val", depth, n=N_PROJECTOR, seed=0)
+        for depth, data in galaxies.items():
             out = model.predict(data["images"])
             expected.append(out["latent"])
             labels += list(data["labels"])

@@ -270,6 +270,8 @@ def test_domain_adaptation_reduces_mmd(blob_dataset):
         model = adaptation.MorphologyModel(encoder, head, mmd_weight=weight, mmd_sigmas="data")
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        # As training.build_model does: slots built inside the first step trace it twice.
+        model.optimizer.build(model.trainable_variables)
         train = pipeline.make_paired_dataset(blob_dataset, "train", "Y10", "0.01y",
                                              batch_size=8, seed=0)
         val = pipeline.make_paired_dataset(blob_dataset, "val", "Y10", "0.01y", batch_size=8,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import weakref
 
 import keras
 import numpy as np
@@ -55,9 +56,14 @@ class RestoreOnly(keras.callbacks.BackupAndRestore):
         pass
 
 
+# Built once per encoder, not once per epoch; kept off the encoder, whose tracked
+# attributes the SavedModel export walks (and would trace the probe for).
+_PROBES = weakref.WeakKeyDictionary()
+
+
 def _probe(encoder, norms):
     """A compiled function: images -> (mean, variance) of every norm layer's input."""
-    cached = getattr(encoder, "_tfgal_bn_probe", None)
+    cached = _PROBES.get(encoder)
     if cached is not None:
         return cached
     inputs = keras.Model(encoder.inputs, [layer.input for layer in norms])
@@ -66,10 +72,11 @@ def _probe(encoder, norms):
     def probe(images):
         out = []
         for x in inputs(images, training=True):
+            x = tf.cast(x, tf.float32)  # float16 under mixed precision: its variance overflows
             axes = list(range(len(x.shape) - 1))
             out.append((tf.reduce_mean(x, axes), tf.math.reduce_variance(x, axes)))
         return out
-    encoder._tfgal_bn_probe = probe  # built once per encoder, not once per epoch
+    _PROBES[encoder] = probe
     return probe
 
 

@@ -168,6 +168,9 @@ def build_model(cfg, manifest, weights, steps_per_epoch=1):
                   jit_compile=jit_compile(cfg))
     shape = (1, *manifest.image_shape)
     model((tf.zeros(shape), tf.zeros(shape)))  # build every variable
+    # The optimizer's too (as BackupAndRestore does): slots created inside the first train
+    # step would make tf.function trace that step twice.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
@@ -318,8 +321,7 @@ def train(cfg, *, verbose=None):
     keras.utils.set_random_seed(seeds.derive(cfg.seed, "init"))
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if cfg.train.mixed_precision and tf.config.list_physical_devices("GPU"):
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    mixed = cfg.train.mixed_precision and bool(tf.config.list_physical_devices("GPU"))
     strategy = make_strategy(cfg.train.strategy)
     chief = is_chief(strategy)
     manifest = ensure_dataset(cfg.data, cfg.seed)
@@ -332,7 +334,15 @@ def train(cfg, *, verbose=None):
     weights = class_weights(manifest)
     steps = _steps_per_epoch(cfg, manifest)
     with strategy.scope():
-        model = build_model(cfg, manifest, weights, steps)
+        # Layers read the policy when they are made; the rest of the process (export,
+        # evaluation, a study's next model) keeps its own.
+        previous = keras.mixed_precision.global_policy()
+        if mixed:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            model = build_model(cfg, manifest, weights, steps)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
     train_ds, val_ds = _datasets(cfg, manifest, strategy)
     if chief:  # the HParams session opens now: a run in progress is compared too
         tensorboard.write_hparams(run_dir, tensorboard.hparams(cfg, weight_decay(cfg)),

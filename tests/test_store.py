@@ -51,6 +51,14 @@ def test_an_empty_dict_of_arrays_is_still_reused(tmp_path):
     assert len(calls) == 1 and again.reused and again.output.per_model == {}
 
 
+def test_an_absent_array_is_still_reused(tmp_path):
+    """A skipped stage leaves its arrays None: it is reused, not rerun on every resume."""
+    st, calls = store.StageStore(tmp_path, log=lambda m: None), []
+    _run(st, {}, Output(0, {}, None), calls)
+    again = _run(st, {}, Output(0, {}, None), calls)
+    assert len(calls) == 1 and again.reused and again.output.values is None
+
+
 def test_a_record_of_another_shape_reruns(tmp_path):
     st, calls = store.StageStore(tmp_path, log=lambda m: None), []
     _run(st, {}, Output(0, {"a": np.zeros(1)}, np.zeros(1)), calls)

@@ -576,7 +576,12 @@ def test_study_defaults_and_shipped_configs():
     assert quick.study.models == ["baseline", "target-bn", "mmd", "depth-aug"]
     both = study.load_config(os.path.join(root, "quick-controls.toml"))
     assert both.study.models == list(config.DEFAULT_STUDY_MODELS)
-    assert dataclasses.replace(both.study, models=quick.study.models) == quick.study
+    # The classical baseline measures no network: the quick study carries it, the other
+    # two compare networks only.
+    assert quick.study.morphology_n > 0 and both.study.morphology_n == 0
+    classical = {"morphology_n": quick.study.morphology_n,
+                 "morphology_train_n": quick.study.morphology_train_n}
+    assert dataclasses.replace(both.study, models=quick.study.models, **classical) == quick.study
     assert (both.data, both.train, both.loss, both.model) == \
         (quick.data, quick.train, quick.loss, quick.model)
     defence = study.load_config(os.path.join(root, "quick-corruptions.toml"))
@@ -584,7 +589,7 @@ def test_study_defaults_and_shipped_configs():
     held_out = set(defence.study.corruptions) - set(defence.study.corruption_train)
     assert len(held_out) == 5 and set(defence.study.corruptions) == set(config.CORRUPTIONS)
     assert dataclasses.replace(defence.study, models=quick.study.models,
-                               corruption_train=[]) == quick.study
+                               corruption_train=[], **classical) == quick.study
     assert (defence.data, defence.train, defence.loss, defence.model) == \
         (quick.data, quick.train, quick.loss, quick.model)
     for name in ("paper-convnet", "paper-resnet18"):

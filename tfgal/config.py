@@ -211,6 +211,9 @@ class StudyConfig:
     corruption_target: bool = False             # also at the target depth
     corruption_train: list = _field([])         # what the corrupt-aug model trains on; the
     #                                             rest of study.corruptions is held out
+    morphology_n: int = _non_negative(0)        # classical baseline: first galaxies of the
+    #                                             split measured at every curve depth (0: none)
+    morphology_train_n: int = _field(300, low=3)  # first training galaxies it learns from
 
     def check(self):
         if self.attack_threshold >= 1:
@@ -227,6 +230,12 @@ class StudyConfig:
                               f"{self.models!r}", key="study.models", valid=STUDY_MODELS)
         _check_corruptions("study.corruptions", self.corruptions)
         _check_corruptions("study.corruption_train", self.corruption_train)
+        if self.morphology_n and self.curve_n and self.morphology_n > self.curve_n:
+            _bad("study.morphology_n", f"must not exceed study.curve_n ({self.curve_n}): the "
+                 "networks are compared with the classical baseline on the same galaxies")
+        if self.morphology_n and self.eval_n and self.morphology_n > self.eval_n:
+            _bad("study.morphology_n", f"must not exceed study.eval_n ({self.eval_n}): the "
+                 "networks are compared with the classical baseline on the same galaxies")
         if "corrupt-aug" in self.models and not self.corruption_train:
             _bad("study.corruption_train", "must list the corruptions the corrupt-aug model "
                  "trains on (study.models lists corrupt-aug)")

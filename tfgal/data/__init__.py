@@ -16,6 +16,8 @@ Package map, by layer (each name's module in `_EXPORTS`)::
     noise          Poisson noise on the fly (TensorFlow)
     corruptions    physical corruptions (seeing, trails, ...) at five severities, and plans
     gallery        one galaxy per class under every corruption and severity (a figure)
+    morphology     classical morphology: photutils segmentation + statmorph (the morph extra)
+    morphology_refs  literature ranges per class of those statistics, with references
     pipeline       tf.data pipelines: shards -> observed, stretched batches
     tfds_builders  TensorFlow Datasets builders (imported on demand only)
 
@@ -48,6 +50,9 @@ _EXPORTS = {
     "make_dataset": "pipeline", "make_paired_dataset": "pipeline", "load_arrays": "pipeline",
     "records_dataset": "pipeline", "resolve_depth": "pipeline",
     "naming_corrupt_records": "pipeline",
+    # classical morphology (statmorph; the morph extra)
+    "measure_morphology": ("morphology", "measure"),
+    "observe_flux": ("morphology", "observe"),
 }
 
 __all__ = list(_EXPORTS)

@@ -16,7 +16,7 @@ from tfgal.study.latent import (bootstrap_ci, church_window, isomap, latent_scal
                                 paired_comparison, paired_ratio, scale_free, window_summary)
 
 # Presentation: figures and the Markdown report (with the paper's published figures).
-from tfgal.study import controlled, plots, report
+from tfgal.study import classical, controlled, plots, report
 from tfgal.study.report import PAPER
 
 # Machinery: the stage store and the stage base class every stage derives from.
@@ -27,6 +27,7 @@ from tfgal.study.stage import CONTROLS, Member, Stage, StudyContext, derived_con
 from tfgal.study.models import Curve, Evaluate, Train
 from tfgal.study.attacks import Attack, Church, Distances, Latent
 from tfgal.study.corruption import Corruptions
+from tfgal.study.classical import Morphology
 from tfgal.study.outputs import CORRUPTION_FIGURES, FIGURES, Figures
 
 # The study: its stage list, the results schema and the `tfgal-study` entry points.
@@ -39,10 +40,10 @@ __all__ = [
     "RobustnessCurve", "curve_depths", "predict_split",
     "church_window", "isomap", "window_summary", "bootstrap_ci", "latent_scale",
     "paired_comparison", "paired_ratio", "scale_free",
-    "controlled", "plots", "report", "PAPER",
+    "classical", "controlled", "plots", "report", "PAPER",
     "StageRecord", "StageStore", "array_field", "digest", "plain",
     "CONTROLS", "Member", "Stage", "StudyContext", "derived_configs", "members",
-    "Train", "Evaluate", "Curve", "Corruptions", "Attack", "Distances", "Latent", "Church",
+    "Train", "Evaluate", "Curve", "Morphology", "Corruptions", "Attack", "Distances", "Latent", "Church",
     "Figures", "Report", "FIGURES", "CORRUPTION_FIGURES", "stage_names", "Study",
     "default_stages", "results", "load_config", "run",
 ]

@@ -72,7 +72,10 @@ class RobustnessCurve:
     The same test galaxies are observed at every depth with the pipeline's on-the-fly,
     per-galaxy seeded noise (so 10y reproduces the Y10 images exactly). Needs noiseless
     (mock) data: `pipeline.resolve_depth` refuses other depths on imported data.
-    `run()` yields ``("<model>/<depth>/<metric>", value)``; `table()` gathers them.
+    `run()` yields ``("<model>/<depth>/<metric>", value)``; `table()` gathers them, and
+    leaves each galaxy's predicted class in `predicted` ({model: [depths, N] int8}) beside
+    `labels` and `galaxy_id`, so that other classifiers of the same galaxies (the classical
+    baseline) are compared galaxy by galaxy.
     """
 
     METRICS = ("accuracy", "accuracy_sem", "f1_weighted", "n")
@@ -83,13 +86,17 @@ class RobustnessCurve:
         self.depths = list(depths)
         self.n, self.seed, self.noise_mode = n, seed, noise_mode
         self.progress = progress or (lambda depth: None)
+        self.predicted, self.labels, self.galaxy_id = {}, None, None
 
     def run(self):
+        self.predicted = {name: [] for name in self.models}
         for depth in self.depths:
             self.progress(depth)
             out = predict_split(self.models, self.data, self.split, depth, n=self.n,
                                 seed=self.seed, noise_mode=self.noise_mode, latent=False)
+            self.labels, self.galaxy_id = out["labels"], out["galaxy_id"]
             for name in self.models:
+                self.predicted[name].append(out[name]["probabilities"].argmax(1).astype(np.int8))
                 metrics = collect(ClassificationEvaluator(
                     out["labels"], out[name]["probabilities"],
                     [str(c) for c in range(out[name]["probabilities"].shape[1])]))
@@ -102,6 +109,7 @@ class RobustnessCurve:
     def table(self):
         """{"years", "depths", "exposure_s", "models": {name: {metric: [per depth]}}}."""
         values = collect(self)
+        self.predicted = {name: np.stack(rows) for name, rows in self.predicted.items()}
         models = {name: {m: [values[f"{name}/{d.name}/{m}"] for d in self.depths]
                          for m in self.METRICS} for name in self.models}
         return {"years": [d.years for d in self.depths], "depths": [d.name for d in self.depths],

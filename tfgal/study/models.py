@@ -170,6 +170,9 @@ class Evaluate(Stage):
 @dataclasses.dataclass
 class CurveOutput:
     table: dict  # `RobustnessCurve.table()`, or {"skipped": reason}
+    predicted: dict = array_field()                   # {label: [depths, N] predicted class}
+    labels: np.ndarray = array_field(default=None)    # [N] true class
+    galaxy_id: np.ndarray = array_field(default=None)  # [N]
 
     @property
     def skipped(self):
@@ -194,7 +197,7 @@ class Curve(Stage):
 
     def settings(self, ctx):
         return {**ctx.data_settings(), "n": ctx.study.curve.n,
-                "years": [d.years for d in curve_years(ctx)]}
+                "years": [d.years for d in curve_years(ctx)], "per_galaxy": True}
 
     def run(self, ctx, inputs):
         m = ctx.manifest
@@ -210,4 +213,6 @@ class Curve(Stage):
             n=ctx.study.curve.n or None, seed=ctx.cfg.seed, noise_mode=ctx.cfg.data.noise_mode,
             progress=lambda d: ctx.log(f"curve: depth {d.name} "
                                        f"({depths.index(d) + 1}/{len(depths)})"))
-        return CurveOutput(curve.table())
+        table = curve.table()
+        return CurveOutput(table, predicted=curve.predicted, labels=curve.labels,
+                           galaxy_id=curve.galaxy_id)

@@ -9,12 +9,15 @@ import numpy as np
 
 from tfgal.attack import apply_pixels
 from tfgal.data import pipeline
+from tfgal.data.morphology import FLAG_BAD
+from tfgal.data.morphology_refs import LITERATURE
 from tfgal.study import plots
 from tfgal.study.attacks import Attack, attacked, figure_labels
 from tfgal.study.models import trained
 from tfgal.study.stage import Stage
 
-__all__ = ["FIGURES", "CORRUPTION_FIGURES", "Figures", "FiguresOutput", "figure_names",
+__all__ = ["FIGURES", "CORRUPTION_FIGURES", "MORPHOLOGY_FIGURES", "Figures", "FiguresOutput",
+           "figure_names",
            "kind_curve"]
 
 FIGURES = {"robustness_curve": "robustness_curve.png", "confusion": "confusion.png",
@@ -24,6 +27,8 @@ FIGURES = {"robustness_curve": "robustness_curve.png", "confusion": "confusion.p
 # Drawn only when the corruption stage ran (study.corruptions not empty).
 CORRUPTION_FIGURES = {"corruption_accuracy": "corruption_accuracy.png",
                       "corruption_displacement": "corruption_displacement.png"}
+# Drawn only when the classical baseline ran (study.morphology_n > 0).
+MORPHOLOGY_FIGURES = {"morphology": "morphology.png"}
 
 
 @dataclasses.dataclass
@@ -31,11 +36,12 @@ class FiguresOutput:
     figures: dict  # {figure: path relative to the study directory}
 
 
-def figure_names(curve_skipped, corruptions_skipped=True):
+def figure_names(curve_skipped, corruptions_skipped=True, morphology_skipped=True):
     """{figure: relative path} of the figures drawn (no curve when it was skipped, the
-    corruption figures only when that stage ran)."""
+    corruption and morphology figures only when their stages ran)."""
     skip = {"robustness_curve"} if curve_skipped else set()
-    drawn = {**FIGURES, **({} if corruptions_skipped else CORRUPTION_FIGURES)}
+    drawn = {**FIGURES, **({} if corruptions_skipped else CORRUPTION_FIGURES),
+             **({} if morphology_skipped else MORPHOLOGY_FIGURES)}
     return {k: os.path.join("figures", f) for k, f in drawn.items() if k not in skip}
 
 
@@ -61,8 +67,8 @@ class Figures(Stage):
     name, Output = "figures", FiguresOutput
 
     def __init__(self, labels):
-        self.deps = (*trained(labels), "evaluate", "curve", "corruptions", *attacked(labels),
-                     "distances", "latent", "church")
+        self.deps = (*trained(labels), "evaluate", "curve", "morphology", "corruptions",
+                     *attacked(labels), "distances", "latent", "church")
 
     def settings(self, ctx):
         return {"examples": ctx.study.examples}
@@ -78,7 +84,8 @@ class Figures(Stage):
         ev, attacks = inputs["evaluate"], {k: inputs[Attack.name_of(k)] for k in shown}
         if "robustness_curve" in path:
             counts = np.asarray(ev.class_counts)
-            plots.robustness_curve(kind_curve(inputs["curve"].table, ctx.members),
+            plots.robustness_curve(_with_classical(kind_curve(inputs["curve"].table, ctx.members),
+                                                   inputs["morphology"]),
                                    path["robustness_curve"],
                                    marks=zip(ctx.training_years(), ctx.depths),
                                    chance=float(counts.max() / counts.sum()))
@@ -99,11 +106,28 @@ class Figures(Stage):
                                path["examples"])
         if "corruption_accuracy" in path:
             _corruption_figures(ctx, inputs["corruptions"], inputs["distances"], shown, path)
+        if "morphology" in path:
+            morph = inputs["morphology"]
+            values = dict(morph.train)  # Sersic n as the table takes it: failed fits out
+            values["sersic_n"] = np.where(np.asarray(values["flag_sersic"]) < FLAG_BAD,
+                                          values["sersic_n"], np.nan)
+            plots.morphology_classes(values, values["labels"], names, LITERATURE,
+                                     path["morphology"], depth=ctx.source)
         return FiguresOutput(rel)
 
 
+def _with_classical(curve, morph):
+    """The curve with the classical baseline's line, when it ran at the curve's depths."""
+    if morph.skipped or morph.table["depths"] != curve["depths"]:
+        return curve
+    rows = morph.table["per_depth"]
+    line = {q: [r[q] for r in rows] for q in ("accuracy", "accuracy_sem", "n")}
+    return {**curve, "models": {**curve["models"], "classical": line}}
+
+
 def _names(inputs):
-    return figure_names(inputs["curve"].skipped, inputs["corruptions"].skipped)
+    return figure_names(inputs["curve"].skipped, inputs["corruptions"].skipped,
+                        inputs["morphology"].skipped)
 
 
 def _corruption_figures(ctx, out, distances, shown, path):

@@ -20,7 +20,8 @@ from tfgal import io  # noqa: E402
 
 __all__ = ["save", "robustness_curve", "confusion_matrices", "isomap", "church_windows",
            "latent_distances", "to_rgb", "example_galaxies", "reliability_diagram",
-           "corruption_accuracy", "corruption_displacement", "MODEL_STYLE", "CLASS_COLORS"]
+           "corruption_accuracy", "corruption_displacement", "morphology_classes", "MODEL_STYLE",
+           "CLASS_COLORS"]
 
 DPI = 110
 MODEL_STYLE = {"baseline": {"color": "#d95f02", "label": "baseline (no DA)"},
@@ -28,7 +29,9 @@ MODEL_STYLE = {"baseline": {"color": "#d95f02", "label": "baseline (no DA)"},
                "mmd": {"color": "#1b9e77", "label": "domain-adapted (MMD)"},
                "depth-aug": {"color": "#e7298a", "label": "depth augmentation"},
                "depth-aug+mmd": {"color": "#66a61e", "label": "depth aug. + MMD"},
-               "corrupt-aug": {"color": "#a6761d", "label": "corruption augmentation"}}
+               "corrupt-aug": {"color": "#a6761d", "label": "corruption augmentation"},
+               "classical": {"color": "0.1", "label": "classical (statmorph + random forest)",
+                             "fmt": "s--"}}
 CLASS_COLORS = ("#377eb8", "#e41a1c", "#4daf4a", "#984ea3", "#ff7f00")
 DEPTH_MARKERS = ("o", "^")
 
@@ -76,7 +79,9 @@ def robustness_curve(curve, path, *, marks=(), chance=None):
     for kind, values in curve["models"].items():
         acc = np.asarray(values["accuracy"])
         sem = np.asarray([s or 0.0 for s in values["accuracy_sem"]])
-        ax.plot(years, acc, "o-", color=_color(kind), label=_label(kind))
+        fmt = MODEL_STYLE.get(_kind(kind), {}).get("fmt", "o-")
+        label = _label(kind) + (f", {values['n'][0]} galaxies" if kind == "classical" else "")
+        ax.plot(years, acc, fmt, color=_color(kind), label=label)
         ax.fill_between(years, acc - sem, acc + sem, color=_color(kind), alpha=0.2, lw=0)
     for x, text in marks:
         ax.axvline(x, color="0.4", ls="--", lw=1)
@@ -91,7 +96,7 @@ def robustness_curve(curve, path, *, marks=(), chance=None):
     ax.set_title(f"Robustness to depth ({curve['models'][next(iter(curve['models']))]['n'][0]}"
                  " test galaxies per depth)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # off the lines
     return save(fig, path)
 
 
@@ -402,3 +407,64 @@ def _reliability_line(ax, kind, table):
     size = 12 + 150 * count[shown] / max(count.max(), 1)
     ax.scatter(x, y, s=size, color=line.get_color(), edgecolors="white", linewidths=0.5,
                zorder=3)
+
+
+# --------------------------------------------------------------------------- morphology
+
+
+def morphology_classes(values, labels, class_names, literature, path, *, depth="Y10",
+                       merger_line=(-0.14, 0.33), bulge_line=(0.14, 0.80)):
+    """The mocks' classical morphology per class beside the literature's ranges.
+
+    `values`: {statistic: [N]} of statmorph measurements (NaN where unmeasured or, for
+    "sersic_n", where the fit failed; "ok" selects the measured galaxies); `literature`: {class: {statistic: range with .low,
+    .high}} (`tfgal.data.morphology_refs.LITERATURE`), drawn as bars above the histograms.
+    Panels: Sersic n, concentration, asymmetry, and the Gini-M20 plane with the merger and
+    E/S0/Sa lines of Lotz et al. (2008).
+    """
+    labels = np.asarray(labels)
+    ok = np.asarray(values["ok"], bool)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.6))
+    for ax, stat, label, bins in (
+            (axes[0, 0], "sersic_n", "Sersic index n", np.linspace(0, 8, 33)),
+            (axes[0, 1], "concentration", "concentration C", np.linspace(1.5, 5.5, 33)),
+            (axes[1, 0], "asymmetry", "asymmetry A", np.linspace(-0.4, 0.8, 37))):
+        top = 0
+        for c, name in enumerate(class_names):
+            v = np.asarray(values[stat], float)[ok & (labels == c)]
+            v = v[np.isfinite(v)]
+            counts, _, _ = ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, histtype="step",
+                                   lw=1.6, color=CLASS_COLORS[c],
+                                   label=f"{name} (median {np.median(v):.2f})" if v.size
+                                   else f"{name} (none measured)")
+            top = max(top, counts.max() if len(counts) else 0)
+        for c, name in enumerate(class_names):  # literature bars above the histograms
+            lit = literature.get(name, {}).get(stat)
+            if lit is not None:
+                y = top * (1.12 + 0.09 * c)
+                lo, hi = max(lit.low, bins[0]), min(lit.high, bins[-1])
+                ax.plot([lo, hi], [y, y], color=CLASS_COLORS[c], lw=5, alpha=0.45,
+                        solid_capstyle="butt")
+        ax.set_ylim(0, max(top, 1) * (1.2 + 0.09 * len(class_names)))
+        ax.set_xlabel(label)
+        ax.set_ylabel("galaxies")
+        ax.legend(fontsize=8, loc="center right")
+        ax.grid(alpha=0.3)
+    ax = axes[1, 1]
+    for c, name in enumerate(class_names):
+        mine = ok & (labels == c)
+        ax.scatter(np.asarray(values["m20"])[mine], np.asarray(values["gini"])[mine], s=10,
+                   color=CLASS_COLORS[c], alpha=0.7, label=name, edgecolors="none")
+    m20 = np.linspace(-3.0, -0.5, 50)
+    ax.plot(m20, merger_line[0] * m20 + merger_line[1], "k--", lw=1,
+            label="Lotz+08 merger line")
+    ax.plot(m20, bulge_line[0] * m20 + bulge_line[1], "k:", lw=1, label="Lotz+08 E/S0/Sa line")
+    ax.set_xlim(-0.5, -3.0)  # the convention: M20 falls to the right
+    ax.set_xlabel("M20")
+    ax.set_ylabel("Gini")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"Mock galaxies at {depth}, statmorph (r band): histograms per class; bars: "
+                 "the literature's ranges per class (colours as the classes)", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)

@@ -18,6 +18,10 @@ import platform
 
 from tfgal import io
 from tfgal.model import export
+from tfgal.study import classical
+from tfgal.study.markdown import (agg as _agg, ci as _ci, figure as _figure, fmt as _fmt,
+                                   get as _get, pct as _pct, pct_ci as _pct_ci, pm as _pm,
+                                   table as _table)
 
 __all__ = ["PAPER", "write", "versions", "headline", "markdown"]
 
@@ -58,14 +62,6 @@ def versions():
 
 
 # --------------------------------------------------------------------------- numbers
-
-
-def _get(obj, *keys):
-    for key in keys:
-        if not isinstance(obj, dict) or obj.get(key) is None:
-            return None
-        obj = obj[key]
-    return obj
 
 
 def _ratio(a, b):
@@ -127,57 +123,12 @@ def headline(results):
 # --------------------------------------------------------------------------- markdown
 
 
-def _fmt(value, digits=3):
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-
-
-def _pct(value):
-    return "n/a" if value is None else f"{100 * value:.1f}"
-
-
-def _agg(d, scale=1.0, digits=3):
-    """"mean ± std" of an `over_seeds` dict ("mean" alone with one seed)."""
-    if not d or d.get("mean") is None:
-        return "n/a"
-    fmt = (lambda v: f"{scale * v:.1f}") if scale != 1.0 else (lambda v: _fmt(v, digits))
-    return fmt(d["mean"]) if d.get("std") is None else f"{fmt(d['mean'])} ± {fmt(d['std'])}"
-
-
-def _ci(ci, scale=1.0):
-    if not ci or ci.get("low") is None:
-        return ""
-    return f" [{scale * ci['low']:.1f}, {scale * ci['high']:.1f}]" if scale != 1.0 else \
-        f" [{_fmt(ci['low'])}, {_fmt(ci['high'])}]"
-
-
-def _pm(d):
-    if not d or d.get("mean") is None:
-        return "n/a"
-    return f"{_fmt(d['mean'])} ± {_fmt(d['std'])} (sem {_fmt(d['sem'])}, n={d['n']})"
-
-
-def _table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _figure(results, name, alt):
-    path = results.get("figures", {}).get(name)
-    return f"![{alt}]({path})" if path else f"*(figure {name} not drawn)*"
-
-
 def markdown(results):
     """The report as Markdown; figures are linked relative to the study directory."""
     parts = [_intro(results), _controlled_md(results), _decomposition_md(results),
              _latent_table_md(results), _headline_md(results), _models_md(results),
              _classification_md(results), _curve_md(results), _attack_md(results),
+             classical.markdown(results), classical.mock_check_markdown(results),
              _corruptions_md(results), _latent_md(results), _examples_md(results),
              _reproduce_md(results)]
     return "\n\n".join(p for p in parts if p) + "\n"
@@ -212,6 +163,17 @@ def _controlled_md(results):
                      _agg(r["curve_mean_accuracy"], 100), _agg(r["attack_success"], 100),
                      _agg(r["ece_source"]), _agg(r["ece_target"]), *gains))
     spread = "mean ± standard deviation over seeds" if many else "one seed"
+    classical = results.get("classical") or {}
+    note = []
+    if classical and not classical.get("skipped"):
+        r = classical["row"]
+        rows.append(("`classical` (†)", _pct(r["accuracy_source"]), _pct(r["accuracy_target"]),
+                     _pct(r["curve_mean_accuracy"]), "—", _fmt(r["ece_source"]),
+                     _fmt(r["ece_target"]), "—", "—"))
+        note = ["", f"(†) statmorph measurements and a random forest, on the first "
+                f"{classical['n_galaxies']} galaxies of the split only (the networks: "
+                f"{results['evaluation_n']}); the networks on those same galaxies are in "
+                "\"Classical morphology beside the networks\"."]
     return "\n".join([
         "## The controlled table", "",
         f"Accuracy and attack success in percent ({spread}); the mean accuracy is over the "
@@ -221,7 +183,7 @@ def _controlled_md(results):
         "control on the same galaxies, with a 95% paired bootstrap interval over galaxies.", "",
         _table(("model", f"accuracy {src}", f"accuracy {tgt}", "mean over curve",
                 "attack success", f"ECE {src}", f"ECE {tgt}", "gain over baseline",
-                "gain over target-bn"), rows)])
+                "gain over target-bn"), rows), *note])
 
 
 def _decomposition_md(results):
@@ -359,13 +321,6 @@ def _attack_md(results):
         "`noisy_success` the same for the successfully attacked ones.", "",
         _table(("model", "distance", "value"), dist), "",
         _figure(results, "latent_distances", "latent distance histograms")])
-
-
-def _pct_ci(ci):
-    """A `bootstrap_ci` of a share, in percent with its interval."""
-    if not ci or ci.get("estimate") is None:
-        return "n/a"
-    return _pct(ci["estimate"]) + _ci(ci, 100)
 
 
 def _corruptions_md(results):

@@ -16,13 +16,16 @@ arrays):
    (accuracy, F1, Brier, ROC AUC, expected calibration error, reliability bins).
 3. ``curve``: accuracy against depth, from the same noiseless galaxies (skipped, with the
    reason, on data with noise baked in).
-4. ``corruptions``: every model on the physical corruptions of ``study.corruptions``,
+4. ``morphology``: the classical baseline, statmorph measurements and a random forest on
+   the same galaxies at every curve depth (`tfgal.study.classical`; skipped, with the
+   reason, when ``study.morphology_n`` is 0).
+5. ``corruptions``: every model on the physical corruptions of ``study.corruptions``,
    severities 0-5, accuracy and scale-free latent displacement (skipped when the list is
    empty; corruptions the dataset cannot take are refused before anything runs).
-5. ``attack_<label>``: one-pixel attacks on the galaxies each model classifies correctly.
-6. ``distances``: scale-free latent distances, and each model against its seed's baseline
+6. ``attack_<label>``: one-pixel attacks on the galaxies each model classifies correctly.
+7. ``distances``: scale-free latent distances, and each model against its seed's baseline
    on the galaxies attacked successfully under both, with bootstrap intervals.
-7. ``latent`` (isomap), ``church`` (church windows), ``figures``, ``report``.
+8. ``latent`` (isomap), ``church`` (church windows), ``figures``, ``report``.
 
 Resumption: a stage's JSON is written last and atomically; it records a key (digest of
 the stage's settings and of the ids of the stages it reads), so a stage reruns exactly
@@ -45,7 +48,7 @@ from tfgal import seeds
 from tfgal.attack import summary as attack_summary
 from tfgal.errors import ConfigError
 from tfgal.model import tensorboard, training
-from tfgal.study import controlled, corruption, report
+from tfgal.study import classical, controlled, corruption, report
 from tfgal.study.attacks import Attack, Church, Distances, Latent, attacked
 from tfgal.study.corruption import Corruptions
 from tfgal.study.models import Curve, Evaluate, Train, trained
@@ -80,8 +83,8 @@ class Report(Stage):
     name, Output = "report", ReportOutput
 
     def __init__(self, labels):
-        self.deps = (*trained(labels), "evaluate", "curve", "corruptions", *attacked(labels),
-                     "distances", "latent", "church", "figures")
+        self.deps = (*trained(labels), "evaluate", "curve", "morphology", "corruptions",
+                     *attacked(labels), "distances", "latent", "church", "figures")
 
     def outputs(self, ctx, inputs):
         return [os.path.join(ctx.out, n) for n in REPORT_FILES]
@@ -123,7 +126,8 @@ def results(ctx, inputs):
     Per member (``members``, ``evaluation``, ``attack``, ``latent_measures``) and per model
     kind over seeds (``controlled``, ``latent``); ``latent_distance_ratio`` is the raw
     mmd / baseline ratio of the first seed, the paper's comparison; ``corruptions`` is
-    `tfgal.study.corruption.summary` (or {"skipped": reason}).
+    `tfgal.study.corruption.summary` (or {"skipped": reason}); ``classical`` is
+    `tfgal.study.classical.summary` (or {"skipped": reason}).
     """
     ev, curve = inputs["evaluate"], inputs["curve"].table
     attack = {k: inputs[Attack.name_of(k)].summary for k in ctx.labels}
@@ -141,7 +145,7 @@ def results(ctx, inputs):
                     for m in ctx.members},
         "controlled": controlled.controlled_table(ctx, ev, curve, attack),
         "latent": controlled.latent_table(ctx, dist),
-        "evaluation": ev.metrics, "reliability": ev.reliability,
+        "evaluation": ev.metrics, "evaluation_n": ev.n, "reliability": ev.reliability,
         "robustness_curve": curve,
         "attack": attack,
         "latent_measures": {"per_model": dist.measures, "vs_baseline": dist.paired},
@@ -149,6 +153,7 @@ def results(ctx, inputs):
             attack[da]["latent_distance"], attack[base]["latent_distance"])
             if da and base else None),
         "corruptions": corruption.summary(ctx, inputs["corruptions"], dist),
+        "classical": classical.summary(ctx, inputs["morphology"], inputs["curve"], ev),
         "church_windows": inputs["church"].windows,
         "figures": inputs["figures"].figures,
         "paper": report.PAPER,
@@ -193,7 +198,8 @@ def _run_times(records):
 def default_stages(cfg):
     """The stages of the study of config `cfg`, in the order they run."""
     labels = [m.label for m in members(cfg)]
-    return [*(Train(k) for k in labels), Evaluate(labels), Curve(labels), Corruptions(labels),
+    return [*(Train(k) for k in labels), Evaluate(labels), Curve(labels), classical.Morphology(),
+            Corruptions(labels),
             *(Attack(k) for k in labels), Distances(labels), Latent(labels), Church(labels),
             Figures(labels), Report(labels)]
 

@@ -84,6 +84,8 @@ def _is_array(field):
 
 
 def _flatten(prefix, value, out):
+    if value is None:  # an absent array (e.g. a skipped stage's) is not stored
+        return
     if isinstance(value, dict):
         for key, item in value.items():
             _flatten(f"{prefix}{SEP}{key}", item, out)
@@ -120,7 +122,8 @@ def decode(cls, result, arrays):
 
     Every field must be stored (KeyError otherwise), so a record written by other code,
     e.g. an older tfgal, reads as missing and its stage reruns. An empty dict of arrays
-    stores no array, so a dict field found nowhere reads back empty.
+    stores no array, so a dict field found nowhere reads back empty; a None array is not
+    stored either and reads back as None where that is the field's default.
     """
     nested = _unflatten(arrays or {})
 
@@ -129,6 +132,8 @@ def decode(cls, result, arrays):
             return result[field.name]
         if field.name not in nested and field.default_factory is dict:
             return {}
+        if field.name not in nested and field.default is None:
+            return None
         return nested[field.name]
 
     return cls(**{f.name: value(f) for f in dataclasses.fields(cls)})

@@ -255,3 +255,16 @@ def test_a_failed_galaxy_is_still_classified_and_training_skips_failures():
     np.testing.assert_allclose(p.sum(1), 1.0)
     np.testing.assert_array_equal(p, classical.predict_proba(again, test, 3))
     assert p[2].argmax() == 2  # the informative feature (concentration) decides
+
+
+def test_literature_lines_agree_with_statmorphs_statistics():
+    """The Lotz et al. (2008) lines in morphology_refs are the zero lines of statmorph's
+    merger and bulge statistics (its own coefficients, divided through by Gini's)."""
+    import statmorph
+    from tfgal.data import morphology_refs as refs
+    for (slope, intercept), name in ((refs.MERGER_LINE, "gini_m20_merger"),
+                                     (refs.BULGE_LINE, "gini_m20_bulge")):
+        for m20 in (-2.5, -1.5):  # on the line: statmorph's statistic is zero
+            on_line = type("M", (), {"m20": m20, "gini": slope * m20 + intercept})()
+            value = getattr(statmorph.SourceMorphology, name).fget(on_line)
+            assert abs(value) < 0.02, (name, m20, value)

@@ -26,6 +26,8 @@ check, `quoted`: what the paper gives and how the interval is derived from it (a
   codes them as distances from the lines (Snyder et al. 2015; Rodriguez-Gomez et al. 2019):
   ``gini_m20_merger`` S = 0.139 M20 + 0.990 G - 0.327 (> 0 above the merger line) and
   ``gini_m20_bulge`` F = -0.693 M20 + 4.95 G - 3.96 (> 0 on the bulge-dominated side).
+  ``tests/test_morphology.py`` checks that the two lines are the zero lines of statmorph's
+  own statistics.
 """
 
 from __future__ import annotations

@@ -259,11 +259,7 @@ def summary(ctx, out, curve, ev):
     src = _index(t, ctx.source)
     tgt = _index(t, ctx.target)
     rows = t["per_depth"]
-    return {**{k: v for k, v in t.items() if k != "per_depth"},
-            "curve": {q: [r[q] for r in rows] for q in
-                      ("accuracy", "accuracy_sem", "f1_weighted", "n", "n_failed",
-                       "accuracy_measured", "seconds_per_galaxy")},
-            "per_depth": rows, "source_index": src, "target_index": tgt,
+    return {**t, "source_index": src, "target_index": tgt,
             "row": {"accuracy_source": rows[src]["accuracy"],
                     "accuracy_target": rows[tgt]["accuracy"],
                     "curve_mean_accuracy": float(np.mean([r["accuracy"] for r in rows])),

@@ -17,8 +17,7 @@ from tfgal.study.models import trained
 from tfgal.study.stage import Stage
 
 __all__ = ["FIGURES", "CORRUPTION_FIGURES", "MORPHOLOGY_FIGURES", "Figures", "FiguresOutput",
-           "figure_names",
-           "kind_curve"]
+           "figure_names", "kind_curve"]
 
 FIGURES = {"robustness_curve": "robustness_curve.png", "confusion": "confusion.png",
            "reliability": "reliability.png", "isomap": "isomap.png",

@@ -9,6 +9,7 @@ Package map, by layer (each name's module in `_EXPORTS`)::
     stretch        the arcsinh stretch, fitted once per dataset
     mock_params    MockParams (ranges and why), the split plan
     mock_galaxies  GalSim physics of one mock galaxy
+    pools          process pools' worker count and start method (mock_build, morphology)
     mock_build     many galaxies in a process pool -> a dataset
     beam_mock      the same dataset rendered on Apache Beam (the beam extra)
     npy_importer   the study's published .npy files -> a dataset

@@ -18,15 +18,13 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
-import sys
 
 import galsim
-import numpy as np
 
 import tfgal
 from tfgal import io, survey
 from tfgal import progress as progress_lib
-from tfgal.data import shards
+from tfgal.data import pools, shards
 from tfgal.data import stretch
 from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, SPLITS, Manifest
 from tfgal.data.mock_galaxies import STAMP_PIXELS, render_galaxy
@@ -47,7 +45,7 @@ def render_many(items, seed, params=MockParams(), *, workers=None, chunksize=Non
       chunksize: galaxies per task sent to a worker (default: a few tasks per worker).
     """
     items = [(int(g), int(lab)) for g, lab in items]
-    workers = _check_workers(workers)
+    workers = pools.check_workers(workers)
     if workers == 1 or len(items) <= 1:
         for galaxy_id, label in items:
             yield render_galaxy(galaxy_id, label, seed, params)
@@ -56,18 +54,9 @@ def render_many(items, seed, params=MockParams(), *, workers=None, chunksize=Non
         # Small enough to balance the load and keep the writer busy, large enough that
         # pickling overhead stays negligible.
         chunksize = max(1, min(16, len(items) // (8 * workers)))
-    context = multiprocessing.get_context(_start_method())
+    context = multiprocessing.get_context(pools.start_method())
     with context.Pool(workers, initializer=_init_worker, initargs=(seed, params)) as pool:
         yield from pool.imap(_render_item, items, chunksize=chunksize)
-
-
-def _start_method():
-    # Fork is fast and needs no `if __name__ == "__main__"` guard in the caller's script,
-    # but forking a process where TensorFlow's thread pools run can deadlock the child.
-    # Either way every galaxy renders the same bytes.
-    if "tensorflow" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
-        return "spawn"
-    return "fork"
 
 
 _WORKER = {}
@@ -79,15 +68,6 @@ def _init_worker(seed, params):
 
 def _render_item(item):
     return render_galaxy(item[0], item[1], _WORKER["seed"], _WORKER["params"])
-
-
-def _check_workers(workers):
-    if workers is None:
-        return os.cpu_count() or 1
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ConfigError(f"workers must be an integer >= 1 or None; received "
-                          f"workers={workers!r}", key="workers")
-    return int(workers)
 
 
 def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=None,
@@ -125,7 +105,7 @@ def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=No
         raise ConfigError(f"params must be a MockParams; received {type(params).__name__}",
                           key="params")
     rows = plan(n_train, n_val, n_test, seed, class_fractions)
-    workers = _check_workers(workers)
+    workers = pools.check_workers(workers)
     if shard_size < 1:
         raise ConfigError(f"shard_size must be >= 1; received {shard_size}", key="shard_size")
     settings = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed,

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
-import os
 import sys
 import time
 import warnings
@@ -39,6 +38,7 @@ import numpy as np
 
 from tfgal import progress as progress_lib
 from tfgal import survey
+from tfgal.data import pools
 from tfgal.data.manifest import CLASS_NAMES, Manifest
 from tfgal.data.morphology_refs import LITERATURE, REFERENCES
 from tfgal.errors import ConfigError, DataError
@@ -182,21 +182,8 @@ def _statmorph(image, segmap, label, bad, s, row):
 # --------------------------------------------------------------------------- many galaxies
 
 
-def _start_method():
-    # As in mock_build: forking a process where TensorFlow's thread pools run can deadlock
-    # the child, so spawn once TensorFlow is loaded (e.g. after `observe`).
-    if "tensorflow" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
-        return "spawn"
-    return "fork"
-
-
 def _check_workers(workers, n):
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ConfigError(f"workers must be an integer >= 1 or None; received "
-                          f"workers={workers!r}", key="workers")
-    return max(1, min(int(workers), n))
+    return max(1, min(pools.check_workers(workers), n))
 
 
 def _check_images(images, bands, band):
@@ -286,8 +273,8 @@ def worker_pool(workers=None):
     """A process pool for `measure` (None: all cores), to share between calls: spawning
     workers costs seconds, so a study measuring at many depths starts them once. Use it as
     a context manager. See `measure` on spawned workers."""
-    workers = _check_workers(workers, os.cpu_count() or 1)
-    return multiprocessing.get_context(_start_method()).Pool(workers)
+    workers = pools.check_workers(workers)
+    return multiprocessing.get_context(pools.start_method()).Pool(workers)
 
 
 def _run(items, workers, pool):

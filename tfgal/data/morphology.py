@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
-import sys
 import time
 import warnings
 
@@ -45,7 +44,7 @@ from tfgal.errors import ConfigError, DataError
 
 __all__ = ["EXTRA", "STATISTICS", "COLUMNS", "DETECT_NSIGMA", "DETECT_NPIXELS",
            "SMOOTH_FWHM_PIX", "SMOOTH_SIZE_PIX", "CENTRE_RADIUS_PIX", "PSF_STAMP_PIXELS",
-           "FLAG_BAD", "require", "psf_image", "measure", "worker_pool", "observe", "TABLE_STATISTICS",
+           "FLAG_BAD", "require", "psf_image", "measure", "worker_pool", "versions", "observe", "TABLE_STATISTICS",
            "class_table", "LITERATURE", "REFERENCES"]
 
 EXTRA = "pip install -e '.[morph]'"
@@ -241,7 +240,7 @@ def measure(images_observed, *, depth, band="r", bands=survey.BANDS,
       ``n_failed`` and ``failures`` (count per kind of reason), statmorph and photutils
       versions.
     """
-    statmorph, _ = require()
+    require()  # a clear error before any work
     images = _check_images(images_observed, bands, band)
     b = list(bands).index(band)
     parsed = survey.Depth.parse(depth)
@@ -265,8 +264,7 @@ def measure(images_observed, *, depth, band="r", bands=survey.BANDS,
     return _table(rows, {
         "band": band, "depth": parsed.name, "pixel_scale_arcsec": float(pixel_scale),
         "psf": psf_text, "detect_nsigma": DETECT_NSIGMA, "workers": workers,
-        "wall_s": time.perf_counter() - start, "statmorph": statmorph.__version__,
-        "photutils": _version("photutils")})
+        "wall_s": time.perf_counter() - start, **versions()})
 
 
 def worker_pool(workers=None):
@@ -289,8 +287,16 @@ def _run(items, workers, pool):
             yield from own.imap(_measure_item, items, chunksize=1)
 
 
-def _version(module):
-    return getattr(sys.modules.get(module), "__version__", "unknown")
+def versions():
+    """{"statmorph", "photutils"}: the installed versions (None where missing)."""
+    from importlib import metadata
+    out = {}
+    for name in ("statmorph", "photutils"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def _table(rows, meta):

@@ -124,7 +124,7 @@ class Morphology(Stage):
         return {**ctx.data_settings(), "n": s.morphology_n, "train_n": s.morphology_train_n,
                 "source": ctx.source, "years": [d.years for d in morphology_depths(ctx)],
                 "features": FEATURES, "classifier": CLASSIFIER, "ece_bins": s.ece_bins,
-                "versions": _versions()}
+                "versions": morphology.versions()}
 
     def check(self, ctx):
         if ctx.study.morphology_n:
@@ -198,17 +198,6 @@ class Morphology(Stage):
                    "flag_sersic": np.asarray(train_table["flag_sersic"]),
                    **{k: np.asarray(train_table[k], np.float64)
                       for k in morphology.TABLE_STATISTICS}})
-
-
-def _versions():
-    from importlib import metadata
-    out = {}
-    for name in ("statmorph", "photutils"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _depth_row(labels, p, names, bins, table):

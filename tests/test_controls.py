@@ -86,7 +86,7 @@ def test_target_labels_are_never_read(blob_dataset, tmp_path, monkeypatch):
         keras.utils.set_random_seed(0)
         cfg = _cfg(blob_dataset.root, "loss.mmd_weight=0.5", "train.steps_per_epoch=3")
         model = training.build_model(cfg, blob_dataset, training.class_weights(blob_dataset))
-        train_ds, _ = training._datasets(cfg, blob_dataset, tf.distribute.get_strategy())
+        train_ds, _ = training.datasets(cfg, blob_dataset, tf.distribute.get_strategy())
         model.fit(train_ds, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
         return [w.numpy() for w in model.weights]
 

@@ -571,8 +571,14 @@ def test_study_defaults_and_shipped_configs():
     assert cfg.study == config.StudyConfig()
     root = os.path.join(os.path.dirname(__file__), "..", "pipelines")
     quick = study.load_config(os.path.join(root, "quick.toml"))
-    assert quick.study.attack_n < 150 and quick.study.attack_popsize < 400
-    # The quick study has the four controls the 15-minute budget allows; quick-controls all.
+    # The paper's 150 galaxies, with a smaller population and fewer generations.
+    assert quick.study.attack_n == 150 and quick.study.attack_popsize < 400
+    assert quick.study.attack_iters < 100
+    # The quick recipe: whole passes, warm-up then cosine, fixed noise held in memory.
+    t = quick.train
+    assert (t.schedule, t.steps_per_epoch, t.epochs) == ("warmup-cosine", 0, 6)
+    assert quick.data.cache and not quick.data.fresh_noise
+    # The quick study has the four controls its 10-minute budget allows; quick-controls all.
     assert quick.study.models == ["baseline", "target-bn", "mmd", "depth-aug"]
     both = study.load_config(os.path.join(root, "quick-controls.toml"))
     assert both.study.models == list(config.DEFAULT_STUDY_MODELS)

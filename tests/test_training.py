@@ -99,14 +99,14 @@ def test_json_layout_is_stable():
     d = config.DEFAULTS
     assert list(d) == ["name", "seed", "data", "model", "train", "loss", "export", "study", "log"]
     assert list(d["train"]) == [
-        "epochs", "batch_size", "steps_per_epoch", "learning_rate", "schedule", "beta_1",
-        "beta_2", "weight_decay", "weight_decay_mode", "source_only_weight_decay", "patience",
+        "epochs", "batch_size", "steps_per_epoch", "learning_rate", "schedule", "warmup",
+        "beta_1", "beta_2", "weight_decay", "weight_decay_mode", "source_only_weight_decay", "patience",
         "precise_bn_batches", "class_weights", "mixed_precision", "deterministic",
         "jit_compile", "strategy"]
     assert list(d["loss"]) == ["mmd_weight", "mmd_sigmas", "fisher_weight", "entropy_weight",
                                "feed_target"]
-    assert list(d["data"])[-5:] == ["fresh_noise", "depth_augment", "stretch_clip",
-                                    "corrupt_augment", "corrupt_prob"]
+    assert list(d["data"])[-6:] == ["fresh_noise", "depth_augment", "stretch_clip",
+                                    "corrupt_augment", "corrupt_prob", "cache"]
     assert isinstance(d["train"]["learning_rate"], float) and d["study"]["curve_depths"] == []
 
 
@@ -250,7 +250,24 @@ def test_interrupted_run_resumes(tiny_cfg, monkeypatch):
     training.train(cfg, verbose=0)
     epochs = [int(r["epoch"]) for r in _history(cfg)]
     assert epochs == [0, 1, 2]  # continued from epoch 2, nothing redone
+    # Seconds of training add up across the resume: a learning curve against time.
+    spent = [float(r["epoch_seconds"]) for r in _history(cfg)]
+    total = [float(r["train_seconds"]) for r in _history(cfg)]
+    assert all(s > 0 for s in spent)
+    np.testing.assert_allclose(total, np.cumsum(spent), rtol=1e-6)
     assert export.load(cfg.export.dir).latent_dim == 256
+
+
+def test_warmup_cosine_schedule():
+    cfg = config.load("pipelines/quick.toml")
+    assert cfg.train.schedule == "warmup-cosine"
+    schedule = training.learning_rate(cfg, steps_per_epoch=100)
+    peak, total = cfg.train.learning_rate, cfg.train.epochs * 100
+    warm = round(cfg.train.warmup * total)
+    rate = [float(schedule(step)) for step in (0, warm // 2, warm, (warm + total) // 2, total)]
+    np.testing.assert_allclose(rate, [peak / 10, peak * 0.55, peak, peak / 2, 0], atol=1e-9)
+    paper = config.load("pipelines/paper-convnet.toml")
+    assert training.learning_rate(paper, 10) == paper.train.learning_rate  # the study's
 
 
 def test_nan_loss_stops_with_a_message(tiny_cfg):

@@ -31,7 +31,8 @@ __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "LossConfig", "
            "StudyConfig", "LogConfig", "AttackSettings", "CurveSettings", "load", "merge",
            "from_dict", "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS",
            "SECTIONS", "STRATEGIES", "NOISE_MODES", "SPLITS", "ATTACK_EVALUATORS", "ATTACK_INITS",
-           "STUDY_MODELS", "DEFAULT_STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES", "CORRUPTIONS"]
+           "STUDY_MODELS", "DEFAULT_STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES", "CORRUPTIONS",
+           "SCHEDULES"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 NOISE_MODES = ("fast", "exact")
@@ -50,6 +51,7 @@ CORRUPTIONS = ("seeing", "sky", "trail", "cosmic-rays", "neighbour", "misregistr
 # 3 sigma of sky noise below zero at the noisiest training depth, or none.
 STRETCH_CLIPS = ("percentile", "target-floor", "none")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
 
 
 def _field(default, *, choices=None, low=None, high=None, low_open=False):
@@ -91,6 +93,8 @@ class DataConfig:
     #                                             labelled images: the corruption defence
     corrupt_prob: float = _field(0.5, low=0, low_open=True, high=1)  # share of those
     #                                             images corrupted (one corruption, severity 1-5)
+    cache: bool = True                          # hold the training split in memory (observed
+    #                                             once when the noise is fixed) and validation
 
     def check(self):
         _check_corruptions("data.corrupt_augment", self.corrupt_augment)
@@ -110,7 +114,9 @@ class TrainConfig:
     batch_size: int = _positive(128)            # per domain: 128 source + 128 target
     steps_per_epoch: int = _non_negative(0)     # 0: one pass over the training split
     learning_rate: float = _positive(1e-5)
-    schedule: str = _field("constant", choices=("constant", "cosine"))  # cosine: decay to 0
+    schedule: str = _field("constant", choices=SCHEDULES)  # cosine: decay to 0;
+    #                                             warmup-cosine: linear warm-up, then cosine
+    warmup: float = _field(0.2, low=0, high=0.9)  # warmup-cosine: share of all steps warming up
     beta_1: float = 0.7
     beta_2: float = 0.8
     weight_decay: float = _non_negative(1e-4)

@@ -17,9 +17,10 @@ Package map, by layer (each name's module in `_EXPORTS`)::
     noise          Poisson noise on the fly (TensorFlow)
     corruptions    physical corruptions (seeing, trails, ...) at five severities, and plans
     gallery        one galaxy per class under every corruption and severity (a figure)
-    morphology     classical morphology: photutils segmentation + statmorph (the morph extra)
+    morphology     classical morphology: photutils segmentation + statmorph
     morphology_refs  literature ranges per class of those statistics, with references
-    pipeline       tf.data pipelines: shards -> observed, stretched batches
+    observation    a batch of galaxies -> stretched images at a depth; the square's symmetries
+    pipeline       tf.data pipelines: shards (or memory) -> observed, stretched batches
     tfds_builders  TensorFlow Datasets builders (imported on demand only)
 
 Names are resolved on first use (PEP 562): ``import tfgal.data`` loads neither
@@ -49,9 +50,10 @@ _EXPORTS = {
     # noise and tf.data pipelines (TensorFlow)
     "poisson_observe": "noise",
     "make_dataset": "pipeline", "make_paired_dataset": "pipeline", "load_arrays": "pipeline",
-    "records_dataset": "pipeline", "resolve_depth": "pipeline",
+    "records_dataset": "pipeline", "resolve_depth": "observation",
+    "augment_batch": "observation",
     "naming_corrupt_records": "pipeline",
-    # classical morphology (statmorph; the morph extra)
+    # classical morphology (statmorph)
     "measure_morphology": ("morphology", "measure"),
     "observe_flux": ("morphology", "observe"),
 }

@@ -1,9 +1,10 @@
 """Classical morphology of observed galaxies: photutils segmentation and statmorph.
 
-The ``morph`` extra (``pip install -e '.[morph]'``) brings statmorph and photutils; they
-are imported only when a measurement runs, and their absence is a `ConfigError` naming the
-extra. Conventions: images are observed, sky-subtracted fluxes in e-/s per pixel (NOT
-stretched), [N, H, W, C] with channels `tfgal.survey.BANDS`; radii are in arcsec.
+statmorph and photutils are core dependencies (``pip install -e .`` installs them); they
+are imported only when a measurement runs, and their absence (an install that predates
+them) is a `ConfigError` saying how to reinstall. Conventions: images are observed,
+sky-subtracted fluxes in e-/s per pixel (NOT stretched), [N, H, W, C] with channels
+`tfgal.survey.BANDS`; radii are in arcsec.
 
 Per galaxy, in one band (r by default):
 
@@ -47,7 +48,7 @@ __all__ = ["EXTRA", "STATISTICS", "COLUMNS", "DETECT_NSIGMA", "DETECT_NPIXELS",
            "FLAG_BAD", "require", "psf_image", "measure", "worker_pool", "versions", "observe", "TABLE_STATISTICS",
            "class_table", "LITERATURE", "REFERENCES"]
 
-EXTRA = "pip install -e '.[morph]'"
+EXTRA = "reinstall tfgal (pip install -e .), which installs both"
 # Measured statistics, statmorph's names (r_half and sersic_rhalf converted to arcsec).
 STATISTICS = ("gini", "m20", "concentration", "asymmetry", "smoothness", "sersic_n",
               "r_half", "sersic_rhalf", "gini_m20_merger", "gini_m20_bulge", "sn_per_pixel")
@@ -69,7 +70,8 @@ _ARCSEC = ("r_half", "sersic_rhalf")  # statmorph gives pixels
 
 
 def require():
-    """Imports (statmorph, photutils.segmentation), or raises a `ConfigError` naming the extra."""
+    """Imports (statmorph, photutils.segmentation), or raises a `ConfigError` saying how to
+    install them."""
     try:
         import photutils.segmentation
         import statmorph

@@ -23,6 +23,12 @@ stage: on the noiseless flux before the noise, on the observed image before the 
 or on the stretched image; they are seeded per galaxy like the noise, and in evaluation
 (fixed or sweep plans) untouched galaxies keep the clean stream's exact pixels.
 
+How a batch becomes images (noise, depth ranges, corruptions, stretch) is
+`tfgal.data.observation`'s; this module decides which galaxies, in what order and batches.
+With ``cache`` a training split is read once into memory and reshuffled whole every epoch
+(observed once too when its noise is fixed: only the symmetries are drawn per batch), and
+an evaluation stream is observed once and replayed.
+
 Elements are ``(images, labels)`` (or dicts with ``galaxy_id`` when asked); paired
 domain-adaptation batches are ``((x_s, x_t), y_s)``.
 """
@@ -30,259 +36,27 @@ domain-adaptation batches are ``((x_s, x_t), y_s)``.
 from __future__ import annotations
 
 import contextlib
-import zlib
 
 import numpy as np
 import tensorflow as tf
 
-from tfgal import seeds, survey
-from tfgal.data import corruptions as corruptions_lib
-from tfgal.data import noise
-from tfgal.data import stretch as stretch_lib
+from tfgal import seeds
 from tfgal.data.codec import make_batch_parser, make_parser, read_examples
-from tfgal.data.manifest import FLUX, Manifest
-from tfgal.errors import ConfigError, DataError
+from tfgal.data.manifest import Manifest
+from tfgal.data.observation import (NOISELESS, Observation, augment, augment_batch, fold_in,
+                                    resolve_depth, stretcher)
+from tfgal.errors import DataError
 
 __all__ = ["AUTOTUNE", "SHUFFLE_BUFFER", "NOISELESS", "resolve_depth", "stretcher", "augment",
-           "serialized_dataset", "records_dataset", "make_dataset", "make_paired_dataset",
+           "augment_batch", "serialized_dataset", "records_dataset", "make_dataset", "make_paired_dataset",
            "naming_corrupt_records", "load_arrays"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER = 2048
-NOISELESS = "noiseless"  # depth name for the stretched noiseless flux (mock data only)
 
 
 def _manifest(data):
     return data if isinstance(data, Manifest) else Manifest.load(data)
-
-
-def _exposure_key(exposure):
-    return ",".join(f"{t:.6g}" for t in exposure)
-
-
-def _depth_code(depth, until=None):
-    """A stable int for a `survey.Depth`, or for a depth range given as exposures [C]
-    (`depth` to `until`), mixed into noise seeds."""
-    if until is None:
-        key = _exposure_key(depth.exposure_s)
-    else:
-        key = "range:" + ";".join(_exposure_key(e) for e in (depth, until))
-    return zlib.crc32(key.encode()) & 0x7FFFFFFF
-
-
-def resolve_depth(manifest, depth):
-    """Returns ("noise", Depth), ("stored", image name) or ("noiseless", None)."""
-    if depth is None or depth == NOISELESS:
-        if not manifest.noiseless:
-            raise ConfigError(f"dataset {manifest.root} holds no noiseless flux",
-                              key="depth", valid=sorted(manifest.images))
-        return "noiseless", None
-    if manifest.noiseless:
-        return "noise", survey.Depth.parse(depth)
-    name = depth.name if isinstance(depth, survey.Depth) else str(depth)
-    if name not in manifest.images:
-        raise ConfigError(
-            f"dataset {manifest.root} stores noise baked in at fixed depths and has no "
-            f"image at depth {name!r}", key="depth", valid=sorted(manifest.images))
-    return "stored", name
-
-
-class _Observation:
-    """How batches of a split's galaxies become stretched images at a depth.
-
-    Everything runs per batch: records are parsed together, each galaxy's noise
-    deviates are drawn from its own seed (galaxy id, depth, salt) so that results do not
-    depend on batching, and the Poisson transform and stretch run as one fused XLA
-    kernel over the batch. With `depth_range` each galaxy is observed at its own depth
-    (exposures [B, 1, 1, C] broadcast into the same kernel).
-    """
-
-    def __init__(self, manifest, depth, *, seed, mode, stretch_params, augment_seed=None,
-                 depth_range=None, fresh_noise=True, corruption=None):
-        kind, what = resolve_depth(manifest, depth)
-        self.plan, self.seed = corruption, int(seed)
-        self.noiseless = kind != "stored"
-        stages = set()
-        if corruption is not None:
-            corruptions_lib.check(corruption.names, manifest)
-            self.corruption_ctx = corruptions_lib.Context.of(manifest, stretch_params)
-            stages = corruption.stages(self.noiseless)
-        if mode not in noise.MODES:
-            raise ConfigError(f"unknown noise mode {mode!r}", key="noise_mode", valid=noise.MODES)
-        self.image_key = what if kind == "stored" else FLUX
-        self.noisy = kind == "noise"
-        self.mode = mode
-        self.fresh_noise = bool(fresh_noise)
-        self.parse = make_batch_parser(manifest, [self.image_key])
-        self.stretch = stretcher(manifest, stretch_params)
-        self.augment_base = (None if augment_seed is None
-                             else tf.constant([augment_seed, 0], tf.int64))
-        self.sky = tf.constant(survey.sky_vector(manifest.bands))
-        self.depth_base = None
-        if depth_range is not None:
-            self._init_range(manifest, kind, what, depth_range, seed)
-        elif self.noisy:
-            self.exposure = tf.constant(what.exposure_vector())
-            self.noise_base = tf.constant([int(seed), _depth_code(what)], tf.int64)
-        # Corruptions of the observed image come between the noise and the stretch.
-        self.image_stage = "image" in stages
-        self.display_stage = "display" in stages
-        # One fused XLA kernel for Poisson transform + stretch: faster than op by op.
-        self._fused = tf.function(self._observe_and_stretch, jit_compile=True)
-        self._fused_at = tf.function(self._kernel, jit_compile=True)
-
-    def _init_range(self, manifest, kind, what, depth_range, seed):
-        if kind == "noiseless":
-            raise ConfigError("a depth range needs noisy images, not the noiseless flux",
-                              key="depth")
-        low, high = (_exposure_of(manifest, d) for d in depth_range)
-        if kind == "stored":
-            if (manifest.stretch or {}).get("kind") == "identity":
-                raise ConfigError(
-                    f"data.depth_augment needs images in flux units, but dataset "
-                    f"{manifest.root} stores them already stretched (stretch 'identity'): "
-                    "there is no flux scale to add noise in; set data.depth_augment=false",
-                    key="data.depth_augment")
-            stored = _exposure_of(manifest, what)
-            if np.any(np.maximum(low, high) > stored * (1 + 1e-6)):
-                raise ConfigError(
-                    f"dataset {manifest.root} stores noise baked in at {what!r}; a depth "
-                    f"range can only reach shallower depths (exposures {low.tolist()} to "
-                    f"{high.tolist()} s, stored {stored.tolist()} s)", key="data.depth_augment")
-            self.exposure = tf.constant(stored)
-        code = _depth_code(low, until=high)
-        self.range_low, self.range_high = tf.constant(low), tf.constant(high)
-        self.noise_base = tf.constant([int(seed), code], tf.int64)
-        self.depth_base = tf.constant([seeds.derive(seed, "depth-range"), code], tf.int64)
-
-    def __call__(self, serialized, salts, severity=None):
-        """Serialized examples [B] and salts [B] -> (images [B, H, W, C], labels, ids,
-        exposures [B, C] with a depth range, else None, severities [B] with a corruption
-        plan, else None). `severity` [B]: a sweep's per-galaxy severities."""
-        parsed = self.parse(serialized)
-        images, ids = parsed[self.image_key], parsed["galaxy_id"]
-        if self.plan is not None:
-            choice, level = self.plan.assign(self.seed, ids, salts, severity)
-
-            def corrupt(stage, x):
-                return self.plan.apply(stage, x, choice, level, ids, salts, self.seed,
-                                       self.corruption_ctx, self.noiseless)
-            if self.noiseless:  # before the noise (and before flips: they are random anyway)
-                images = corrupt("flux", images)
-        exposure = None
-        if self.augment_base is not None or self.noisy or self.depth_base is not None:
-            images, extra, exposure = tf.map_fn(
-                self._per_galaxy, (images, ids, salts),
-                fn_output_signature=(tf.float32, tf.float32, tf.float32))
-        image_stage = (lambda x: corrupt("image", x)) if self.image_stage else None
-        if not self.noisy:
-            images = self.stretch(image_stage(images) if image_stage else images)
-        elif self.mode == "exact":
-            images = self.stretch(image_stage(extra) if image_stage else extra)
-        elif image_stage is not None:
-            per_galaxy = self.exposure if self.depth_base is None else exposure[:, None, None, :]
-            corrupted = self.stretch(image_stage(
-                noise.observe_from_normal(images, per_galaxy, self.sky, extra)))
-            if self.plan.random:  # training: rounding apart from the fused kernel is moot
-                images = corrupted
-            else:  # untouched galaxies keep the clean stream's bits (the fused kernel's)
-                clean = (self._observe_fast(images, extra) if self.depth_base is None
-                         else self._observe_fast(images, extra, per_galaxy))
-                images = tf.where((level > 0)[:, None, None, None], corrupted, clean)
-        elif self.depth_base is None:
-            images = self._observe_fast(images, extra)
-        else:
-            images = self._observe_fast(images, extra, exposure[:, None, None, :])
-        if self.display_stage:
-            images = corrupt("display", images)
-        return (images, parsed["label"], ids, exposure if self.depth_base is not None else None,
-                level if self.plan is not None else None)
-
-    def _per_galaxy(self, args):
-        image, galaxy_id, salt = args
-        # Without fresh noise every epoch draws the same noise (and depth) per galaxy.
-        noise_salt = salt if self.fresh_noise else tf.zeros_like(salt)
-        aug_seed = (None if self.augment_base is None
-                    else _fold(self.augment_base, galaxy_id, salt))
-        if aug_seed is not None and self.fresh_noise:
-            # Noise is i.i.d. per pixel, so augmenting before it is equivalent.
-            image = augment(image, aug_seed)
-        image, extra, exposure = self._noise_inputs(image, galaxy_id, noise_salt)
-        if aug_seed is not None and not self.fresh_noise:
-            # A fixed draw turns with its galaxy, like a stored noisy image flipped or rotated.
-            image = augment(image, aug_seed)
-            extra = augment(extra, aug_seed) if self.noisy else extra
-        return image, extra, exposure
-
-    def _noise_inputs(self, image, galaxy_id, salt):
-        """(image, N(0, 1) deviates or the exact observation, exposure [C]) of a galaxy."""
-        empty = tf.zeros([0])
-        ranged = self.depth_base is not None
-        if not (self.noisy or ranged):
-            return image, empty, empty
-        if ranged:
-            u = tf.random.stateless_uniform([], _fold(self.depth_base, galaxy_id, salt))
-            exposure = noise.log_uniform_exposure(self.range_low, self.range_high, u)
-        else:
-            exposure = self.exposure
-        seed = _fold(self.noise_base, galaxy_id, salt)
-        if not self.noisy:  # a stored noisy image, made as noisy as the drawn depth
-            z = noise.standard_normal(tf.shape(image), seed)
-            return (noise.degrade_from_normal(image, self.exposure, exposure, self.sky, z),
-                    empty, exposure)
-        if self.mode == "exact":
-            extra = noise.poisson_observe(image, exposure, self.sky, seed, mode="exact")
-        else:
-            extra = noise.standard_normal(tf.shape(image), seed)
-        return image, extra, exposure if ranged else empty
-
-    def _observe_and_stretch(self, flux, z):
-        return self._kernel(flux, z, self.exposure)
-
-    def _kernel(self, flux, z, exposure):
-        lam = (flux + self.sky) * exposure
-        counts = noise.cornish_fisher_counts(lam, z)
-        any_low = tf.reduce_any(lam < noise.DEFAULT_THRESHOLD)
-        return self.stretch(counts / exposure - self.sky), any_low
-
-    def _observe_fast(self, flux, z, exposure=None):
-        if exposure is None:
-            fused, any_low = self._fused(flux, z)
-            exposure = self.exposure
-        else:
-            fused, any_low = self._fused_at(flux, z, exposure)
-        # Pixels below the threshold need exact draws: the general (slower) path.
-        return tf.cond(any_low, lambda: self.stretch(
-            noise.observe_from_normal(flux, exposure, self.sky, z)), lambda: fused)
-
-
-def _exposure_of(manifest, depth):
-    """Exposure per band [C] of a depth, or of an image the dataset stores at its depth."""
-    info = manifest.images.get(depth) if isinstance(depth, str) else None
-    if info and info.get("depth"):
-        return survey.Depth.from_json(info["depth"]).exposure_vector()
-    return survey.Depth.parse(depth).exposure_vector()
-
-
-def _fold(base, *values):
-    for v in values:
-        base = tf.random.experimental.stateless_fold_in(base, v)
-    return base
-
-
-def stretcher(manifest, params=None):
-    params = params or manifest.stretch
-    if params is None:
-        raise DataError("dataset has no stretch constants; refit them (tfgal-data fit-stretch)",
-                        path=manifest.root, index="stretch")
-    return lambda image: stretch_lib.apply_tf(image, params)
-
-
-def augment(image, seed):
-    """Random flip and 90-degree rotation, stateless (seed: int64 [2])."""
-    image = tf.image.stateless_random_flip_left_right(image, _fold(seed, 1))
-    k = tf.random.stateless_uniform([], _fold(seed, 2), 0, 4, dtype=tf.int32)
-    return tf.image.rot90(image, k)
 
 
 def serialized_dataset(manifest, split, *, shuffle=False, seed=0, input_context=None):
@@ -329,7 +103,7 @@ def _with_salt(ds, training, seed):
 def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, seed=0,
                  augment_images=None, noise_mode="fast", stretch=None, input_context=None,
                  with_ids=False, drop_remainder=None, repeat=False, depth_range=None,
-                 fresh_noise=True, corruption=None, limit=None):
+                 fresh_noise=True, corruption=None, limit=None, cache=False):
     """Batches of stretched images of `split` observed at `depth`.
 
     Args:
@@ -354,10 +128,13 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
         gets (seeded per galaxy like the noise). A sweep yields every galaxy once per
         severity, severity-major; `with_ids` then adds "severity" [B].
       limit: only the split's first `limit` galaxies (file order; not when training).
+      cache: hold the split in memory. Training: read once, reshuffled whole each epoch
+        (with fixed noise and no corruption, observed once too; see `_memory_stream`).
+        Evaluation: the observed batches, replayed by later iterations.
     """
     manifest = _manifest(data)
     do_augment = training if augment_images is None else augment_images
-    observation = _Observation(
+    observation = Observation(
         manifest, depth, seed=seed, mode=noise_mode, stretch_params=stretch,
         augment_seed=seeds.derive(seed, "augment") if do_augment else None,
         depth_range=depth_range, fresh_noise=fresh_noise, corruption=corruption)
@@ -376,6 +153,18 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
 
     if limit is not None and training:
         raise ValueError("limit is for evaluation streams (file order), not training")
+    per_replica = (input_context.get_per_replica_batch_size(batch_size)
+                   if input_context is not None else batch_size)
+    if cache and training:
+        fixed = not fresh_noise and corruption is None
+        if fixed:  # observed once: only the symmetries vary from epoch to epoch
+            observation = Observation(manifest, depth, seed=seed, mode=noise_mode,
+                                       stretch_params=stretch, depth_range=depth_range,
+                                       fresh_noise=False)
+        return _memory_stream(manifest, split, observation, fixed=fixed, seed=seed,
+                              batch_size=per_replica, repeat=repeat, with_ids=with_ids,
+                              augment_seed=seeds.derive(seed, "augment") if do_augment
+                              else None, input_context=input_context)
     ds = serialized_dataset(manifest, split, shuffle=training, seed=seed,
                             input_context=input_context)
     count = manifest.count(split)
@@ -392,14 +181,60 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
         count *= len(corruption.sweep_levels)
     if repeat:
         ds = ds.repeat()
-    per_replica = (input_context.get_per_replica_batch_size(batch_size)
-                   if input_context is not None else batch_size)
     drop = training if drop_remainder is None else drop_remainder
     ds = ds.batch(per_replica, drop_remainder=drop)
     if input_context is None and not repeat:
         # Known length: Keras shows a full progress bar and no "ran out of data" warning.
         n, b = count, per_replica
         ds = ds.apply(tf.data.experimental.assert_cardinality(n // b if drop else -(-n // b)))
+    ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
+    # Evaluation streams are deterministic: a cached one is observed once, then replayed.
+    return (ds.cache() if cache else ds).prefetch(AUTOTUNE)
+
+
+def _memory_stream(manifest, split, observation, *, fixed, seed, batch_size, repeat,
+                   with_ids, augment_seed, input_context):
+    """Training batches from memory: the split is read (and, with `fixed` noise, observed)
+    once in file order, then reshuffled whole every epoch.
+
+    Reading and decompressing the shards and, with fixed noise, drawing it, cost the
+    training step a third of its rate on two cores where the pipeline shares the cores
+    with the step (docs/benchmarks.md). With `fixed` the per-batch work left is the
+    dihedral augmentation (`augment_batch`); otherwise each batch of parsed records is
+    observed as in the streaming path, with fresh noise.
+    """
+    ds = serialized_dataset(manifest, split, input_context=input_context).batch(256)
+    parse = make_batch_parser(manifest, [observation.image_key])
+    if fixed:
+        def observe(serialized):
+            images, labels, ids, exposure, _ = observation(
+                serialized, tf.zeros(tf.shape(serialized), tf.int64))
+            out = {"images": images, "labels": labels, "galaxy_id": ids}
+            return out if exposure is None else {**out, "exposure_s": exposure}
+        ds = ds.map(observe)
+    else:
+        ds = ds.map(parse)
+    ds = ds.unbatch().cache()
+    count = manifest.count(split)
+    ds = ds.shuffle(count, seed=seeds.derive(seed, "records"), reshuffle_each_iteration=True)
+    ds = _with_salt(ds, True, seed)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=True)
+
+    def finish(element, salts):
+        if fixed:
+            out = dict(element)
+            if augment_seed is not None:
+                out["images"] = augment_batch(out["images"], fold_in(
+                    tf.constant([augment_seed, 0], tf.int64), salts[0]))
+        else:
+            images, labels, ids, exposure, _ = observation.observe(element, salts)
+            out = {"images": images, "labels": labels, "galaxy_id": ids}
+            if exposure is not None:
+                out["exposure_s"] = exposure
+        return out if with_ids else (out["images"], out["labels"])
+
     return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 

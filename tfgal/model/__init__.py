@@ -8,6 +8,7 @@ Reads datasets from the data wing; the attack and study wings read what it expor
     callbacks      NaN stop, restore-only backups, precise batch norm, resumable stopping
     tensorboard    example galaxies and the latent projector for TensorBoard
     training       tfgal-train: a config in, a trained and exported classifier out
+    final_eval     its final evaluation: per-galaxy predictions saved for the study to reuse
     export         the SavedModel contract: export_saved_model, load, ExportedClassifier
     predict        tfgal-predict: an exported model over a dataset or FITS cutouts -> a catalogue
     beam_predict   the same catalogue on Apache Beam (RunInference; the beam extra)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 import weakref
 
 import keras
@@ -14,7 +15,7 @@ import tensorflow as tf
 
 from tfgal.errors import TfgalError
 
-__all__ = ["TrainingDiverged", "NaNGuard", "RestoreOnly", "recalibrate_batch_norm",
+__all__ = ["TrainingDiverged", "NaNGuard", "EpochTimer", "RestoreOnly", "recalibrate_batch_norm",
            "PreciseBatchNorm", "ResumableEarlyStopping", "best_and_wait"]
 
 
@@ -39,6 +40,38 @@ class NaNGuard(keras.callbacks.Callback):
                 f"loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}; "
                 "training stopped, the last good checkpoints are kept. Lower "
                 "train.learning_rate or the loss weights and rerun the same command to resume.")
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (this epoch, its validation and recalibration included) and
+    ``train_seconds`` (all epochs so far, of every run of a resumed job) to the epoch's
+    logs, so that history.csv and TensorBoard hold learning curves against time."""
+
+    def __init__(self, history_path):
+        super().__init__()
+        self.history_path = history_path
+        self.before = 0.0
+        self.start = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.before = _last_value(self.history_path, "train_seconds")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.start
+            self.before += logs["epoch_seconds"]
+            logs["train_seconds"] = self.before
+
+
+def _last_value(history_path, column):
+    if not os.path.exists(history_path):
+        return 0.0
+    with open(history_path, newline="") as f:
+        values = [row.get(column) for row in csv.DictReader(f)]
+    return float(values[-1]) if values and values[-1] not in (None, "") else 0.0
 
 
 class RestoreOnly(keras.callbacks.BackupAndRestore):

@@ -20,6 +20,7 @@ Loading needs only TensorFlow: ``tf.saved_model.load(path).signatures["serving_d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,8 +32,8 @@ import tensorflow as tf
 from tfgal import io
 from tfgal.errors import ModelContractError
 
-__all__ = ["export_saved_model", "load", "ExportedClassifier", "library_versions", "ASSETS_NAME",
-           "KERAS_NAME", "SERVING", "CLASSIFY_LATENT", "OUTPUTS"]
+__all__ = ["export_saved_model", "load", "ExportedClassifier", "library_versions", "fingerprint",
+           "ASSETS_NAME", "KERAS_NAME", "SERVING", "CLASSIFY_LATENT", "OUTPUTS"]
 
 ASSETS_NAME = "tfgal.json"
 KERAS_NAME = "classifier.keras"
@@ -46,6 +47,18 @@ def library_versions():
     import tfgal
     return {"tfgal": tfgal.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__}
+
+
+def fingerprint(path):
+    """Digest of a SavedModel's graph and variables (not its assets): what its outputs
+    depend on, so what anything computed from them (a study's stages, saved predictions)
+    must be keyed by."""
+    h = hashlib.sha256()
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            if name.endswith(".pb") or root.endswith("variables"):
+                io.update_sha256(h, os.path.join(root, name))
+    return h.hexdigest()[:16]
 
 
 def export_saved_model(encoder, head, path, *, image_shape, assets=None, overwrite=True):

@@ -8,6 +8,7 @@ Run layout (``log.dir``, default ``runs/<name>``)::
     best.weights.h5  the best validation checkpoint
     train/ validation/ examples/ projector/ hparams/   TensorBoard logs
     summary.json     final metrics on val and test at both depths
+    predictions.npz  the final evaluation's per-galaxy outputs (`tfgal.model.final_eval`)
 
 The SavedModel goes to ``export.dir`` (default ``saved_models/<name>``). Under
 multi-worker training only the chief writes these; other workers write to temporary
@@ -35,18 +36,20 @@ from tfgal.data import pipeline
 from tfgal.data import stretch as stretch_lib
 from tfgal.errors import ConfigError, DataError
 from tfgal.model import adaptation, architectures, callbacks as callbacks_lib, export
+from tfgal.model import final_eval
 from tfgal.model import tensorboard
 
 __all__ = ["train", "ensure_dataset", "build_model", "jit_compile", "class_weights",
-           "make_strategy", "is_chief", "learning_rate", "weight_decay", "source_depth_range",
+           "make_strategy", "is_chief", "datasets", "learning_rate", "weight_decay", "source_depth_range",
            "prepare_run_dir", "evaluate_depths", "history_rows", "export_assets", "SUMMARY",
-           "BACKUP", "CONFIG", "HISTORY", "BEST"]
+           "BACKUP", "CONFIG", "HISTORY", "BEST", "PREDICTIONS"]
 
 BACKUP = "backup"
 BEST = "best.weights.h5"
 HISTORY = "history.csv"
 SUMMARY = "summary.json"
 CONFIG = "config.json"
+PREDICTIONS = final_eval.PREDICTIONS
 
 
 def ensure_dataset(data_cfg, seed):
@@ -97,10 +100,17 @@ def is_chief(strategy):
 
 def learning_rate(cfg, steps_per_epoch):
     train_cfg = cfg.train
+    total = train_cfg.epochs * steps_per_epoch
     if train_cfg.schedule == "cosine":
         # Decays to zero by the last epoch: the final weights settle instead of jumping.
+        return keras.optimizers.schedules.CosineDecay(train_cfg.learning_rate, decay_steps=total)
+    if train_cfg.schedule == "warmup-cosine":
+        # A short run at a high rate: rising from a tenth of it keeps the first steps (tiny
+        # latent, batch-norm statistics still moving) from throwing the weights far away.
+        warmup = int(round(train_cfg.warmup * total))
         return keras.optimizers.schedules.CosineDecay(
-            train_cfg.learning_rate, decay_steps=train_cfg.epochs * steps_per_epoch)
+            train_cfg.learning_rate / 10, decay_steps=max(total - warmup, 1),
+            warmup_target=train_cfg.learning_rate, warmup_steps=warmup)
     return train_cfg.learning_rate
 
 
@@ -174,7 +184,8 @@ def build_model(cfg, manifest, weights, steps_per_epoch=1):
     return model
 
 
-def _datasets(cfg, manifest, strategy):
+def datasets(cfg, manifest, strategy):
+    """(training, validation) datasets of a config, distributed when `strategy` asks."""
     data_cfg, train_cfg = cfg.data, cfg.train
     common = dict(batch_size=train_cfg.batch_size, seed=cfg.seed,
                   noise_mode=data_cfg.noise_mode)
@@ -183,14 +194,14 @@ def _datasets(cfg, manifest, strategy):
         return pipeline.make_paired_dataset(
             manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
             training=True, augment_images=data_cfg.augment, repeat=True,
-            input_context=ctx, fresh_noise=data_cfg.fresh_noise,
+            input_context=ctx, fresh_noise=data_cfg.fresh_noise, cache=data_cfg.cache,
             source_depth_range=source_depth_range(cfg),
             source_corruption=source_corruption(cfg), **common)
 
     def val_fn(ctx=None):
         return pipeline.make_paired_dataset(
             manifest, "val", data_cfg.source_depth, data_cfg.target_depth,
-            training=False, input_context=ctx, **common)
+            training=False, input_context=ctx, cache=data_cfg.cache, **common)
 
     if strategy.num_replicas_in_sync > 1 or not is_chief(strategy) or _multiworker(strategy):
         return (strategy.distribute_datasets_from_function(train_fn),
@@ -227,7 +238,7 @@ def prepare_run_dir(run_dir, cfg):
                 f"{run_dir} holds an interrupted run with another config; rerun with the "
                 "same config to resume, or pick another --logdir", key="log.dir")
     elif not resuming:
-        for name in (HISTORY, SUMMARY, BEST):  # a finished or fresh run starts over
+        for name in (HISTORY, SUMMARY, BEST, PREDICTIONS):  # a finished or fresh run starts over
             path = os.path.join(run_dir, name)
             if os.path.exists(path):
                 os.remove(path)
@@ -276,6 +287,7 @@ def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
             save_weights_only=True, initial_value_threshold=best),
         callbacks_lib.ResumableEarlyStopping(history, monitor="val_loss",
                                              patience=cfg.train.patience),
+        callbacks_lib.EpochTimer(history),  # before the loggers, which then record it
         keras.callbacks.CSVLogger(history, append=True),
         keras.callbacks.TensorBoard(run_dir, profile_batch=(2, 6) if log_cfg.profile else 0),
     ]
@@ -292,15 +304,19 @@ def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
     return callbacks
 
 
-def evaluate_depths(classifier, manifest, cfg, split):
+def evaluate_depths(classifier, manifest, cfg, split, export_dir=None):
     """Accuracy of an exported classifier on `split` at the source and target depths."""
-    out = {}
-    for depth in (cfg.data.source_depth, cfg.data.target_depth):
-        data = pipeline.load_arrays(manifest, split, depth, seed=cfg.seed,
-                                    noise_mode=cfg.data.noise_mode)
-        logits = classifier.predict(data["images"])["logits"]
-        out[str(depth)] = float(np.mean(np.argmax(logits, 1) == data["labels"]))
-    return out
+    return final_eval.accuracies(_final_predictions(classifier, manifest, cfg, [split],
+                                                    export_dir)[split])
+
+
+def _final_predictions(classifier, manifest, cfg, splits, export_dir=None, run_dir=None):
+    """`final_eval.evaluate` at the source and target depths, saved in `run_dir` if given."""
+    return final_eval.evaluate(
+        classifier, export_dir or classifier.path, manifest, splits,
+        (cfg.data.source_depth, cfg.data.target_depth), seed=cfg.seed,
+        noise_mode=cfg.data.noise_mode,
+        path=os.path.join(run_dir, PREDICTIONS) if run_dir else None)
 
 
 def export_assets(cfg, manifest):
@@ -343,7 +359,7 @@ def train(cfg, *, verbose=None):
             model = build_model(cfg, manifest, weights, steps)
         finally:
             keras.mixed_precision.set_global_policy(previous)
-    train_ds, val_ds = _datasets(cfg, manifest, strategy)
+    train_ds, val_ds = datasets(cfg, manifest, strategy)
     if chief:  # the HParams session opens now: a run in progress is compared too
         tensorboard.write_hparams(run_dir, tensorboard.hparams(cfg, weight_decay(cfg)),
                                   trial_id=cfg.name)
@@ -383,11 +399,14 @@ def _finish(cfg, model, manifest, run_dir, export_dir):
                                    (cfg.data.source_depth, cfg.data.target_depth),
                                    n=cfg.log.projector, seed=cfg.seed,
                                    noise_mode=cfg.data.noise_mode)
+    # One pass per split and depth gives probabilities and latents, saved for the study's
+    # evaluation; the summary's accuracies are computed from those very arrays.
+    splits = ["val", *(["test"] if "test" in manifest.splits else [])]
+    predictions = _final_predictions(classifier, manifest, cfg, splits, export_dir, run_dir)
     summary = {"name": cfg.name, "export_dir": os.path.abspath(export_dir),
                "run_dir": os.path.abspath(run_dir), "class_weights": class_weights(manifest),
-               "val_accuracy": evaluate_depths(classifier, manifest, cfg, "val")}
-    if "test" in manifest.splits:
-        summary["test_accuracy"] = evaluate_depths(classifier, manifest, cfg, "test")
+               **{f"{split}_accuracy": final_eval.accuracies(predictions[split])
+                  for split in splits}}
     summary["jit_compile"] = jit_compile(cfg)
     epochs = history_rows(run_dir)
     last = {k: float(v) for k, v in (epochs[-1] if epochs else {}).items()

@@ -2,7 +2,7 @@
 
 The first question an astronomer asks of a CNN that loses half its accuracy between Y10 and
 Y1 is how classical, non-parametric morphology does on the same images. The
-``morphology`` stage answers it when ``study.morphology_n`` > 0 (the ``morph`` extra):
+``morphology`` stage answers it when ``study.morphology_n`` > 0 (statmorph, a core dependency):
 
 1. The first ``study.morphology_train_n`` galaxies of the training split (galaxies the
    networks train on) are observed at the source depth through the pipeline and measured

@@ -5,44 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from tfgal import survey
-from tfgal.data import pipeline
-from tfgal.errors import DataError
+from tfgal.model.final_eval import predict_split
 from tfgal.study.metrics import ClassificationEvaluator, accuracy_sem, collect
 
+# `predict_split` lives in the model wing (`tfgal.model.final_eval`): training saves its
+# final evaluation with it, so that the study's evaluation, reading those arrays back, gets
+# exactly the bits it would compute itself.
 __all__ = ["predict_split", "curve_depths", "RobustnessCurve"]
-
-
-# --------------------------------------------------------------------------- predictions
-
-
-def predict_split(models, data, split, depth, *, n=None, seed=0, noise_mode="fast",
-                  batch_size=256, latent=True, corruption=None):
-    """Runs every model of `models` ({name: ExportedClassifier}) over a split at a depth.
-
-    Images are streamed batch by batch (the paper's test split at 100 px is 0.8 GB per
-    depth) and each batch is shared by all models, so the noise is drawn once. `n`: the
-    split's first n galaxies only (only those are observed). `corruption`: a
-    `tfgal.data.corruptions.Plan` (a sweep yields each galaxy once per severity).
-    Returns {"labels", "galaxy_id" (and "severity" with a `corruption`), name:
-    {"probabilities", "latent"}} of NumPy arrays.
-    """
-    ds = pipeline.make_dataset(data, split, depth, batch_size=batch_size, seed=seed,
-                               noise_mode=noise_mode, with_ids=True, corruption=corruption,
-                               limit=int(n) if n else None)
-    keys = ("probabilities", "latent") if latent else ("probabilities",)
-    meta = ("labels", "galaxy_id", *(("severity",) if corruption is not None else ()))
-    parts = {**{k: [] for k in meta}, **{m: {k: [] for k in keys} for m in models}}
-    for batch in ds:
-        for k in meta:
-            parts[k].append(batch[k].numpy())
-        for name, model in models.items():
-            out = model(batch["images"])
-            for k in keys:
-                parts[name][k].append(out[k].numpy())
-    if not parts["labels"]:
-        raise DataError(f"split {split!r} holds no galaxies", index=split)
-    return {key: ({k: np.concatenate(v) for k, v in value.items()} if isinstance(value, dict)
-                  else np.concatenate(value)) for key, value in parts.items()}
 
 
 # --------------------------------------------------------------------------- robustness curve

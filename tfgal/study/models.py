@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 
 from tfgal.errors import DataError, ModelContractError
-from tfgal.model import export, training
+from tfgal.model import export, final_eval, training
 from tfgal.study import curve as curve_lib
 from tfgal.study import metrics
 from tfgal.study.stage import Stage
@@ -128,7 +128,13 @@ class EvaluateOutput:
 
 
 class Evaluate(Stage):
-    """Every model on the study split at the source and target depths (the same images)."""
+    """Every model on the study split at the source and target depths (the same images).
+
+    Training saved each model's predictions on the whole split at both depths in its run
+    directory (`tfgal.model.final_eval`); a model's are reused when they are exactly what
+    `predict_split` would compute now (same model, data, split, depth names, seed, noise
+    mode and galaxies), and only the other models are predicted.
+    """
 
     name, Output = "evaluate", EvaluateOutput
 
@@ -142,10 +148,7 @@ class Evaluate(Stage):
 
     def run(self, ctx, inputs):
         names, labels = list(ctx.manifest.class_names), self.labels
-        models = {k: ctx.model(k) for k in labels}
-        out = {d: curve_lib.predict_split(
-            models, ctx.manifest, ctx.study.split, d, n=ctx.study.eval_n or None,
-            seed=ctx.cfg.seed, noise_mode=ctx.cfg.data.noise_mode) for d in ctx.depths}
+        out = self.predictions(ctx)
         src, tgt = out[ctx.source], out[ctx.target]
         if not np.array_equal(src["galaxy_id"], tgt["galaxy_id"]):
             raise DataError(f"{ctx.source} and {ctx.target} images are not the same galaxies "
@@ -162,6 +165,37 @@ class Evaluate(Stage):
             class_counts=np.bincount(src["labels"], minlength=len(names)).tolist(),
             labels=src["labels"], galaxy_id=src["galaxy_id"], probabilities=prob,
             latents={k: {d: out[d][k]["latent"][:m] for d in ctx.depths} for k in labels})
+
+    def predictions(self, ctx):
+        """{depth: `predict_split`'s output} for every model: saved predictions where they
+        match, `curve_lib.predict_split` for the rest."""
+        split, n = ctx.study.split, ctx.study.eval_n or None
+        common = dict(seed=ctx.cfg.seed, noise_mode=ctx.cfg.data.noise_mode,
+                      batch_size=final_eval.BATCH_SIZE)
+        saved = {k: final_eval.lookup(os.path.join(ctx.run_dir(k), training.PREDICTIONS),
+                                      ctx.export_dir(k), ctx.manifest, split, ctx.depths, n=n,
+                                      **common) for k in self.labels}
+        saved = {k: v for k, v in saved.items() if v is not None}
+        missing = [k for k in self.labels if k not in saved]
+        if saved:
+            ctx.log(f"{self.name}: reusing the predictions training saved for "
+                    f"{', '.join(saved)}; predicting {', '.join(missing) or 'none'}")
+        out = {}
+        for d in ctx.depths:
+            if missing:
+                out[d] = curve_lib.predict_split({k: ctx.model(k) for k in missing},
+                                                 ctx.manifest, split, d, n=n, **common)
+            else:
+                first = next(iter(saved.values()))[d]
+                out[d] = {"labels": first["labels"], "galaxy_id": first["galaxy_id"]}
+            for k, arrays in saved.items():
+                if not (np.array_equal(arrays[d]["galaxy_id"], out[d]["galaxy_id"])
+                        and np.array_equal(arrays[d]["labels"], out[d]["labels"])):
+                    raise DataError(f"the predictions saved for {k} hold other galaxies than "
+                                    f"{split} at {d}", path=ctx.run_dir(k))
+                out[d][k] = {"probabilities": arrays[d]["probabilities"],
+                             "latent": arrays[d]["latent"]}
+        return out
 
 
 # --------------------------------------------------------------------------- robustness curve

@@ -60,13 +60,10 @@ def now():
 
 
 def model_fingerprint(path):
-    """Digest of a SavedModel's graph and variables: what downstream stages depend on."""
-    h = hashlib.sha256()
-    for root, _, files in sorted(os.walk(path)):
-        for name in sorted(files):
-            if name.endswith(".pb") or root.endswith("variables"):
-                io.update_sha256(h, os.path.join(root, name))
-    return h.hexdigest()[:16]
+    """Digest of a SavedModel's graph and variables: what downstream stages depend on
+    (`tfgal.model.export.fingerprint`, which keys a run's saved predictions too)."""
+    from tfgal.model import export  # TensorFlow only when a model is fingerprinted
+    return export.fingerprint(path)
 
 
 # --------------------------------------------------------------------------- outputs

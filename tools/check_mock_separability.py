@@ -2,7 +2,7 @@
 
 Renders a few hundred galaxies per class, observes them with Poisson noise at Y10 and at
 Y1, and measures their classical morphology with statmorph (`tfgal.data.morphology`: Gini,
-M20, C, A, S, Sersic n, half-light radius; the morph extra). A gradient-boosting classifier
+M20, C, A, S, Sersic n, half-light radius; statmorph and photutils). A gradient-boosting classifier
 trained on the Y10 measurements is tested on held-out galaxies at Y10 and on the same
 galaxies at Y1. Galaxies statmorph could not measure keep NaN features (the classifier
 takes them) and are counted per class and depth; per-galaxy cost is reported. Controls:
@@ -124,7 +124,7 @@ def accuracy(model, x, y):
 
 def main():
     args = parse_args()
-    morphology.require()  # a missing morph extra fails here, not after rendering
+    morphology.require()  # a missing statmorph fails here, not after rendering
     params = params_from(args.set)
     n_test = int(round(3 * args.per_class * args.test_fraction))
     flux, labels, is_train = render(3 * args.per_class - n_test, n_test, args.seed, params,

@@ -197,23 +197,18 @@ def _memory_stream(manifest, split, observation, *, fixed, seed, batch_size, rep
     """Training batches from memory: the split is read (and, with `fixed` noise, observed)
     once in file order, then reshuffled whole every epoch.
 
-    Reading and decompressing the shards and, with fixed noise, drawing it, cost the
-    training step a third of its rate on two cores where the pipeline shares the cores
-    with the step (docs/benchmarks.md). With `fixed` the per-batch work left is the
-    dihedral augmentation (`augment_batch`); otherwise each batch of parsed records is
-    observed as in the streaming path, with fresh noise.
+    Where the pipeline shares two cores with the step, reading and decompressing the
+    shards and drawing the noise took most of the gap to a plain Keras fit
+    (docs/benchmarks.md). With `fixed` the per-batch work left is the dihedral augmentation
+    (`augment_batch`); otherwise each batch of parsed records is observed as in the
+    streaming path, with fresh noise.
     """
     ds = serialized_dataset(manifest, split, input_context=input_context).batch(256)
-    parse = make_batch_parser(manifest, [observation.image_key])
     if fixed:
-        def observe(serialized):
-            images, labels, ids, exposure, _ = observation(
-                serialized, tf.zeros(tf.shape(serialized), tf.int64))
-            out = {"images": images, "labels": labels, "galaxy_id": ids}
-            return out if exposure is None else {**out, "exposure_s": exposure}
-        ds = ds.map(observe)
+        ds = ds.map(lambda serialized: _observed(*observation(
+            serialized, tf.zeros(tf.shape(serialized), tf.int64))[:4]))
     else:
-        ds = ds.map(parse)
+        ds = ds.map(make_batch_parser(manifest, [observation.image_key]))
     ds = ds.unbatch().cache()
     count = manifest.count(split)
     ds = ds.shuffle(count, seed=seeds.derive(seed, "records"), reshuffle_each_iteration=True)
@@ -229,13 +224,15 @@ def _memory_stream(manifest, split, observation, *, fixed, seed, batch_size, rep
                 out["images"] = augment_batch(out["images"], fold_in(
                     tf.constant([augment_seed, 0], tf.int64), salts[0]))
         else:
-            images, labels, ids, exposure, _ = observation.observe(element, salts)
-            out = {"images": images, "labels": labels, "galaxy_id": ids}
-            if exposure is not None:
-                out["exposure_s"] = exposure
+            out = _observed(*observation.observe(element, salts)[:4])
         return out if with_ids else (out["images"], out["labels"])
 
     return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def _observed(images, labels, ids, exposure):
+    out = {"images": images, "labels": labels, "galaxy_id": ids}
+    return out if exposure is None else {**out, "exposure_s": exposure}
 
 
 def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,

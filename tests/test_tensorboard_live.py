@@ -135,6 +135,13 @@ def test_scalars_include_mmd_and_final_accuracies(server, logs):
         points = _get(server, "/data/plugin/scalars/scalars",
                       {"run": f"{name}/train", "tag": f"epoch_{key}"})
         assert points[-1][2] == pytest.approx(float(_history(run["cfg"])[-1][key]), rel=1e-5)
+        # Seconds of training per epoch, so accuracy can be read against time.
+        seconds = _get(server, "/data/plugin/scalars/scalars",
+                       {"run": f"{name}/train", "tag": "epoch_train_seconds"})
+        rows = _history(run["cfg"])
+        assert [p[2] for p in seconds] == pytest.approx(
+            [float(r["train_seconds"]) for r in rows], rel=1e-5)
+        assert all(b > a for a, b in zip([p[2] for p in seconds], [p[2] for p in seconds][1:]))
         # Final accuracies per split and depth, equal to the run's summary.
         summary = run["summary"]
         for split in ("val", "test"):

@@ -100,7 +100,8 @@ def test_json_layout_is_stable():
     assert list(d) == ["name", "seed", "data", "model", "train", "loss", "export", "study", "log"]
     assert list(d["train"]) == [
         "epochs", "batch_size", "steps_per_epoch", "learning_rate", "schedule", "warmup",
-        "beta_1", "beta_2", "weight_decay", "weight_decay_mode", "source_only_weight_decay", "patience",
+        "beta_1", "beta_2", "weight_decay", "weight_decay_mode", "source_only_weight_decay",
+        "patience",
         "precise_bn_batches", "class_weights", "mixed_precision", "deterministic",
         "jit_compile", "strategy"]
     assert list(d["loss"]) == ["mmd_weight", "mmd_sigmas", "fisher_weight", "entropy_weight",

@@ -31,8 +31,8 @@ __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "LossConfig", "
            "StudyConfig", "LogConfig", "AttackSettings", "CurveSettings", "load", "merge",
            "from_dict", "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS",
            "SECTIONS", "STRATEGIES", "NOISE_MODES", "SPLITS", "ATTACK_EVALUATORS", "ATTACK_INITS",
-           "STUDY_MODELS", "DEFAULT_STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES", "CORRUPTIONS",
-           "SCHEDULES"]
+           "STUDY_MODELS", "DEFAULT_STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES",
+           "CORRUPTIONS", "SCHEDULES"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 NOISE_MODES = ("fast", "exact")

@@ -48,7 +48,8 @@ from tfgal.data.observation import (NOISELESS, Observation, augment, augment_bat
 from tfgal.errors import DataError
 
 __all__ = ["AUTOTUNE", "SHUFFLE_BUFFER", "NOISELESS", "resolve_depth", "stretcher", "augment",
-           "augment_batch", "serialized_dataset", "records_dataset", "make_dataset", "make_paired_dataset",
+           "augment_batch", "serialized_dataset", "records_dataset", "make_dataset",
+           "make_paired_dataset",
            "naming_corrupt_records", "load_arrays"]
 
 AUTOTUNE = tf.data.AUTOTUNE

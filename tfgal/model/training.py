@@ -40,7 +40,8 @@ from tfgal.model import final_eval
 from tfgal.model import tensorboard
 
 __all__ = ["train", "ensure_dataset", "build_model", "jit_compile", "class_weights",
-           "make_strategy", "is_chief", "datasets", "learning_rate", "weight_decay", "source_depth_range",
+           "make_strategy", "is_chief", "datasets", "learning_rate", "weight_decay",
+           "source_depth_range",
            "prepare_run_dir", "evaluate_depths", "history_rows", "export_assets", "SUMMARY",
            "BACKUP", "CONFIG", "HISTORY", "BEST", "PREDICTIONS"]
 

@@ -133,39 +133,32 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
         (with fixed noise and no corruption, observed once too; see `_memory_stream`).
         Evaluation: the observed batches, replayed by later iterations.
     """
+    if limit is not None and training:
+        raise ValueError("limit is for evaluation streams (file order), not training")
     manifest = _manifest(data)
     do_augment = training if augment_images is None else augment_images
+    augment_seed = seeds.derive(seed, "augment") if do_augment else None
+    memory = cache and training
+    # Observed once in memory: the symmetries are drawn per batch, not per galaxy here.
+    fixed = memory and not fresh_noise and corruption is None
     observation = Observation(
         manifest, depth, seed=seed, mode=noise_mode, stretch_params=stretch,
-        augment_seed=seeds.derive(seed, "augment") if do_augment else None,
+        augment_seed=None if fixed else augment_seed,
         depth_range=depth_range, fresh_noise=fresh_noise, corruption=corruption)
+    per_replica = (input_context.get_per_replica_batch_size(batch_size)
+                   if input_context is not None else batch_size)
+    if memory:
+        return _memory_stream(manifest, split, observation, fixed=fixed, seed=seed,
+                              batch_size=per_replica, repeat=repeat, with_ids=with_ids,
+                              augment_seed=augment_seed, input_context=input_context)
     sweep = corruption is not None and bool(corruption.sweep_levels)
 
     def finish(serialized, salts, severity=None):
         images, labels, ids, exposure, level = observation(serialized, salts, severity)
-        if with_ids:
-            out = {"images": images, "labels": labels, "galaxy_id": ids}
-            if exposure is not None:
-                out["exposure_s"] = exposure
-            if level is not None:
-                out["severity"] = level
-            return out
-        return images, labels
-
-    if limit is not None and training:
-        raise ValueError("limit is for evaluation streams (file order), not training")
-    per_replica = (input_context.get_per_replica_batch_size(batch_size)
-                   if input_context is not None else batch_size)
-    if cache and training:
-        fixed = not fresh_noise and corruption is None
-        if fixed:  # observed once: only the symmetries vary from epoch to epoch
-            observation = Observation(manifest, depth, seed=seed, mode=noise_mode,
-                                       stretch_params=stretch, depth_range=depth_range,
-                                       fresh_noise=False)
-        return _memory_stream(manifest, split, observation, fixed=fixed, seed=seed,
-                              batch_size=per_replica, repeat=repeat, with_ids=with_ids,
-                              augment_seed=seeds.derive(seed, "augment") if do_augment
-                              else None, input_context=input_context)
+        if not with_ids:
+            return images, labels
+        out = _observed(images, labels, ids, exposure)
+        return out if level is None else {**out, "severity": level}
     ds = serialized_dataset(manifest, split, shuffle=training, seed=seed,
                             input_context=input_context)
     count = manifest.count(split)

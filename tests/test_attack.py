@@ -287,7 +287,12 @@ def test_cli_writes_summary_and_table(saved_spotlight, paired_dataset, tmp_path,
                    "latent_distance_attack", "latent_distance_noisy"):
         assert column in rows[0]
     assert all(r["success"] == "True" and float(r["latent_distance_attack"]) > 0 for r in rows)
-    assert json.loads(capsys.readouterr().out)["n_success"] == 3
+    assert all(r["class_changed"] == "True" for r in rows)  # p_true < 0.05: another class
+    assert summary["rates"]["class_change"]["k"] == summary["rates"]["paper"]["k"] == 3
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["n_success"] == 3 and printed["rates"]["paper"]["n"] == 3
+    assert "class change: 3 of 3 (100.0%, 95% interval 29.2-100.0%)" in captured.err
 
 
 def test_cli_targeted_rows_and_errors(saved_spotlight, paired_dataset, tmp_path, capsys):
@@ -435,9 +440,10 @@ def test_attack_galaxies_latents_match_the_model(attack_run, saved_spotlight, pa
     np.testing.assert_array_equal(
         run.d_noisy, np.linalg.norm(run.latents["noisy"] - run.latents["base"], axis=1))
     np.testing.assert_array_equal(run.d_noisy, run.d_noisy_galaxies[run.rows])
+    np.testing.assert_array_equal(run.d_returned, attacked)  # every attack, failed ones too
     assert run.correct.all() and (run.predicted == 0).all()  # dim images, label 0
     assert run.summary == summarize(run.result, run.d_attack, run.d_noisy, n_galaxies=n,
-                                    n_correct=n)
+                                    n_correct=n, d_returned=attacked)
     assert run.summary["n_galaxies"] == n and run.summary["n_misclassified"] == 0
     assert run.summary["n_attacks"] == len(run.rows) and run.seconds >= run.result.seconds
 

@@ -160,21 +160,37 @@ def test_measures_follow_the_per_severity_table(finished):
 
 
 def test_displacement_beside_the_one_pixel_attack(finished):
-    c, res = block(finished), finished["results"]
+    """Every number of a model's comparison is on the same galaxies: those it attacked among
+    the sweep's, matched by id."""
+    c, out = block(finished), finished["out"]
+    arrays = stage_arrays(out, "corruptions")
+    ids = arrays["galaxies/galaxy_id"]
+    per_model = finished["results"]["latent_measures"]["per_model"]
     for kind in KINDS:
-        v = c["vs_attack"][kind]
-        attack = res["latent_measures"]["per_model"][kind]["attack"]
-        assert v["attack"] == attack
-        assert v["noisy"] == res["latent_measures"]["per_model"][kind]["noisy"]
-        assert v["noisy"]["estimate"] > 0  # Y10 -> Y1 moves latents even without attacks
+        v, att = c["vs_attack"][kind], stage_arrays(out, f"attack_{kind}")
+        scale = per_model[kind]["scale"]
+        common, ic, ia = np.intersect1d(ids, att["galaxy_id"], return_indices=True)
+        assert v["n"] == len(common) > 0 and f"the {len(common)} of the first {N}" in v["galaxies"]
+        assert v["attack"]["n"] == v["noisy"]["n"] == len(common)
+        assert v["attack"]["estimate"] == pytest.approx(att["d_returned"][ia].mean() / scale)
+        assert v["noisy"]["estimate"] == pytest.approx(att["d_noisy"][ia].mean() / scale)
+        changed = (att["final_class"] != att["labels"])[ia]
+        assert v["attack_class_change"]["n"] == int(changed.sum())
         for name in NAMES:
-            row, cis = v["corruptions"][name], c["displacement"][kind]["Y10"][name]
-            assert row["displacement"] == [ci["estimate"] for ci in cis]
-            if attack["estimate"]:
-                assert row["over_attack"] == pytest.approx(
-                    [d / attack["estimate"] for d in row["displacement"]])
-                beyond = [s for s in range(1, 6) if row["displacement"][s] >= attack["estimate"]]
-                assert row["first_severity_beyond_attack"] == (beyond[0] if beyond else None)
+            row = v["corruptions"][name]
+            d = arrays[f"displacement/{kind}/Y10/{name}"][:, ic]
+            assert row["displacement"] == pytest.approx(d.mean(axis=1).tolist())
+            est = v["attack"]["estimate"]
+            assert row["over_attack"] == pytest.approx([x / est for x in row["displacement"]])
+            beyond = [s for s in range(1, 6) if row["displacement"][s] >= est]
+            assert row["first_severity_beyond_attack"] == (beyond[0] if beyond else None)
+        # The relative drop's difference from the baseline is paired on the same galaxies.
+        if kind != "baseline":
+            diff = c["relative_drop_vs_baseline"][kind]["Y10"]
+            drops = [c["measures"][k]["Y10"]["relative_drop"]["estimate"]
+                     for k in (kind, "baseline")]
+            assert diff["estimate"] == pytest.approx(drops[0] - drops[1])
+            assert diff["low"] <= diff["estimate"] <= diff["high"] and diff["n"] == N
 
 
 # --------------------------------------------------------------------------- outputs

@@ -41,51 +41,39 @@ def test_latent_scale_needs_two_galaxies():
         latent.latent_scale(np.zeros(4))
 
 
-def _model_distances(base, attacked, noisy, failed):
-    d_attack = np.linalg.norm(attacked - base, axis=1)
-    d_attack[failed] = np.nan
-    return d_attack, np.linalg.norm(noisy - base, axis=1)
-
-
 def test_scaling_a_latent_space_leaves_scale_free_measures_unchanged():
     rng = np.random.default_rng(1)
     n, dim = 60, 16
+    ids = np.arange(500, 500 + n)
     base = rng.normal(size=(n, dim))
     attacked = base + rng.normal(scale=0.3, size=(n, dim))
-    noisy = base + rng.normal(scale=0.5, size=(n, dim))
     failed = rng.random(n) < 0.3
-    d_attack, d_noisy = _model_distances(base, attacked, noisy, failed)
-    ref = latent.scale_free(d_attack, d_noisy, latent.latent_scale(base), n_resamples=500)
+
+    def measure(c):
+        boot = latent.GalaxyBootstrap(ids, n_resamples=500, seed=4)
+        d = np.linalg.norm(c * attacked - c * base, axis=1)
+        d[failed] = np.nan
+        scale = latent.latent_scale(c * base)
+        return latent.scaled_mean(boot, d, ids, scale, boot.scale("m", c * base, ids))
+    ref = measure(1.0)
     assert json.loads(json.dumps(ref)) == ref
-    assert ref["attack"]["n"] == int((~failed).sum()) and ref["noisy"]["n"] == n
-    assert ref["attack_over_noisy"]["n"] == int((~failed).sum())
-    ratios = (d_attack / d_noisy)[~failed]
-    assert ref["attack_over_noisy"]["estimate"] == pytest.approx(ratios.mean(), abs=1e-12)
-    assert ref["attack_over_noisy_median"] == pytest.approx(np.median(ratios), abs=1e-12)
-    for c in (7.3, 1e-3):
-        d_attack_c, d_noisy_c = _model_distances(c * base, c * attacked, c * noisy, failed)
-        np.testing.assert_allclose(d_attack_c, c * d_attack, rtol=1e-12)  # raw: times c
-        np.testing.assert_allclose(d_noisy_c, c * d_noisy, rtol=1e-12)
-        scale_c = latent.latent_scale(c * base)
-        assert scale_c == pytest.approx(c * ref["scale"], rel=1e-12)
-        got = latent.scale_free(d_attack_c, d_noisy_c, scale_c, n_resamples=500)
-        for key in ("attack", "noisy", "attack_over_noisy"):
-            assert got[key]["n"] == ref[key]["n"]
-            for field in ("estimate", "low", "high"):
-                assert got[key][field] == pytest.approx(ref[key][field], rel=1e-12, abs=0)
-        assert got["attack_over_noisy_median"] == pytest.approx(
-            ref["attack_over_noisy_median"], rel=1e-12, abs=0)
+    assert ref["n"] == int((~failed).sum()) and ref["low"] < ref["estimate"] < ref["high"]
+    for c in (1e-3, 7.5, 1e4):
+        got = measure(c)
+        for key in ("estimate", "low", "high"):
+            assert got[key] == pytest.approx(ref[key], rel=1e-9)
 
 
-def test_scale_free_refuses_a_bad_scale_and_unequal_lengths():
+def test_scaled_mean_refuses_a_bad_scale_and_unequal_lengths():
+    boot = latent.GalaxyBootstrap([1, 2], n_resamples=20)
     with pytest.raises(ValueError):
-        latent.scale_free([1.0], [1.0], 0.0)
+        latent.scaled_mean(boot, [1.0], [1], 0.0, np.ones(20))
     with pytest.raises(ValueError):
-        latent.scale_free([1.0, 2.0], [1.0], 1.0)
-    none = latent.scale_free([np.nan, np.nan], [1.0, 2.0], 2.0)
-    assert none["attack"] == {"estimate": None, "low": None, "high": None, "n": 0}
-    assert none["attack_over_noisy_median"] is None
-    assert none["noisy"]["estimate"] == pytest.approx(0.75, abs=1e-12)
+        latent.scaled_mean(boot, [1.0, 2.0], [1], 1.0, np.ones(20))
+    none = latent.scaled_mean(boot, [np.nan, np.nan], [1, 2], 2.0, np.ones(20))
+    assert none == {"estimate": None, "low": None, "high": None, "n": 0}
+    one = latent.scaled_mean(boot, [3.0, np.nan], [1, 2], 2.0, np.ones(20))
+    assert one == {"estimate": 1.5, "low": None, "high": None, "n": 1}
 
 
 def test_bootstrap_interval_contains_estimate_and_shrinks_as_one_over_root_n():
@@ -141,24 +129,19 @@ def test_paired_ratio():
         latent.paired_ratio([1.0, 2.0], [1.0])
 
 
-def test_paired_comparison_matches_galaxies_by_id():
-    # A succeeded on 5, 9, 1 (3 failed); B on 9, 3, 7, 5 (1 failed). Both: 5 and 9.
-    ids_a, d_a = np.array([5, 3, 9, 1]), np.array([2.0, np.nan, 4.0, 6.0])
-    ids_b, d_b = np.array([9, 1, 3, 7, 5]), np.array([1.0, np.nan, 1.0, 2.0, 1.0])
-    got = latent.paired_comparison(d_a, d_b, 2.0, 0.5, ids_a, ids_b, n_resamples=400)
-    assert got["n"] == 2 and got["galaxy_id"] == [5, 9]
-    # raw: mean(2, 4) / mean(1, 1) = 3; scaled: mean(2/2, 4/2) / mean(1/.5, 1/.5) = 0.75.
-    assert got["raw"]["ratio"] == 3.0 and got["raw"]["n"] == 2
-    assert got["scaled"]["ratio"] == 0.75
+def test_paired_scaled_on_given_galaxies():
+    ids = np.array([1, 5, 9])
+    d_a, d_b = np.array([2.0, 4.0, np.nan]), np.array([1.0, 1.0, 1.0])
+    boot = latent.GalaxyBootstrap([1, 3, 5, 7, 9], n_resamples=400, seed=0)
+    fixed = np.full(400, 1.0)
+    got = latent.paired_scaled(boot, d_a, d_b, ids, (2.0, 0.5), (fixed * 2.0, fixed * 0.5))
+    # galaxy 9 drops out (NaN); raw: mean(2, 4) / mean(1, 1) = 3; scaled: 3 * 0.5 / 2.
+    assert got["n"] == 2 and got["raw"]["estimate"] == 3.0
+    assert got["scaled"]["estimate"] == 0.75
     # Replicates resample the two galaxies (ratios 2 and 4): every replicate lies in [2, 4].
     assert 2.0 <= got["raw"]["low"] <= 3.0 <= got["raw"]["high"] <= 4.0
     assert json.loads(json.dumps(got)) == got
-    # Order of either model's galaxies does not matter.
-    perm = np.array([3, 0, 4, 2, 1])
-    again = latent.paired_comparison(d_a, d_b[perm], 2.0, 0.5, ids_a, ids_b[perm],
-                                     n_resamples=400)
-    assert again == got
     with pytest.raises(ValueError):
-        latent.paired_comparison(d_a, d_b, 1.0, 1.0, np.array([5, 5, 9, 1]), ids_b)
-    nothing = latent.paired_comparison([np.nan], [1.0], 1.0, 1.0, [1], [1])
-    assert nothing["n"] == 0 and nothing["galaxy_id"] == [] and nothing["raw"]["ratio"] is None
+        latent.paired_scaled(boot, d_a, d_b[:2], ids, (1.0, 1.0), (fixed, fixed))
+    nothing = latent.paired_scaled(boot, [np.nan], [1.0], [1], (1.0, 1.0), (fixed, fixed))
+    assert nothing["n"] == 0 and nothing["raw"]["estimate"] is None

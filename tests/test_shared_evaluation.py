@@ -5,7 +5,6 @@ and keeps the arrays in ``predictions.npz``; the study's ``evaluate`` stage read
 back when they are exactly what it would compute, and predicts only what is missing.
 """
 
-import collections
 import json
 import os
 

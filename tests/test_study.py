@@ -275,6 +275,17 @@ def test_attack_numbers(finished):
         assert a["n_galaxies"] == 12 and a["n_misclassified"] == int((~correct).sum())
         assert a["n_correct"] == a["n_attacked"] + a["n_already_adversarial"] == correct.sum()
         assert a["n_success"] == int(arrays["success"].sum())
+        # Both rules, read on the returned images, with their counts and intervals.
+        changed = arrays["final_class"] != arrays["labels"]
+        rates = a["rates"]
+        assert rates["class_change"]["k"] == int(changed.sum())
+        assert rates["paper"]["k"] == a["n_success"]
+        assert rates["class_change"]["n"] == rates["paper"]["n"] == a["n_attacked"]
+        for r in rates.values():
+            if r["n"]:
+                assert r["low"] <= r["rate"] <= r["high"]
+        np.testing.assert_allclose(arrays["d_attack"][arrays["success"]],
+                                   arrays["d_returned"][arrays["success"]])
         if a["n_attacked"]:
             assert a["success_rate"] == pytest.approx(a["n_success"] / a["n_attacked"])
         assert a["settings"]["popsize"] == 30 and a["settings"]["threshold"] == 0.9
@@ -302,14 +313,17 @@ def test_attack_numbers(finished):
         assert sum(r["success"] == "True" for r in rows) == a["n_success"]
         successes += a["n_success"]
     assert successes > 0  # otherwise the church and isomap checks below prove little
-    ratio = res["latent_distance_ratio"]["noisy"]["ratio"]
-    means = [res["attack"][k]["latent_distance"]["noisy"]["mean"] for k in ("mmd", "baseline")]
-    assert ratio == pytest.approx(means[0] / means[1])
+    # The paper's DA / baseline ratio is taken on the same galaxies for both models.
+    ratio = res["latent_distance_ratio"]["noisy"]
+    shift = [np.linalg.norm(evaluated[f"latents/{k}/Y1"] - evaluated[f"latents/{k}/Y10"],
+                            axis=1).mean() for k in ("mmd", "baseline")]
+    assert ratio["ratio"] == pytest.approx(shift[0] / shift[1]) and ratio["n"] == 12
 
 
 def test_scale_free_distances(finished):
     res, out = finished["results"], finished["out"]
     evaluated = stage_arrays(out, "evaluate")
+    common = evaluated["galaxy_id"][:12]  # isomap_n: the same galaxies for every model
     per_model = res["latent_measures"]["per_model"]
     for kind in KINDS:
         arrays = stage_arrays(out, f"attack_{kind}")
@@ -318,25 +332,36 @@ def test_scale_free_distances(finished):
                  for j in range(i + 1, len(lat))]
         scale = per_model[kind]["scale"]
         assert scale == pytest.approx(np.median(pairs), rel=1e-6)
-        assert per_model[kind]["noisy"]["estimate"] == pytest.approx(
-            arrays["d_noisy"].mean() / scale)
+        shift = np.linalg.norm(evaluated[f"latents/{kind}/Y1"] - lat, axis=1)
+        assert per_model[kind]["noisy"]["estimate"] == pytest.approx(shift.mean() / scale)
+        assert per_model[kind]["noisy"]["n"] == 12
+        assert per_model[kind]["returned"]["estimate"] == pytest.approx(
+            arrays["d_returned"].mean() / scale)
+        # Under each rule, attack and shift are measured on the same successful galaxies.
+        changed = arrays["final_class"] != arrays["labels"]
+        cc = per_model[kind]["class_change"]
+        assert cc["n"] == cc["attack"]["n"] == cc["noisy"]["n"] == int(changed.sum())
+        if changed.any():
+            assert cc["noisy"]["estimate"] == pytest.approx(
+                arrays["d_noisy"][changed].mean() / scale)
         row = res["latent"][kind]
         assert row["scale"]["mean"] == scale and row["scale"]["std"] is None
-    # Each model against its seed's baseline, on galaxies both attacked successfully.
+    # Each model against its seed's baseline, on galaxies chosen before the outcome.
     base = stage_arrays(out, "attack_baseline")
     for kind in KINDS[1:]:
         arrays = stage_arrays(out, f"attack_{kind}")
-        won = set(base["galaxy_id"][base["success"]]) & set(
-            arrays["galaxy_id"][arrays["success"]])
+        both = sorted(set(base["galaxy_id"]) & set(arrays["galaxy_id"]))
         paired = res["latent_measures"]["vs_baseline"][kind]
-        assert paired["n"] == len(won) and sorted(paired["galaxy_id"]) == sorted(won)
-        if won:
-            da = {g: d for g, d in zip(arrays["galaxy_id"], arrays["d_attack"])}
-            db = {g: d for g, d in zip(base["galaxy_id"], base["d_attack"])}
-            raw = np.mean([da[g] for g in won]) / np.mean([db[g] for g in won])
-            assert paired["raw"]["ratio"] == pytest.approx(raw)
-            scales = [res["latent_measures"]["per_model"][k]["scale"] for k in (kind, "baseline")]
-            assert paired["scaled"]["ratio"] == pytest.approx(raw * scales[1] / scales[0])
+        assert paired["attacked"]["galaxy_id"] == both  # attacked by both, success or not
+        assert paired["noisy"]["galaxy_id"] == common.tolist()
+        if both:
+            da = dict(zip(arrays["galaxy_id"], arrays["d_returned"]))
+            db = dict(zip(base["galaxy_id"], base["d_returned"]))
+            raw = np.mean([da[g] for g in both]) / np.mean([db[g] for g in both])
+            assert paired["attacked"]["raw"]["estimate"] == pytest.approx(raw)
+            scales = [per_model[k]["scale"] for k in (kind, "baseline")]
+            assert paired["attacked"]["scaled"]["estimate"] == pytest.approx(
+                raw * scales[1] / scales[0])
     assert "baseline" not in res["latent_measures"]["vs_baseline"]
 
 
@@ -348,7 +373,11 @@ def test_controlled_table(finished):
         row = table[kind]
         assert row["accuracy_target"]["values"] == [ev[kind]["Y1"]["accuracy"]]
         assert row["accuracy_target"]["std"] is None  # one seed: no spread to show
-        assert row["attack_success"]["mean"] == res["attack"][kind]["success_rate"]
+        rates = res["attack"][kind]["rates"]
+        assert row["attack_class_change"]["mean"] == rates["class_change"]["rate"]
+        assert row["attack_paper"]["mean"] == rates["paper"]["rate"]
+        assert row["attack_rates"]["class_change"]["per_seed"][0]["k"] == \
+            rates["class_change"]["k"]
         assert row["ece_source"]["mean"] == ev[kind]["Y10"]["ece"]
         curve = res["robustness_curve"]["models"][kind]["accuracy"]
         assert row["curve_mean_accuracy"]["mean"] == pytest.approx(np.mean(curve))
@@ -360,7 +389,8 @@ def test_controlled_table(finished):
             assert gain["mean"] == pytest.approx(ev[kind]["Y1"]["accuracy"]
                                                  - ev[ref]["Y1"]["accuracy"])
             ci = gain["ci95"]
-            assert ci["n_galaxies"] == 24 and ci["low"] <= gain["mean"] <= ci["high"]
+            assert ci["n_galaxies"] == 24 and ci["covers"] == "galaxies"
+            assert ci["identical"] or ci["low"] <= gain["mean"] <= ci["high"]
 
 
 def test_church_windows_and_isomap(finished):
@@ -372,7 +402,8 @@ def test_church_windows_and_isomap(finished):
     for kind in KINDS:
         attacks = stage_arrays(out, f"attack_{kind}")
         windows = res["church_windows"][kind]
-        assert len(windows) == min(2, int(attacks["success"].sum()))
+        changed = attacks["final_class"] != attacks["labels"]  # the class-change rule
+        assert len(windows) == min(2, int(changed.sum()))
         assert church[f"classes/{kind}"].shape == (len(windows), 9, 9)
         for grid, w in zip(church[f"classes/{kind}"], windows):
             # The base image at (0, 0) and the attacked one at (1, 0), through classify_latent.
@@ -382,7 +413,7 @@ def test_church_windows_and_isomap(finished):
         group = latent[f"group/{kind}"]
         assert latent[f"embedding/{kind}"].shape == (len(group), 2)
         assert (group == 0).sum() == (group == 1).sum() == 12  # isomap_n
-        assert (group == 2).sum() == attacks["success"].sum()
+        assert (group == 2).sum() == changed.sum()
 
 
 # --------------------------------------------------------------------------- outputs
@@ -414,6 +445,13 @@ def test_report_and_results(finished):
     assert rows["accuracy at Y1, no DA"]["study"] == res["evaluation"]["baseline"]["Y1"]["accuracy"]
     assert rows["latent distance base -> Y1, DA / baseline (raw)"]["paper_convnet"] == \
         pytest.approx(9.2 / 7.5)
+    # Each row names its galaxies; the depth shift is on the same ones for both models.
+    for model in ("baseline", "mmd"):
+        row = rows[f"latent distance base -> Y1, {model}"]
+        assert row["galaxies"].startswith("the first 12 test galaxies")
+        m = res["latent_measures"]["per_model"][model]
+        assert row["study"] == pytest.approx(m["noisy"]["estimate"] * m["scale"])
+    assert rows["accuracy gain at Y1 from DA"]["paper_bound"]
     with open(os.path.join(out, "report.md")) as f:
         text = f.read()
     for rel in res["figures"].values():
@@ -432,7 +470,17 @@ def test_report_and_results(finished):
     gain = row["gain_over_baseline"]["target"]
     assert (f"| `target-bn` | {100 * row['accuracy_source']['mean']:.1f} | "
             f"{100 * row['accuracy_target']['mean']:.1f} |") in text
-    assert f"{100 * gain['mean']:.1f} [{100 * gain['ci95']['low']:.1f}, " in text
+    if gain["ci95"]["identical"]:
+        assert f"{100 * gain['mean']:.1f} (no galaxy differs)" in text
+    else:
+        assert f"{100 * gain['mean']:.1f} [{100 * gain['ci95']['low']:.1f}, " in text
+    # Attack rates under both rules, with counts and intervals, in the controlled table.
+    rate = res["attack"]["target-bn"]["rates"]["class_change"]
+    if rate["n"]:
+        assert f"{100 * rate['rate']:.1f} ({rate['k']}/{rate['n']}) [" in text
+    for needle in ("attack: class change", "attack: paper's rule", "Clopper-Pearson",
+                   f"({finished['cfg'].study.ece_bins} bins)", "galaxies both models attacked"):
+        assert needle in text, needle
 
 
 def test_cli_reuses_the_finished_study(finished, capsys):
@@ -720,3 +768,5 @@ def test_study_measures_reach_tensorboard(finished):
             assert "study/attack_success" not in values
         else:
             assert values["study/attack_success"] == pytest.approx(rate, abs=1e-6)
+            changed = res["attack"][label]["rates"]["class_change"]["rate"]
+            assert values["study/attack_class_change"] == pytest.approx(changed, abs=1e-6)

@@ -106,8 +106,9 @@ def test_json_layout_is_stable():
         "jit_compile", "strategy"]
     assert list(d["loss"]) == ["mmd_weight", "mmd_sigmas", "fisher_weight", "entropy_weight",
                                "feed_target"]
-    assert list(d["data"])[-6:] == ["fresh_noise", "depth_augment", "stretch_clip",
-                                    "corrupt_augment", "corrupt_prob", "cache"]
+    assert list(d["data"])[-7:] == ["fresh_noise", "depth_augment", "stretch_clip",
+                                    "stretch_bands", "corrupt_augment", "corrupt_prob",
+                                    "cache"]
     assert isinstance(d["train"]["learning_rate"], float) and d["study"]["curve_depths"] == []
 
 

@@ -309,8 +309,13 @@ def _attack(argv):
     print(f"attacked the {summary['n_correct']} of {summary['n_galaxies']} galaxies classified "
           f"correctly at {args.base_depth}; {summary['n_misclassified']} misclassified were "
           f"skipped (init {summary['settings']['init']})", file=sys.stderr)
+    for rule, r in summary["rates"].items():
+        if r["n"]:
+            print(f"{rule.replace('_', ' ')}: {r['k']} of {r['n']} ({100 * r['rate']:.1f}%, 95% "
+                  f"interval {100 * r['low']:.1f}-{100 * r['high']:.1f}%): {r['rule']}",
+                  file=sys.stderr)
     keys = ("n_galaxies", "n_correct", "n_misclassified", "n_attacks", "success_rate",
-            "n_success", "queries", "seconds", "latent_distance")
+            "n_success", "rates", "queries", "seconds", "latent_distance")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
 
 
@@ -410,6 +415,9 @@ def _study(argv):
                                    for k, m in results["evaluation"].items()},
                       "attack_success_rate": {k: v["success_rate"]
                                               for k, v in results["attack"].items()},
+                      "attack_class_change_rate": {
+                          k: v["rates"]["class_change"]["rate"]
+                          for k, v in results["attack"].items()},
                       "latent_distance_ratio": results["latent_distance_ratio"]}, indent=2))
 
 

@@ -31,8 +31,8 @@ __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "LossConfig", "
            "StudyConfig", "LogConfig", "AttackSettings", "CurveSettings", "load", "merge",
            "from_dict", "parse_override", "expand", "dumps", "choices", "default", "DEFAULTS",
            "SECTIONS", "STRATEGIES", "NOISE_MODES", "SPLITS", "ATTACK_EVALUATORS", "ATTACK_INITS",
-           "STUDY_MODELS", "DEFAULT_STUDY_MODELS", "STRETCH_CLIPS", "WEIGHT_DECAY_MODES",
-           "CORRUPTIONS", "SCHEDULES"]
+           "STUDY_MODELS", "DEFAULT_STUDY_MODELS", "STRETCH_CLIPS", "STRETCH_BANDS",
+           "MORPHOLOGY_CLIPS", "WEIGHT_DECAY_MODES", "CORRUPTIONS", "SCHEDULES"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 NOISE_MODES = ("fast", "exact")
@@ -47,9 +47,19 @@ DEFAULT_STUDY_MODELS = STUDY_MODELS[:5]
 # a test keeps the two equal).
 CORRUPTIONS = ("seeing", "sky", "trail", "cosmic-rays", "neighbour", "misregistration",
                "bad-pixels", "calibration", "quantise", "jpeg")
-# The stretch's lower clip: the fitted source-depth percentile (the study's), a floor
-# 3 sigma of sky noise below zero at the noisiest training depth, or none.
-STRETCH_CLIPS = ("percentile", "target-floor", "none")
+# The stretch's lower clip: the fitted source-depth percentile (the study's), or a floor
+# 3 sigma of sky noise below zero at the noisiest training depth. ("none" was listed once
+# but never worked: an unclipped stretch has no value range for the attack's bounds.)
+STRETCH_CLIPS = ("percentile", "target-floor")
+# The stretch's clip pair: each band's own percentiles, or one pair over all bands pooled
+# (the paper's code; keeps colours). tfgal.data.stretch.BAND_MODES; a test keeps them equal.
+STRETCH_BANDS = ("per-band", "shared")
+# What the classical baseline measures: the observed e-/s images, or those images clipped
+# per band to the networks' stretch limits (the information the networks get). Unclipped by
+# default: statmorph's noise model (detection threshold, weight map, sky-box background)
+# assumes an unclipped sky (clipped, it flagged all of 60 mocks at 0.1 y bad: "Full Gini
+# segmap"), and a classical pipeline would measure the survey's images.
+MORPHOLOGY_CLIPS = ("unclipped", "clipped")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
 
@@ -89,6 +99,7 @@ class DataConfig:
     depth_augment: bool = False                 # labelled images at random depths, log-uniform
     #                                             between target_depth and source_depth
     stretch_clip: str = _field("percentile", choices=STRETCH_CLIPS)
+    stretch_bands: str = _field("per-band", choices=STRETCH_BANDS)  # "shared": the paper's
     corrupt_augment: list = _field([])          # corruptions (CORRUPTIONS) augmenting the
     #                                             labelled images: the corruption defence
     corrupt_prob: float = _field(0.5, low=0, low_open=True, high=1)  # share of those
@@ -220,6 +231,8 @@ class StudyConfig:
     morphology_n: int = _non_negative(0)        # classical baseline: first galaxies of the
     #                                             split measured at every curve depth (0: none)
     morphology_train_n: int = _field(300, low=3)  # first training galaxies it learns from
+    morphology_clip: str = _field("unclipped", choices=MORPHOLOGY_CLIPS)  # what statmorph
+    #                                             measures (MORPHOLOGY_CLIPS)
 
     def check(self):
         if self.attack_threshold >= 1:

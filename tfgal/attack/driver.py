@@ -27,7 +27,7 @@ from tfgal import io
 from tfgal.attack.bounds import resolve_value_range
 from tfgal.attack.one_pixel import OnePixelAttack
 from tfgal.attack.results import AttackResult
-from tfgal.attack.summary import describe, summarize
+from tfgal.attack.summary import describe, outcomes, summarize
 from tfgal.errors import ConfigError, DataError
 from tfgal.model import export
 from tfgal.progress import bar as progress_bar
@@ -66,6 +66,9 @@ class AttackRun:
     d_noisy_galaxies: np.ndarray = None
     predicted: np.ndarray = None  # [G] the model's class of each base-depth image
     correct: np.ndarray = None  # [G] bool, predicted == label: the galaxies attacked
+    # [N] |latent returned - latent base| of every attack, failed ones included: the image
+    # each returned (its best candidate on a failure), whatever rule reads the outcome
+    d_returned: np.ndarray = None
 
     @property
     def misclassified_ids(self):
@@ -126,15 +129,16 @@ def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy
                "attacked": _predict(exported, result.images)["latent"],
                "noisy": galaxy["noisy"][rows]}
     d_galaxies = np.linalg.norm(galaxy["noisy"] - galaxy["base"], axis=1)
-    d_attack = np.where(result.success,
-                        np.linalg.norm(latents["attacked"] - latents["base"], axis=1), np.nan)
+    d_returned = np.linalg.norm(latents["attacked"] - latents["base"], axis=1)
+    d_attack = np.where(result.success, d_returned, np.nan)
     d_noisy = d_galaxies[rows]
     summary = summarize(result, d_attack, d_noisy, n_galaxies=len(correct),
-                        n_correct=int(correct.sum()))
+                        n_correct=int(correct.sum()), d_returned=d_returned)
     return AttackRun(galaxy_id=base["galaxy_id"], labels=base["labels"], images=base["images"],
                      rows=rows, result=result, latents=latents, d_attack=d_attack,
                      d_noisy=d_noisy, summary=summary, seconds=time.perf_counter() - start,
-                     d_noisy_galaxies=d_galaxies, predicted=predicted, correct=correct)
+                     d_noisy_galaxies=d_galaxies, predicted=predicted, correct=correct,
+                     d_returned=d_returned)
 
 
 def _predict(exported, images):
@@ -198,12 +202,18 @@ def table(run, bands=None):
     result = run.result
     bands = bands or [f"b{c}" for c in range(result.values.shape[2])]
     galaxy_id = run.galaxy_id[run.rows]
+    changed = outcomes(result.labels, result.targets, result.final_class, result.final_score,
+                       result.already, result.settings.get("threshold", 0.05))["class_change"]
     distances = {"latent_distance_attack": run.d_attack, "latent_distance_noisy": run.d_noisy}
+    if run.d_returned is not None:
+        distances["latent_distance_returned"] = run.d_returned
     rows = []
     for i in range(result.n):
         row = {"index": i, "galaxy_id": int(galaxy_id[i]), "label": int(result.labels[i]),
                "target": int(result.targets[i]) if result.targets[i] >= 0 else "",
-               "success": bool(result.success[i]), "already_adversarial": bool(result.already[i]),
+               "success": bool(result.success[i]),
+               "class_changed": bool(changed[i]),
+               "already_adversarial": bool(result.already[i]),
                "generations": int(result.generations[i]), "queries": int(result.queries[i])}
         for name in ("original_class", "original_prob", "original_score",
                      "final_class", "final_prob", "final_score"):

@@ -24,6 +24,10 @@ central source, statmorph raises, or statmorph's ``flag`` is 2 or 4; values stat
 could not measure are NaN.
 ``flag_sersic`` is statmorph's own flag on the Sersic fit (>= 2: failed).
 
+The networks see each band clipped to the stretch's [lo, hi] (e-/s) before its arcsinh:
+`clip_like_stretch` gives statmorph the same clipped images, `clip_shares` says how much of
+a band the clip takes (of all pixels, of sky pixels).
+
 Literature ranges per class: `LITERATURE` (`tfgal.data.morphology_refs`), indicative only.
 """
 
@@ -45,8 +49,9 @@ from tfgal.errors import ConfigError, DataError
 
 __all__ = ["EXTRA", "STATISTICS", "COLUMNS", "DETECT_NSIGMA", "DETECT_NPIXELS",
            "SMOOTH_FWHM_PIX", "SMOOTH_SIZE_PIX", "CENTRE_RADIUS_PIX", "PSF_STAMP_PIXELS",
-           "FLAG_BAD", "require", "psf_image", "measure", "worker_pool", "versions", "observe", "TABLE_STATISTICS",
-           "class_table", "LITERATURE", "REFERENCES"]
+           "FLAG_BAD", "require", "psf_image", "measure", "worker_pool", "versions", "observe",
+           "TABLE_STATISTICS", "class_table", "clip_limits", "clip_like_stretch", "clip_shares",
+           "LITERATURE", "REFERENCES"]
 
 EXTRA = "reinstall tfgal (pip install -e .), which installs both"
 # Measured statistics, statmorph's names (r_half and sersic_rhalf converted to arcsec).
@@ -121,17 +126,22 @@ def _measure_one(image, s):
     return row
 
 
-def _segment(image, bad, s):
-    """(segmentation image, central label, "") or (None, None, why)."""
+def _detect(image, bad, sigma):
+    """photutils' segmentation image of `image` (sky noise `sigma`), or None."""
     from astropy.convolution import convolve
     _, segmentation = require()
     kernel = segmentation.make_2dgaussian_kernel(SMOOTH_FWHM_PIX, size=SMOOTH_SIZE_PIX)
     smoothed = convolve(np.where(bad, np.nan, image), kernel)
-    threshold = DETECT_NSIGMA * s["sigma"] * float(np.sqrt(np.sum(kernel.array**2)))
+    threshold = DETECT_NSIGMA * sigma * float(np.sqrt(np.sum(kernel.array**2)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NoDetectionsWarning: reported as the reason instead
         # Positional n_pixels: photutils 3.0 renamed the keyword (npixels before).
-        segmap = segmentation.detect_sources(smoothed, threshold, DETECT_NPIXELS)
+        return segmentation.detect_sources(smoothed, threshold, DETECT_NPIXELS)
+
+
+def _segment(image, bad, s):
+    """(segmentation image, central label, "") or (None, None, why)."""
+    segmap = _detect(image, bad, s["sigma"])
     if segmap is None:
         return None, None, (f"no source: segmentation found none ({DETECT_NSIGMA:g} sigma of "
                             f"the smoothed sky noise, {DETECT_NPIXELS} pixels)")
@@ -246,8 +256,7 @@ def measure(images_observed, *, depth, band="r", bands=survey.BANDS,
     images = _check_images(images_observed, bands, band)
     b = list(bands).index(band)
     parsed = survey.Depth.parse(depth)
-    exposure = float(parsed.exposure_vector()[survey.BANDS.index(band)])
-    sky = float(survey.sky_per_pixel(band))
+    sky, exposure = _sky_exposure(parsed, band)
     psf_array, psf_text = _psf_setting(psf, band, pixel_scale)
     settings = {"sky": sky, "exposure": exposure, "pixel_scale": float(pixel_scale),
                 "sigma": float(np.sqrt(sky / exposure)), "psf": psf_array}
@@ -267,6 +276,13 @@ def measure(images_observed, *, depth, band="r", bands=survey.BANDS,
         "band": band, "depth": parsed.name, "pixel_scale_arcsec": float(pixel_scale),
         "psf": psf_text, "detect_nsigma": DETECT_NSIGMA, "workers": workers,
         "wall_s": time.perf_counter() - start, **versions()})
+
+
+def _sky_exposure(depth, band):
+    """(sky e-/s per pixel, exposure s) of `band` at `depth`: the noise model's."""
+    depth = survey.Depth.parse(depth)
+    return (float(survey.sky_per_pixel(band)),
+            float(depth.exposure_vector()[survey.BANDS.index(band)]))
 
 
 def worker_pool(workers=None):
@@ -345,6 +361,70 @@ def observe(data, split, depth, n, seed=0, corruption=None, noise_mode="fast"):
                                      if corruptions.CORRUPTIONS[c].stage != "display"])
     return pipeline.load_arrays(data, split, depth, n=n, seed=seed, stretch=stretch.IDENTITY,
                                 corruption=corruption, noise_mode=noise_mode)
+
+
+# --------------------------------------------------------------------------- the networks' clip
+
+
+def clip_limits(stretch, bands=survey.BANDS):
+    """(lo, hi): float32 [C], the per-band clip of an arcsinh stretch in e-/s (-inf / inf
+    where it has none); None for the identity stretch (data stretched before import)."""
+    if not stretch or stretch.get("kind") != "arcsinh":
+        return None
+    out = []
+    for key, none in (("lo", -np.inf), ("hi", np.inf)):
+        values = stretch.get(key) or [None] * len(bands)
+        if len(values) != len(bands):
+            raise DataError(f"the stretch's {key} has {len(values)} bands, the images "
+                            f"{len(bands)} ({tuple(bands)})", index=f"stretch.{key}")
+        out.append(np.asarray([none if v is None else v for v in values], np.float32))
+    return tuple(out)
+
+
+def clip_like_stretch(images, stretch, bands=survey.BANDS):
+    """`images` [..., C] in e-/s clipped per band exactly as `stretch` clips them before its
+    arcsinh (`tfgal.data.stretch.apply_numpy`, float32 limits): the arcsinh is monotonic,
+    so the clip is all that the stretch takes away."""
+    images = np.asarray(images, np.float32)
+    limits = clip_limits(stretch, bands)
+    return images if limits is None else np.clip(images, *limits)
+
+
+def _clip_counts(item):
+    # pixels, below lo, above hi, sky pixels, sky pixels below lo (finite pixels only)
+    image, lo, hi, sigma = item
+    bad = ~np.isfinite(image)
+    segmap = _detect(np.where(bad, 0.0, image).astype(np.float64), bad, sigma)
+    sky = ~bad if segmap is None else (segmap.data == 0) & ~bad
+    below, good = (image < lo) & ~bad, ~bad
+    return (int(good.sum()), int(below.sum()), int(((image > hi) & good).sum()),
+            int(sky.sum()), int((below & sky).sum()))
+
+
+def clip_shares(images_observed, *, depth, stretch, band="r", bands=survey.BANDS, pool=None):
+    """What `stretch`'s clip takes from the `band` pixels of observed galaxies (e-/s, not
+    clipped), pooled over galaxies: ``below_lo`` (share of all pixels under the lower clip),
+    ``below_lo_sky`` (of sky pixels: outside every segment of `measure`'s detection at
+    `depth`), ``above_hi`` (of all pixels over the upper clip), ``sky`` (share of pixels
+    that are sky), ``lo`` and ``hi`` (e-/s). None for the identity stretch. `pool`: a
+    `worker_pool` (else in this process)."""
+    limits = clip_limits(stretch, bands)
+    if limits is None:
+        return None
+    images = _check_images(images_observed, bands, band)
+    b = list(bands).index(band)
+    lo, hi = float(limits[0][b]), float(limits[1][b])
+    sky, exposure = _sky_exposure(depth, band)
+    items = ((images[i, :, :, b], limits[0][b], limits[1][b], float(np.sqrt(sky / exposure)))
+             for i in range(images.shape[0]))
+    counts = (pool.imap(_clip_counts, items, chunksize=16) if pool is not None
+              else map(_clip_counts, items))
+    n, below, above, n_sky, below_sky = np.sum([(0,) * 5, *counts], axis=0).tolist()
+
+    def share(k, m):
+        return k / m if m else None
+    return {"below_lo": share(below, n), "below_lo_sky": share(below_sky, n_sky),
+            "above_hi": share(above, n), "sky": share(n_sky, n), "lo": lo, "hi": hi}
 
 
 TABLE_STATISTICS = ("sersic_n", "concentration", "asymmetry", "smoothness", "gini", "m20",

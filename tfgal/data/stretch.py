@@ -18,6 +18,14 @@ of Y1's sky pixels and shifts their mean: preprocessing, not noise, would then b
 the Y1 domain shift. ``"target-floor"`` (`lower_clip`) puts the floor 3 sigma of sky noise
 below zero at the noisiest depth trained on, so no training depth is clipped more than
 Y10 is by the percentile; the upper clip stays the fitted percentile.
+
+The bands (config ``data.stretch_bands``): ``"per-band"`` clips and scales each band by its
+own percentiles, which changes colours; ``"shared"`` (the paper's code, `share_bands`)
+takes one pair over the pooled pixels of all bands, so every band goes through the same
+map and colours are kept. `fit` stores that pair as ``"shared"``; for a manifest written
+before, `shared_limits` refits it from the very sample the stretch was fitted on. With the
+target floor, shared bands take the lowest band's floor (the noisiest band's), so no band
+is clipped above its own floor and one map still serves every band.
 """
 
 from __future__ import annotations
@@ -30,14 +38,17 @@ from tfgal import survey
 from tfgal.errors import DataError
 
 __all__ = ["DEFAULT_PERCENTILES", "DEFAULT_SOFTENING", "IDENTITY", "STRETCH_SAMPLE",
-           "FLOOR_SIGMA", "sample_rows", "observe_numpy", "fit", "apply_numpy", "apply_tf",
-           "value_range", "lower_clip", "clip_manifest"]
+           "FLOOR_SIGMA", "BAND_MODES", "sample_rows", "observe_numpy", "fit", "apply_numpy",
+           "apply_tf", "value_range", "lower_clip", "clip_manifest", "shared_limits",
+           "share_bands", "band_manifest"]
 
 DEFAULT_PERCENTILES = (0.1, 99.9)
 DEFAULT_SOFTENING = 0.85
 IDENTITY = {"kind": "identity"}
 STRETCH_SAMPLE = 512  # training images a stretch is fitted on (builders and importers)
 FLOOR_SIGMA = 3.0  # the target floor: sky-noise sigmas below zero at the noisiest depth
+BAND_MODES = ("per-band", "shared")  # config data.stretch_bands
+MOCKS = "tfgal.mocks"  # mock_build.GENERATOR_NAME (not imported: it needs GalSim)
 
 
 def sample_rows(n, k=STRETCH_SAMPLE):
@@ -74,10 +85,14 @@ def fit(images, *, noiseless, depth="Y10", seed=0, percentiles=DEFAULT_PERCENTIL
     if np.any(hi <= 0) or np.any(hi <= lo):
         raise DataError(f"cannot fit a stretch: upper percentile {hi.tolist()} must be > 0 "
                         f"and above the lower {lo.tolist()}")
+    # The pair over all bands pooled (data.stretch_bands = "shared"), fitted on the same
+    # sample so that both modes describe one fit.
+    shared = np.percentile(flat, percentiles)
     return {"kind": "arcsinh", "lo": lo.astype(float).tolist(), "hi": hi.astype(float).tolist(),
             "softening": float(softening), "percentiles": list(map(float, percentiles)),
             "depth": survey.Depth.parse(depth).name, "split": split,
-            "n_images": int(images.shape[0]), "seed": int(seed)}
+            "n_images": int(images.shape[0]), "seed": int(seed),
+            "shared": {"lo": float(shared[0]), "hi": float(shared[1])}}
 
 
 def apply_numpy(x, params):
@@ -114,7 +129,8 @@ def lower_clip(params, mode, depths, bands=survey.BANDS):
     """`params` with the lower clip chosen by `mode` ("percentile" or "target-floor").
 
     "target-floor": ``-FLOOR_SIGMA * sqrt(sky / t)`` per band, at the shortest exposure
-    among `depths` (survey depth names or `survey.Depth`s).
+    among `depths` (survey depth names or `survey.Depth`s); for a stretch with shared
+    bands (`share_bands`), the lowest of those floors, for every band.
     """
     if mode == "percentile":
         return params
@@ -130,6 +146,8 @@ def lower_clip(params, mode, depths, bands=survey.BANDS):
     noisiest = parsed[int(np.argmin([d.exposure_vector().sum() for d in parsed]))]
     sigma = np.sqrt(survey.sky_vector(bands).astype(np.float64) / exposure)
     lo = (-FLOOR_SIGMA * sigma).tolist()
+    if params.get("bands") == "shared":
+        lo = [min(lo)] * len(lo)  # one map for every band: the lowest band's floor
     if np.any(np.asarray(lo) >= np.asarray(params["hi"])):
         raise DataError(f"the target floor {lo} is not below the upper clip {params['hi']}",
                         index="data.stretch_clip")
@@ -144,3 +162,83 @@ def clip_manifest(manifest, mode, depths):
         return manifest
     return dataclasses.replace(manifest, stretch=lower_clip(manifest.stretch, mode, depths,
                                                             manifest.bands))
+
+
+def _refuse(message, manifest=None):
+    raise DataError(message, path=manifest.root if manifest else None,
+                    index="data.stretch_bands")
+
+
+def _fit_sample(manifest, params):
+    """The training images `params` were fitted on, read back from the records, and
+    whether they are noiseless flux: mock builds fit on the first images of the split,
+    importers on its `sample_rows`."""
+    from tfgal.data.codec import read_examples
+    noiseless = [name for name, info in manifest.images.items() if not info.get("noise")]
+    name = noiseless[0] if noiseless else params.get("depth")
+    split = params.get("split", "train")
+    if name not in manifest.images or split not in manifest.splits:
+        _refuse(f"cannot find the {split} images {name!r} the stretch was fitted on", manifest)
+    if (manifest.generator or {}).get("name") == MOCKS:
+        rows = set(range(min(int(params.get("n_images", 0)), manifest.count(split))))
+    else:
+        rows = sample_rows(manifest.count(split))
+    images, row, last = [], 0, max(rows, default=0)
+    for path in manifest.files(split):
+        for example in read_examples(path, manifest.compression):
+            if row in rows:
+                images.append(example[name])
+            row += 1
+            if row > last:
+                return np.stack(images), bool(noiseless)
+    _refuse(f"the {split} split holds fewer images than the stretch was fitted on", manifest)
+
+
+def shared_limits(manifest):
+    """The (lo, hi) pair over all bands pooled of the dataset's fitted stretch.
+
+    Stored by `fit`; for a manifest written before, refitted (same sample, seed and
+    percentiles) and trusted only when the refit reproduces the stored per-band limits
+    exactly.
+    """
+    params = manifest.stretch
+    if "shared" in params:
+        return params["shared"]["lo"], params["shared"]["hi"]
+    sample, noiseless = _fit_sample(manifest, params)
+    refit = fit(sample, noiseless=noiseless, depth=params.get("depth", "Y10"),
+                seed=params.get("seed", 0),
+                percentiles=params.get("percentiles", DEFAULT_PERCENTILES),
+                softening=params.get("softening", DEFAULT_SOFTENING),
+                split=params.get("split", "train"))
+    if refit["lo"] != params["lo"] or refit["hi"] != params["hi"]:
+        _refuse("cannot refit the shared stretch: the training sample read back does not "
+                "reproduce the stored per-band limits (rebuild the dataset, whose manifest "
+                "then stores them)", manifest)
+    return refit["shared"]["lo"], refit["shared"]["hi"]
+
+
+def share_bands(params, lo, hi):
+    """`params` with one clip pair (`lo`, `hi`) for every band; the per-band pair kept."""
+    if not hi > 0 or not hi > lo:
+        raise DataError(f"cannot share a stretch: upper limit {hi} must be > 0 and above the "
+                        f"lower {lo}", index="data.stretch_bands")
+    n = len(params["hi"])
+    return {**params, "lo": [float(lo)] * n, "hi": [float(hi)] * n, "bands": "shared",
+            "shared": {"lo": float(lo), "hi": float(hi)},
+            "per_band": {"lo": list(params["lo"]), "hi": list(params["hi"])}}
+
+
+def band_manifest(manifest, mode):
+    """A copy of `manifest` whose stretch treats the bands as `mode` says (`BAND_MODES`);
+    itself for "per-band". Apply before `clip_manifest`."""
+    if mode == "per-band":
+        return manifest
+    if mode != "shared":
+        raise DataError(f"unknown stretch bands {mode!r}; valid: {', '.join(BAND_MODES)}",
+                        index="data.stretch_bands")
+    params = manifest.stretch
+    if not params or params.get("kind") != "arcsinh":
+        _refuse("data.stretch_bands = 'shared' needs an arcsinh stretch fitted on flux; this "
+                f"dataset's stretch is {params and params.get('kind')!r} (images stretched "
+                "before import keep their own stretch: use 'per-band')", manifest)
+    return dataclasses.replace(manifest, stretch=share_bands(params, *shared_limits(manifest)))

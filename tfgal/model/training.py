@@ -55,8 +55,9 @@ PREDICTIONS = final_eval.PREDICTIONS
 
 def ensure_dataset(data_cfg, seed):
     """The dataset at data.dir (a mock set is built there first if missing and allowed),
-    with the stretch's lower clip of ``data.stretch_clip`` (`stretch.lower_clip`): every
-    pipeline, the export's assets and the attacks then use that one stretch."""
+    with the stretch's bands of ``data.stretch_bands`` (`stretch.band_manifest`) and its
+    lower clip of ``data.stretch_clip`` (`stretch.lower_clip`): every pipeline, the
+    export's assets and the attacks then use that one stretch."""
     root = data_cfg.dir
     if os.path.exists(os.path.join(root, data_wing.MANIFEST_NAME)) or not data_cfg.mock:
         manifest = data_wing.Manifest.load(root)
@@ -65,6 +66,7 @@ def ensure_dataset(data_cfg, seed):
         manifest = data_wing.build_mocks(root, n_train=data_cfg.mock_train,
                                          n_val=data_cfg.mock_val, n_test=data_cfg.mock_test,
                                          seed=seed, workers=data_cfg.mock_workers or None)
+    manifest = stretch_lib.band_manifest(manifest, data_cfg.stretch_bands)
     return stretch_lib.clip_manifest(manifest, data_cfg.stretch_clip,
                                      (data_cfg.source_depth, data_cfg.target_depth))
 

@@ -12,8 +12,9 @@ The study trains the controls of `CONTROLS` (``study.models``) at every seed of
 from tfgal.study.metrics import (ClassificationEvaluator, accuracy_sem, brier_score, collect,
                                  expected_calibration_error, reliability)
 from tfgal.study.curve import RobustnessCurve, curve_depths, predict_split
-from tfgal.study.latent import (bootstrap_ci, church_window, isomap, latent_scale,
-                                paired_comparison, paired_ratio, scale_free, window_summary)
+from tfgal.study.latent import (GalaxyBootstrap, bootstrap_ci, church_window, galaxy_mean,
+                                isomap, latent_scale, paired_ratio, paired_scaled,
+                                scaled_mean, window_summary)
 
 # Presentation: figures and the Markdown report (with the paper's published figures).
 from tfgal.study import classical, controlled, plots, report
@@ -39,7 +40,7 @@ __all__ = [
     "expected_calibration_error", "reliability",
     "RobustnessCurve", "curve_depths", "predict_split",
     "church_window", "isomap", "window_summary", "bootstrap_ci", "latent_scale",
-    "paired_comparison", "paired_ratio", "scale_free",
+    "paired_ratio", "GalaxyBootstrap", "scaled_mean", "galaxy_mean", "paired_scaled",
     "classical", "controlled", "plots", "report", "PAPER",
     "StageRecord", "StageStore", "array_field", "digest", "plain",
     "CONTROLS", "Member", "Stage", "StudyContext", "derived_configs", "members",

@@ -15,12 +15,18 @@ Y1 is how classical, non-parametric morphology does on the same images. The
    images). A galaxy statmorph fails on keeps its row, with NaN features, and is
    classified all the same (the forest sends a missing value down the branch most
    training galaxies took), so failures cost accuracy rather than leaving the sample.
+   statmorph measures e-/s, unclipped, unless ``study.morphology_clip`` is "clipped": then
+   each band is clipped to the networks' stretch limits first (training galaxies too).
+   Either way the share of r-band pixels (and sky pixels) the networks' lower clip takes
+   is measured per depth (`tfgal.data.morphology.clip_shares`).
 3. Per-galaxy tables ``OUT/morphology/<split>_<depth>.ecsv`` (the training sample's:
    ``training_<source>.ecsv``): statmorph's measurements,
    flags and reasons, the true and predicted classes and the probabilities.
 
 `summary` sets the classifier beside every network on exactly those galaxies (from the
-curve and evaluation stages' per-galaxy predictions), with paired bootstrap intervals, and
+curve and evaluation stages' per-galaxy predictions), with paired bootstrap intervals, says
+what statmorph saw against what the networks see (``information``), warns where the
+classifier's ECE rests on too few galaxies per bin (``row["ece_note"]``), and
 gives the check on the mocks: the per-class distributions of the training sample at the
 source depth beside the literature's ranges (`tfgal.data.morphology.class_table`).
 """
@@ -45,7 +51,8 @@ from tfgal.study.stage import Stage
 from tfgal.study.store import array_field
 
 __all__ = ["FEATURES", "CLASSIFIER", "LABEL", "DIRECTORY", "Morphology", "MorphologyOutput",
-           "features", "fit", "predict_proba", "summary", "markdown", "mock_check_markdown"]
+           "ECE_MIN_PER_BIN", "features", "fit", "predict_proba", "summary", "information",
+           "ece_note", "markdown", "mock_check_markdown"]
 
 LABEL = "classical"  # its name in tables and figures
 DIRECTORY = "morphology"
@@ -100,6 +107,12 @@ class MorphologyOutput:
         return self.table.get("skipped")
 
 
+def _limits(ctx):
+    """The networks' per-band clip in e-/s ({"lo", "hi"}), None for the identity stretch."""
+    limits = morphology.clip_limits(ctx.manifest.stretch, ctx.manifest.bands)
+    return None if limits is None else {k: v.tolist() for k, v in zip(("lo", "hi"), limits)}
+
+
 def morphology_depths(ctx):
     """The curve's depths on noiseless data; the source and target otherwise."""
     if ctx.manifest.noiseless:
@@ -124,7 +137,8 @@ class Morphology(Stage):
         return {**ctx.data_settings(), "n": s.morphology_n, "train_n": s.morphology_train_n,
                 "source": ctx.source, "years": [d.years for d in morphology_depths(ctx)],
                 "features": FEATURES, "classifier": CLASSIFIER, "ece_bins": s.ece_bins,
-                "versions": morphology.versions()}
+                "versions": morphology.versions(), "clip": s.morphology_clip,
+                "stretch_limits": _limits(ctx)}
 
     def check(self, ctx):
         if ctx.study.morphology_n:
@@ -148,16 +162,22 @@ class Morphology(Stage):
         self.check(ctx)
         names, depths = list(m.class_names), morphology_depths(ctx)
         observe = dict(seed=ctx.cfg.seed, noise_mode=ctx.cfg.data.noise_mode)
+        stretch, bands = m.stretch, m.bands
+        clip = s.morphology_clip == "clipped"
+
+        def shown(images):  # what statmorph measures: the networks' clip, or e-/s as observed
+            return morphology.clip_like_stretch(images, stretch, bands) if clip else images
         start = time.perf_counter()
         with morphology.worker_pool() as pool:
             measure = dict(pool=pool, progress=ctx.progress)
             ctx.log(f"morphology: statmorph on {s.morphology_train_n} training galaxies at "
                     f"{ctx.source}")
             train = morphology.observe(m, "train", ctx.source, s.morphology_train_n, **observe)
-            train_table = morphology.measure(train["images"], depth=ctx.source, **measure)
+            train_table = morphology.measure(shown(train["images"]), depth=ctx.source,
+                                             **measure)
             forest = fit(train_table, train["labels"], seeds.derive(ctx.cfg.seed, "classical"))
             _write(_file(ctx, "training", ctx.source), train_table, train, names,
-                   predict_proba(forest, train_table, len(names)))
+                   predict_proba(forest, train_table, len(names)), s.morphology_clip)
             probs, oks, per_depth, labels, ids = [], [], [], None, None
             for i, depth in enumerate(depths):
                 ctx.log(f"morphology: {s.morphology_n} {s.split} galaxies at {depth.name} "
@@ -167,12 +187,15 @@ class Morphology(Stage):
                     raise DataError(f"the {depth.name} images are not the same galaxies",
                                     path=m.root)
                 labels, ids = obs["labels"], obs["galaxy_id"]
-                table = morphology.measure(obs["images"], depth=depth, **measure)
+                table = morphology.measure(shown(obs["images"]), depth=depth, **measure)
                 p = predict_proba(forest, table, len(names))
-                _write(_file(ctx, s.split, depth), table, obs, names, p)
+                _write(_file(ctx, s.split, depth), table, obs, names, p, s.morphology_clip)
                 probs.append(p)
                 oks.append(np.asarray(table["ok"], bool))
                 per_depth.append(_depth_row(labels, p, names, s.ece_bins, table))
+                # on the unclipped images, whatever statmorph measured: what the clip takes
+                per_depth[-1]["clip"] = morphology.clip_shares(
+                    obs["images"], depth=depth, stretch=stretch, bands=bands, pool=pool)
         wall = time.perf_counter() - start
         train_meta = train_table.meta
         return MorphologyOutput(
@@ -190,6 +213,7 @@ class Morphology(Stage):
              "settings": {k: train_meta[k] for k in ("band", "psf", "detect_nsigma",
                                                        "statmorph", "photutils")},
              "workers": train_meta["workers"], "wall_s": wall,
+             "measured": s.morphology_clip, "stretch_clip": ctx.cfg.data.stretch_clip,
              "files": {"train": os.path.relpath(_file(ctx, "training", ctx.source), ctx.out),
                        **{d.name: os.path.relpath(_file(ctx, s.split, d), ctx.out)
                           for d in depths}}},
@@ -213,7 +237,7 @@ def _depth_row(labels, p, names, bins, table):
             "wall_s": table.meta["wall_s"]}
 
 
-def _write(path, table, observed, names, probabilities):
+def _write(path, table, observed, names, probabilities, measured):
     """The measurements with galaxy id, classes and probabilities, as ECSV, atomically."""
     out = table.copy()
     out.add_column(np.asarray(observed["galaxy_id"], np.int64), name="galaxy_id", index=0)
@@ -223,6 +247,7 @@ def _write(path, table, observed, names, probabilities):
     for c, name in enumerate(names):
         out[f"p_{name}"] = probabilities[:, c]
     out.meta["classifier"] = f"{CLASSIFIER['name']} on {', '.join(FEATURES)}"
+    out.meta["measured"] = measured  # study.morphology_clip
     with io.atomic_path(path) as tmp:
         out.write(tmp, format="ascii.ecsv", overwrite=True)
 
@@ -248,14 +273,77 @@ def summary(ctx, out, curve, ev):
     src = _index(t, ctx.source)
     tgt = _index(t, ctx.target)
     rows = t["per_depth"]
-    return {**t, "source_index": src, "target_index": tgt,
-            "row": {"accuracy_source": rows[src]["accuracy"],
-                    "accuracy_target": rows[tgt]["accuracy"],
-                    "curve_mean_accuracy": float(np.mean([r["accuracy"] for r in rows])),
-                    "ece_source": rows[src]["ece"], "ece_target": rows[tgt]["ece"]},
+    row = {"accuracy_source": rows[src]["accuracy"], "accuracy_target": rows[tgt]["accuracy"],
+           "curve_mean_accuracy": float(np.mean([r["accuracy"] for r in rows])),
+           "ece_source": rows[src]["ece"], "ece_target": rows[tgt]["ece"],
+           "ece_n": n, "ece_bins": ctx.study.ece_bins}
+    note = ece_note(n, ctx.study.ece_bins, None if ev is None else ev.n)
+    if note:
+        row["ece_note"] = note
+    return {**t, "source_index": src, "target_index": tgt, "row": row,
+            "information": information(t, src, tgt),
             "networks": networks, "n_galaxies": n,
             "seconds_per_galaxy": float(np.mean([t["train"]["seconds_per_galaxy"],
                                                  *(r["seconds_per_galaxy"] for r in rows)]))}
+
+
+# Below this many galaxies per bin on average, an ECE is mostly bin noise (biased upwards).
+ECE_MIN_PER_BIN = 10
+
+
+def ece_note(n, bins, networks_n=None):
+    """A warning when the ECE of `n` galaxies in `bins` bins is mostly bin noise, else None."""
+    if n >= ECE_MIN_PER_BIN * bins:
+        return None
+    theirs = f" on {networks_n}" if networks_n else ""
+    return (f"ECE on {n} galaxies in {bins} bins ({n / bins:.1f} per bin on average, "
+            f"fewer than {ECE_MIN_PER_BIN}): dominated by bin noise, which biases it upwards; "
+            f"not comparable with the networks' ECE{theirs}")
+
+
+def information(table, src, tgt):
+    """What statmorph measured against what the networks see (``measured``: "unclipped"
+    or "clipped"), the networks' r-band clip and, per depth, the share of the test
+    galaxies' r-band pixels (and sky pixels) it takes; ``text`` says it in a sentence."""
+    rows, depths = table["per_depth"], table["depths"]
+    shares = [r.get("clip") for r in rows]
+    out = {"measured": table["measured"], "band": table["settings"]["band"],
+           "stretch_clip": table["stretch_clip"],
+           "per_depth": [{"depth": d, "years": y, **(c or {})}
+                         for d, y, c in zip(depths, table["years"], shares)]}
+    if shares[src] is None:
+        out["text"] = (f"statmorph measures the {out['band']} band of the stored images, the "
+                       "ones the networks see (stretched before import: no clip in e-/s); "
+                       "the networks see every band.")
+        return out
+    lo, hi = shares[src]["lo"], shares[src]["hi"]
+    out.update(lo=lo, hi=hi)
+    band, shallow = out["band"], int(np.argmin(table["years"]))
+    at = [f"{_pc(shares[i]['below_lo_sky'])} ({_pc(shares[i]['below_lo'])}) at {depths[i]}"
+          for i in dict.fromkeys((src, tgt, shallow))]
+    listed = f"{', '.join(at[:-1])}{' and ' if len(at) > 1 else ''}{at[-1]}"
+    upper = _pc(max(c["above_hi"] or 0.0 for c in shares))
+
+    def cuts(verb):
+        return (f"Of these galaxies' {band}-band sky pixels (outside the segmentation; of all "
+                f"their pixels in brackets) the lower clip {verb} {listed}; the upper clip at "
+                f"most {upper} of their pixels.")
+    clip = (f"clipped to the stretch's [lo, hi] ({band}: [{lo:.3g}, {hi:.3g}] e-/s, "
+            f"data.stretch_clip = \"{out['stretch_clip']}\")")
+    if out["measured"] == "clipped":
+        out["text"] = (f"statmorph measures the {band} band {clip}, as the networks see it "
+                       f"(study.morphology_clip = \"clipped\"). {cuts('took')} The networks "
+                       "also see the other bands.")
+    else:
+        out["text"] = (f"statmorph measures the {band} band in e-/s, unclipped, while the "
+                       f"networks see each band {clip}: statmorph sees what the networks "
+                       f"never do. {cuts('takes')} study.morphology_clip = \"clipped\" gives "
+                       "statmorph the clipped images; the networks also see the other bands.")
+    return out
+
+
+def _pc(share):
+    return "—" if share is None else f"{100 * share:.2g}%"
 
 
 def _index(table, depth):
@@ -294,11 +382,15 @@ def markdown(results):
     t, set_ = c["train"], c["settings"]
     failures = ", ".join(f"{k}: {v}" for k, v in t["failures"].items()) or "none"
     labels = list(c["networks"])
+    info = c.get("information") or {}  # absent from results of older versions
+    clipped = [r.get("clip") for r in c["per_depth"]]
+    sky = any(clipped)  # a column of the sky the networks' lower clip takes
     rows = []
     for i, (d, y) in enumerate(zip(c["depths"], c["years"])):
         r = c["per_depth"][i]
         rows.append((d, md.fmt(y), f"{md.pct(r['accuracy'])} ± {md.pct(r['accuracy_sem'])}",
                      f"{r['n_failed']} / {r['n']}", md.pct(r["accuracy_measured"]),
+                     *((_pc(clipped[i] and clipped[i]["below_lo_sky"]),) if sky else ()),
                      *(md.pct(c["networks"][k]["accuracy"][i]) for k in labels)))
     diffs = [(f"`{k}`", *(md.pct_ci(c["networks"][k]["minus_classical"][c[f"{side}_index"]])
                           for side in ("source", "target"))) for k in labels]
@@ -313,14 +405,19 @@ def markdown(results):
         f"({c['classifier']['n_estimators']} trees) learns the class from "
         f"{', '.join(c['features'])}, on the first {t['n']} training galaxies at {t['depth']} "
         f"(statmorph measured {t['n_used']}; failures: {failures}). It is tested on the first "
-        f"{c['n_galaxies']} galaxies of the `{c['split']}` split at every depth: the same "
-        "images, noise included, that the networks are tested on. A galaxy statmorph fails "
-        "on keeps its place and is classified from what was measured (NaN elsewhere), so "
+        f"{c['n_galaxies']} galaxies of the `{c['split']}` split at every depth: the galaxies, "
+        "noise included, that the networks are tested on, "
+        + ("clipped as the networks see them" if info.get("measured") == "clipped" else
+           "though not the same information") + " (below the table). A galaxy statmorph "
+        "fails on keeps its place and is classified from what was measured (NaN elsewhere), so "
         "failures lower the accuracy instead of leaving the sample; \"measured only\" "
         "leaves them out. Accuracy in percent (± binomial standard error); the networks' "
         "columns are on the same galaxies.", "",
         md.table(("depth", "years", "classical", "statmorph failed", "classical, measured only",
-                *(f"`{k}`" for k in labels)), rows), "",
+                  *(("sky under the networks' lower clip",) if sky else ()),
+                  *(f"`{k}`" for k in labels)), rows), "",
+        *(["**What statmorph sees.** " + info["text"], ""] if info.get("text") else []),
+        *([f"Calibration: {c['row']['ece_note']}.", ""] if c["row"].get("ece_note") else []),
         "Network minus classical, accuracy points on the same galaxies with a 95% paired "
         "bootstrap interval:", "",
         md.table(("model", f"at {src}", f"at {tgt}"), diffs), "",

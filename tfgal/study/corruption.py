@@ -25,13 +25,15 @@ from tfgal.data import corruptions as corruptions_lib
 from tfgal.errors import DataError
 from tfgal.study import curve as curve_lib
 from tfgal.study import latent as latent_lib
+from tfgal.study.markdown import (ci as _ci, figure as _figure, fmt as _fmt, get as _get,
+                                   pct as _pct, pct_ci as _pct_ci, table as _table)
 from tfgal.study.metrics import accuracy_sem
 from tfgal.study.models import trained
 from tfgal.study.stage import Stage
 from tfgal.study.store import array_field
 
 __all__ = ["Corruptions", "CorruptionsOutput", "corruption_depths", "severity_table",
-           "summary", "conventions", "SEVERITIES", "ACTS_ON"]
+           "summary", "vs_attack", "markdown", "conventions", "SEVERITIES", "ACTS_ON"]
 
 SEVERITIES = list(range(corruptions_lib.SEVERITIES + 1))  # 0 (clean) .. 5
 
@@ -205,28 +207,71 @@ def _gain(correct, ref, groups, boot):
                 if cs else None) for g, cs in groups.items()}
 
 
-def _vs_attack(displacement, attack, noisy=None):
-    """Displacements per severity beside the one-pixel attack's base -> attacked distance
-    and the source -> target depth distance of the same attacked galaxies (all over the
-    model's latent scale); the first severity that moves latents further than the attack."""
-    est = attack.get("estimate") if attack else None
-    out = {"attack": attack, "noisy": noisy, "corruptions": {}}
-    for c, cis in displacement.items():
+def _drop_difference(a, b, boot):
+    """Relative drop of model A minus model B's, paired: (clean, corrupted) per-galaxy
+    accuracies of each, resampled on the same galaxies."""
+    (clean_a, corr_a), (clean_b, corr_b) = a, b
+
+    def drop(clean, corr, idx):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1.0 - corr[idx].mean(axis=-1) / clean[idx].mean(axis=-1)
+    n = len(clean_a)
+    every = np.arange(n)
+    est = float(drop(clean_a, corr_a, every) - drop(clean_b, corr_b, every))
+    rng = np.random.default_rng(boot["seed"])
+    idx = rng.integers(0, n, size=(boot["n_resamples"], n))
+    reps = drop(clean_a, corr_a, idx) - drop(clean_b, corr_b, idx)
+    reps = reps[np.isfinite(reps)]
+    low, high = np.quantile(reps, [0.025, 0.975]) if len(reps) > 1 else (None, None)
+    return {"estimate": est, "low": None if low is None else float(low),
+            "high": None if high is None else float(high), "n": n}
+
+
+def _vs_attack(output, label, depth, attacked, boot, corruption_n):
+    """On the galaxies model `label` attacked among the sweep's (the same galaxies for every
+    number): each corruption's displacement per severity, the one-pixel attack's base ->
+    returned image (every attack, and those that changed the class) and the source ->
+    target depth shift, all over the model's latent scale; the first severity that moves
+    latents further than the attack."""
+    ids = output.galaxies["galaxy_id"]
+    common, ic, ia = np.intersect1d(ids, attacked["galaxy_id"], return_indices=True)
+    changed = np.asarray(attacked["class_change"], bool)[ia]
+    attack = latent_lib.bootstrap_ci(attacked["returned"][ia], **boot)
+    out = {"n": int(len(common)),
+           "galaxies": f"the {len(common)} of the first {corruption_n} galaxies this model "
+                       "attacked (classified correctly at the source depth)",
+           "attack": attack,
+           "attack_class_change": latent_lib.bootstrap_ci(attacked["returned"][ia][changed],
+                                                          **boot),
+           "noisy": latent_lib.bootstrap_ci(attacked["noisy"][ia], **boot), "corruptions": {}}
+    est = attack.get("estimate")
+    for c, rows in output.displacement[label][depth].items():
+        cis = [latent_lib.bootstrap_ci(np.asarray(row)[ic], **boot) for row in rows]
         d = [ci["estimate"] for ci in cis]
-        beyond = [s for s, v in zip(SEVERITIES[1:], d[1:]) if est is not None and v >= est]
+        beyond = [s for s, v in zip(SEVERITIES[1:], d[1:])
+                  if est is not None and v is not None and v >= est]
         out["corruptions"][c] = {
             "displacement": d, "low": [ci["low"] for ci in cis],
             "high": [ci["high"] for ci in cis],
-            "over_attack": [v / est if est else None for v in d],
+            "over_attack": [v / est if est and v is not None else None for v in d],
             "first_severity_beyond_attack": beyond[0] if beyond else None}
     return out
+
+
+def vs_attack(ctx, output, distances):
+    """{label: `_vs_attack` at the source depth} for every model the study attacked."""
+    boot = dict(n_resamples=ctx.study.bootstrap, seed=seeds.derive(ctx.cfg.seed, "bootstrap"))
+    return {k: _vs_attack(output, k, ctx.source, distances.attacked[k], boot,
+                          output.table["n"])
+            for k in output.table["accuracy"] if k in distances.attacked}
 
 
 def summary(ctx, output, distances):
     """The ``corruptions`` block of ``results.json``: the severity table, the stage's
     per-severity accuracies and displacements, each model's measures per depth, held-in
-    (``study.corruption_train``) against held-out corruptions, gains over the same seed's
-    baseline, and the displacements beside the one-pixel attack's."""
+    (``study.corruption_train``) against held-out corruptions, gains and differences of
+    relative drop (paired, same galaxies) over the same seed's baseline, and the
+    displacements beside the one-pixel attack's on the galaxies the model attacked."""
     if output.skipped:
         return {"skipped": output.skipped}
     s, t = ctx.study, output.table
@@ -239,22 +284,28 @@ def summary(ctx, output, distances):
     labels = list(t["accuracy"])
     correct = {k: {d: {c: output.correct(k, d, c) for c in names} for d in t["depths"]}
                for k in labels}
-    measures, gains = {}, {}
+    measures, gains, drops = {}, {}, {}
+
+    def clean_and_corrupted(k, d):
+        return np.mean([correct[k][d][c][0] for c in names], axis=0), _corrupted(correct[k][d],
+                                                                                 names)
     for k in labels:
         measures[k] = {d: _measures(correct[k][d], names, groups, boot) for d in t["depths"]}
         ref = ctx.label_of("baseline", ctx.member(k).seed)
         if ref is not None and ref != k and ref in correct:
             gains[k] = {d: _gain(correct[k][d], correct[ref][d], {"all": names, **groups}, boot)
                         for d in t["depths"]}
-    src, severities = ctx.source, severity_table(ctx.manifest.noiseless)
+            drops[k] = {d: _drop_difference(clean_and_corrupted(k, d),
+                                            clean_and_corrupted(ref, d), boot)
+                        for d in t["depths"]}
+    severities = severity_table(ctx.manifest.noiseless)
     return {**{key: t[key] for key in ("corruptions", "n", "depths", "severities", "stages",
                                        "scale", "accuracy", "displacement")},
             "held_in": groups.get("held_in"), "held_out": groups.get("held_out"),
             "severity_table": {c: severities[c] for c in names},
             "measures": measures, "gain_over_baseline": gains,
-            "vs_attack": {k: _vs_attack(t["displacement"][k][src],
-                                        distances.measures[k]["attack"],
-                                        distances.measures[k].get("noisy")) for k in labels},
+            "relative_drop_vs_baseline": drops,
+            "vs_attack": vs_attack(ctx, output, distances),
             "conventions": conventions(t, ctx.study.split)}
 
 
@@ -274,3 +325,95 @@ def conventions(table, split):
             "drop: (clean - mean) / clean. Displacement: ||z(s) - z(0)|| divided by the "
             "model's latent scale (the median distance between different galaxies at the "
             f"source depth, as for the attacks). Where each acts: {where}.")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def markdown(results):
+    """The report's corruption section (or the reason it was skipped)."""
+    c = results.get("corruptions") or {"skipped": "no corruption stage in this study"}
+    head = "## Corruptions: what surveys do to images"
+    if c.get("skipped"):
+        return f"{head}\n\nSkipped: {c['skipped']}"
+    names, src, measures = c["corruptions"], results["depths"]["source"], c["measures"]
+    drops = c.get("relative_drop_vs_baseline") or {}
+    rows = [(f"`{k}`", d, _pct_ci(m["clean_accuracy"]), _pct_ci(m["mean_accuracy"]),
+             _pct_ci(m["relative_drop"]), _pct_ci(_get(drops, k, d)) if _get(drops, k, d)
+             else "—")
+            for k, per in measures.items() for d, m in per.items()]
+    severities = [(n, t["stage"], col, *(_fmt(v) for v in values))
+                  for n, t in c["severity_table"].items()
+                  for col, values in t["parameters"].items()]
+    per_corruption = [(n, *(_pct(measures[k][src]["per_corruption"][n]["mean"])
+                            for k in measures)) for n in names]
+    worst = [(f"`{k}`", ", ".join(f"{n} ({_pct(per[src]['per_corruption'][n]['drop'])})"
+                                  for n in per[src]["worst"][:3])) for k, per in measures.items()]
+    parts = [
+        head, "", c["conventions"], "",
+        "Severities (0 is the clean image):", "",
+        _table(("corruption", "acts on", "parameter", *(f"severity {s}" for s in
+                                                       c["severities"][1:])), severities), "",
+        "Accuracy in percent with 95% bootstrap intervals over galaxies; the relative drop is "
+        "(clean - mean corruption accuracy) / clean; its difference from the same seed's "
+        "baseline is paired (the same galaxies resampled for both), the comparison to read "
+        "before calling one model more robust than another.", "",
+        _table(("model", "depth", "clean accuracy", "mean corruption accuracy",
+                "relative drop", "relative drop minus the baseline's"), rows), "",
+        f"Mean accuracy over severities 1-5 per corruption, at {src} (percent):", "",
+        _table(("corruption", *(f"`{k}`" for k in measures)), per_corruption), "",
+        "The corruptions that hurt most (drop in accuracy points from clean, mean over "
+        "severities):", "", _table(("model", "worst corruptions"), worst)]
+    if c.get("held_in") is not None:
+        parts += ["", _held_out_md(c, src)]
+    parts += ["", _displacement_md(c), "",
+              _figure(results, "corruption_accuracy", "accuracy per corruption and severity"),
+              "", _figure(results, "corruption_displacement",
+                          "latent displacement against severity, beside the one-pixel attack")]
+    return "\n".join(parts)
+
+
+def _held_out_md(c, src):
+    gains = c.get("gain_over_baseline", {})
+    rows = []
+    for k, per in c["measures"].items():
+        m, g = per[src], _get(gains, k, src) or {}
+        rows.append((f"`{k}`", *(_pct_ci(_get(m, group, "mean_accuracy"))
+                                 for group in ("held_in", "held_out")),
+                     *(_pct_ci(g.get(group)) if g.get(group) else "—"
+                       for group in ("held_in", "held_out"))))
+    return "\n".join([
+        f"Held in (`study.corruption_train`, what `corrupt-aug` trains on): "
+        f"{', '.join(c['held_in']) or 'none'}; held out (never seen in training): "
+        f"{', '.join(c['held_out']) or 'none'}. Mean accuracy over each group at {src} in "
+        "percent; gains are percentage points over the same seed's baseline on the same "
+        "galaxies (paired bootstrap).", "",
+        _table(("model", "held-in accuracy", "held-out accuracy", "held-in gain over baseline",
+                "held-out gain over baseline"), rows)])
+
+
+def _displacement_md(c):
+    rows = []
+    for k, v in c["vs_attack"].items():
+        attack, noisy = v["attack"] or {}, v.get("noisy") or {}
+        changed = v.get("attack_class_change") or {}
+        for n, d in v["corruptions"].items():
+            cells = [_fmt(d["displacement"][s]) + _ci({"low": d["low"][s], "high": d["high"][s]})
+                     for s in (3, 5)]
+            rows.append((f"`{k}`", v.get("n", "n/a"), n, *cells,
+                         _fmt(attack.get("estimate")) + _ci(attack),
+                         _fmt(changed.get("estimate")) + _ci(changed)
+                         + f" (n={changed.get('n', 0)})",
+                         _fmt(noisy.get("estimate")) + _ci(noisy),
+                         d["first_severity_beyond_attack"] or "—"))
+    return "\n".join([
+        "Is a one-pixel attack a realistic threat next to what surveys do? On the same "
+        "galaxies for every column of a row (those the model attacked among the sweep's: "
+        "the galaxies it classifies correctly, n), the latent displacement from the clean "
+        "image, ||z(s) - z(0)|| over the model's latent scale, beside the one-pixel attack's "
+        "base -> returned image (every attack, and those that changed the class) and the "
+        "shift from the source to the target depth (the noise the study is about); 95% "
+        "bootstrap intervals over those galaxies:", "",
+        _table(("model", "galaxies", "corruption", "severity 3", "severity 5",
+                "one-pixel attack (every attack)", "one-pixel attack (class changed)",
+                "source -> target depth", "first severity beyond the attack"), rows)])

@@ -4,9 +4,11 @@ They are measurements, so they live here; `tfgal.study.plots` only draws what th
 
 Two models' latent spaces have different scales, so raw distances (base -> attacked,
 base -> noisy) cannot tell a more robust latent space from a larger one. `latent_scale`
-gives each model's typical distance between different galaxies; `scale_free` and
-`paired_comparison` measure distances in that unit, with percentile-bootstrap intervals
-(`bootstrap_ci`, `paired_ratio`).
+gives each model's typical distance between different galaxies; `scaled_mean` and
+`paired_scaled` measure distances in that unit. Their intervals come from one
+`GalaxyBootstrap` per study, which redraws the galaxies behind every mean and every scale
+at once, so a scale is never treated as exact. `bootstrap_ci` and `paired_ratio` are the
+plain percentile bootstraps of one sample and of paired samples.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["church_window", "isomap", "window_summary", "latent_scale", "bootstrap_ci",
-           "paired_ratio", "scale_free", "paired_comparison"]
+           "paired_ratio", "GalaxyBootstrap", "scaled_mean", "galaxy_mean", "paired_scaled"]
 
 _MAX_DRAW = 1 << 24  # bootstrap indices drawn per chunk: bounds memory for large samples
 
@@ -160,51 +162,118 @@ def _check_scale(scale):
     return float(scale)
 
 
-def scale_free(d_attack, d_noisy, scale, n_resamples=2000, seed=0):
-    """One model's per-galaxy latent distances in units of its `latent_scale`.
+class GalaxyBootstrap:
+    """One percentile bootstrap over a study's galaxies, shared by every statistic.
 
-    `d_attack` [N]: base -> attacked distance, NaN where the attack failed; `d_noisy` [N]:
-    base -> same galaxy at the shallower depth, for the same galaxies. Returns a JSON-able
-    {"scale", "attack", "noisy", "attack_over_noisy" (`bootstrap_ci` of means),
-    "attack_over_noisy_median"}; the last two use the per-galaxy ratio d_attack / d_noisy
-    over successful attacks, which needs no scale at all.
+    Each replicate draws the galaxies `ids` with replacement, as a count per galaxy. A
+    statistic over any subset of them (a model's attacked galaxies, those two models both
+    attacked, the pairs behind a latent scale) reads the same draw, so a ratio and the
+    scales it is divided by vary together, as they would over another sample of galaxies.
     """
-    scale = _check_scale(scale)
-    d_attack, d_noisy = (np.asarray(d, np.float64).ravel() for d in (d_attack, d_noisy))
-    if d_attack.shape != d_noisy.shape:
-        raise ValueError(f"need one noisy distance per attacked galaxy; received "
-                         f"{d_attack.shape}, {d_noisy.shape}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = _finite_1d(d_attack / d_noisy)
-    kw = {"n_resamples": n_resamples, "seed": seed}
-    return {"scale": scale, "attack": bootstrap_ci(d_attack / scale, **kw),
-            "noisy": bootstrap_ci(d_noisy / scale, **kw),
-            "attack_over_noisy": bootstrap_ci(ratio, **kw),
-            "attack_over_noisy_median": float(np.median(ratio)) if len(ratio) else None}
+
+    def __init__(self, ids, n_resamples=2000, seed=0, level=0.95):
+        self.ids = np.unique(np.asarray(ids).ravel())
+        n = len(self.ids)
+        if n == 0:
+            raise ValueError("a bootstrap needs at least one galaxy")
+        rng = np.random.default_rng(seed)
+        self.counts = rng.multinomial(n, np.full(n, 1.0 / n), size=int(n_resamples)).astype(
+            np.float64)
+        self.level = level
+        self._scales = {}
+
+    def columns(self, ids):
+        ids = np.asarray(ids).ravel()
+        cols = np.searchsorted(self.ids, ids)
+        if len(ids) and (cols.max() >= len(self.ids) or not (self.ids[cols] == ids).all()):
+            raise ValueError("galaxy ids outside the bootstrap's galaxies")
+        return cols
+
+    def mean(self, values, ids):
+        """Replicates [R] of the mean of per-galaxy `values` over galaxies `ids` (NaN
+        where a replicate drew none of them)."""
+        w = self.counts[:, self.columns(ids)]
+        total = w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w @ np.asarray(values, np.float64)) / np.where(total > 0, total, np.nan)
+
+    def scale(self, key, latents, ids):
+        """Replicates [R] of `latent_scale` of `latents` [n, D] of galaxies `ids`: the
+        median over pairs of different galaxies drawn, each pair weighted by how often both
+        were drawn (a galaxy drawn twice is not paired with itself). Cached under `key`."""
+        if key not in self._scales:
+            self._scales[key] = self._weighted_median_pairs(latents, self.columns(ids))
+        return self._scales[key]
+
+    def _weighted_median_pairs(self, latents, cols):
+        from scipy.spatial.distance import pdist
+        d = pdist(np.asarray(latents, np.float64))
+        i, j = np.triu_indices(len(cols), k=1)  # pdist's order
+        order = np.argsort(d, kind="stable")
+        d, ci, cj = d[order], cols[i[order]], cols[j[order]]
+        out = np.empty(len(self.counts))
+        step = max(1, _MAX_DRAW // max(len(d), 1))
+        for s in range(0, len(self.counts), step):
+            w = self.counts[s:s + step]
+            cum = np.cumsum(w[:, ci] * w[:, cj], axis=1)
+            half = cum[:, -1:] / 2
+            k = np.argmax(cum >= half, axis=1)
+            out[s:s + step] = np.where(cum[:, -1] > 0, d[k], np.nan)
+        return out
+
+    def interval(self, estimate, replicates, n):
+        """{"estimate", "low", "high", "n"}: percentiles of the finite replicates (None
+        below two galaxies or with no estimate)."""
+        out = {"estimate": None if estimate is None or not np.isfinite(estimate)
+               else float(estimate), "low": None, "high": None, "n": int(n)}
+        reps = np.asarray(replicates, np.float64)
+        reps = reps[np.isfinite(reps)]
+        if out["estimate"] is not None and n >= 2 and len(reps) >= 2:
+            out["low"], out["high"] = _percentiles(reps, self.level)
+        return out
 
 
-def paired_comparison(d_a, d_b, scale_a, scale_b, ids_a, ids_b, n_resamples=2000, seed=0):
-    """Model A against model B on the galaxies attacked successfully under both.
+def scaled_mean(boot, values, ids, scale, scale_reps):
+    """Mean of per-galaxy `values` [n] over `scale`, with the scale resampled with the
+    galaxies; values and ids are kept where values are finite."""
+    values, ids = np.asarray(values, np.float64).ravel(), np.asarray(ids).ravel()
+    if values.shape != ids.shape:
+        raise ValueError(f"need one id per value; received {ids.shape}, {values.shape}")
+    keep = np.isfinite(values)
+    values, ids = values[keep], ids[keep]
+    est = values.mean() / _check_scale(scale) if len(values) else None
+    reps = boot.mean(values, ids) / scale_reps if len(values) else []
+    return boot.interval(est, reps, len(values))
 
-    `d_a`, `d_b`: per-galaxy distances (NaN where the attack failed) of galaxies `ids_a`,
-    `ids_b` (unique within each model, any order). Returns {"n", "galaxy_id" (the common
-    ids, sorted), "raw": `paired_ratio` of A's over B's distances, "scaled": the same with
-    each model's distances divided by its own scale}.
-    """
-    scale_a, scale_b = _check_scale(scale_a), _check_scale(scale_b)
-    sides = []
-    for d, ids in ((d_a, ids_a), (d_b, ids_b)):
-        d, ids = np.asarray(d, np.float64).ravel(), np.asarray(ids).ravel()
-        if d.shape != ids.shape:
-            raise ValueError(f"need one id per distance; received {ids.shape}, {d.shape}")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError("galaxy ids repeat within a model")
-        ok = ~np.isnan(d)
-        sides.append((d[ok], ids[ok]))
-    (da, ia), (db, ib) = sides
-    common, ka, kb = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
-    da, db = da[ka], db[kb]
-    kw = {"n_resamples": n_resamples, "seed": seed}
-    return {"n": int(len(common)), "galaxy_id": common.tolist(),
-            "raw": paired_ratio(da, db, **kw),
-            "scaled": paired_ratio(da / scale_a, db / scale_b, **kw)}
+
+def galaxy_mean(boot, values, ids):
+    """Mean of per-galaxy `values` (finite ones) with its interval: no scale involved."""
+    values, ids = np.asarray(values, np.float64).ravel(), np.asarray(ids).ravel()
+    keep = np.isfinite(values)
+    values, ids = values[keep], ids[keep]
+    est = values.mean() if len(values) else None
+    return boot.interval(est, boot.mean(values, ids) if len(values) else [], len(values))
+
+
+def paired_scaled(boot, d_a, d_b, ids, scales, scale_reps):
+    """Model A over model B on the same galaxies `ids` (chosen before any outcome):
+    {"n", "raw": mean d_a / mean d_b, "scaled": the same with each model's distances over
+    its own scale}, each a `GalaxyBootstrap.interval` whose replicates redraw galaxies and
+    scales together. `scales`, `scale_reps`: (A's, B's)."""
+    d_a, d_b = (np.asarray(d, np.float64).ravel() for d in (d_a, d_b))
+    ids = np.asarray(ids).ravel()
+    if not d_a.shape == d_b.shape == ids.shape:
+        raise ValueError(f"paired distances need equal lengths; received {d_a.shape}, "
+                         f"{d_b.shape}, {ids.shape}")
+    keep = np.isfinite(d_a) & np.isfinite(d_b)
+    d_a, d_b, ids = d_a[keep], d_b[keep], ids[keep]
+    n = len(ids)
+    if n == 0 or d_b.mean() == 0:
+        return {"n": n, "raw": boot.interval(None, [], n), "scaled": boot.interval(None, [], n)}
+    raw = d_a.mean() / d_b.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw_reps = boot.mean(d_a, ids) / boot.mean(d_b, ids)
+        factor = _check_scale(scales[1]) / _check_scale(scales[0])
+        scaled_reps = raw_reps * scale_reps[1] / scale_reps[0]
+    return {"n": n, "raw": boot.interval(raw, raw_reps, n),
+            "scaled": boot.interval(raw * factor, scaled_reps, n)}

@@ -11,7 +11,7 @@ from tfgal.attack import apply_pixels
 from tfgal.data import pipeline
 from tfgal.data.morphology import FLAG_BAD
 from tfgal.data.morphology_refs import LITERATURE
-from tfgal.study import plots
+from tfgal.study import corruption, plots
 from tfgal.study.attacks import Attack, attacked, figure_labels
 from tfgal.study.models import trained
 from tfgal.study.stage import Stage
@@ -87,7 +87,10 @@ class Figures(Stage):
                                                    inputs["morphology"]),
                                    path["robustness_curve"],
                                    marks=zip(ctx.training_years(), ctx.depths),
-                                   chance=float(counts.max() / counts.sum()))
+                                   chance=float(counts.max() / counts.sum()),
+                                   band=("band: standard deviation over seeds"
+                                         if len(ctx.seeds) > 1 else
+                                         "band: ±1 binomial standard error (one seed)"))
         plots.confusion_matrices({(k, d): ev.metrics[k][d]["confusion"] for k in shown
                                   for d in ctx.depths}, names, path["confusion"])
         plots.reliability_diagram({k: ev.reliability[k] for k in shown}, path["reliability"])
@@ -96,9 +99,8 @@ class Figures(Stage):
                           "label": lat.label[k]} for k in shown},
                      names, path["isomap"], ctx.depths)
         plots.church_windows(inputs["church"].panels(), names, path["church_windows"])
-        scale = {k: inputs["distances"].measures[k]["scale"] for k in shown}
-        plots.latent_distances({k: {"attack": a.d_attack / scale[k], "noisy": a.d_noisy / scale[k]}
-                                for k, a in attacks.items()}, path["latent_distances"],
+        plots.latent_distances(_distance_panels(ctx, inputs["distances"], shown),
+                               path["latent_distances"],
                                xlabel="latent distance / the model's median distance "
                                       "between different galaxies")
         plots.example_galaxies(_examples(ctx), _attacked_example(attacks), names,
@@ -129,16 +131,33 @@ def _names(inputs):
                         inputs["morphology"].skipped)
 
 
+def _distance_panels(ctx, distances, shown):
+    """The histograms' panels: every attack, the class-changing ones, the depth shift of the
+    same attacked galaxies; each over the model's scale."""
+    att = {k: distances.attacked[k] for k in shown}
+    tgt = ctx.target
+    return {
+        "base -> returned image, every attack": {k: a["returned"] for k, a in att.items()},
+        "base -> attacked, class changed": {
+            k: np.asarray(a["returned"])[np.asarray(a["class_change"], bool)]
+            for k, a in att.items()},
+        f"base -> same galaxy at {tgt}, every attacked galaxy": {k: a["noisy"]
+                                                                 for k, a in att.items()}}
+
+
 def _corruption_figures(ctx, out, distances, shown, path):
     """Accuracy heat maps (model x depth) and displacement against severity (source depth)
-    beside the one-pixel attack's, in the same scale-free unit."""
+    beside the one-pixel attack's, in the same scale-free unit and on the same galaxies."""
     t = out.table
     plots.corruption_accuracy({(k, d): t["accuracy"][k][d] for d in t["depths"] for k in shown},
                               t["severities"], path["corruption_accuracy"])
+    same = corruption.vs_attack(ctx, out, distances)
     plots.corruption_displacement(
-        {k: {"corruptions": t["displacement"][k][ctx.source],
-             "attack": distances.measures[k]["attack"],
-             "noisy": distances.measures[k].get("noisy")} for k in shown},
+        {k: {"corruptions": {c: [{"estimate": e, "low": lo, "high": hi}
+                                 for e, lo, hi in zip(v["displacement"], v["low"], v["high"])]
+                             for c, v in same[k]["corruptions"].items()},
+             "attack": same[k]["attack"], "noisy": same[k]["noisy"], "n": same[k]["n"]}
+         for k in shown},
         t["severities"], path["corruption_displacement"], depth=ctx.source)
 
 
@@ -155,7 +174,8 @@ def _examples(ctx):
 
 
 def _attacked_example(attacks):
-    """The first successful attack (baseline model first), as the example figure draws it."""
+    """The first attack that changed the class (baseline model first), as the example
+    figure draws it."""
     for kind, att in attacks.items():
         i = att.first_success()
         if i is None:

@@ -68,11 +68,13 @@ def _color(kind):
 # --------------------------------------------------------------------------- robustness curve
 
 
-def robustness_curve(curve, path, *, marks=(), chance=None):
-    """Accuracy against survey years (log axis), one line per model, ±1 standard error.
+def robustness_curve(curve, path, *, marks=(), chance=None,
+                     band="band: ±1 binomial standard error"):
+    """Accuracy against survey years (log axis), one line per model, with a band.
 
     `marks`: (years, label) pairs drawn as vertical lines (the training depths).
     `chance`: accuracy of always predicting the most common class, drawn dotted.
+    `band`: what the band is, written on the figure.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     years = np.asarray(curve["years"])
@@ -93,6 +95,9 @@ def robustness_curve(curve, path, *, marks=(), chance=None):
     ax.set_xlabel("survey depth (years of LSST; exposure grows linearly)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.03)  # markers at 100% stay whole
+    if band:
+        ax.text(0.99, 0.01, band, transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, color="0.3")
     ax.set_title(f"Robustness to depth ({curve['models'][next(iter(curve['models']))]['n'][0]}"
                  " test galaxies per depth)")
     ax.grid(alpha=0.3, which="both")
@@ -209,26 +214,33 @@ def _church_panel(ax, window, cmap, n_classes, class_names):
     ax.set_xlabel("along attacked - base")
 
 
-def latent_distances(distances, path, *, xlabel="Euclidean distance in latent space"):
-    """Histograms of base -> attacked and base -> noisy latent distances per model.
+def latent_distances(panels, path, *, xlabel="Euclidean distance in latent space"):
+    """Histograms of latent distances per model, one panel per measure.
 
-    `distances`: {model: {"attack": [..], "noisy": [..]}} (NaN entries are skipped).
+    `panels`: {title: {model: [values]}} (NaN entries are skipped); a panel with no value
+    says so instead of drawing empty axes.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, title in ((axes[0], "attack", "base -> one-pixel attacked (successes)"),
-                           (axes[1], "noisy", "base (Y10) -> same galaxy at Y1")):
-        values = {k: np.asarray(v[key], float) for k, v in distances.items()}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    for ax, (title, distances) in zip(axes[0], panels.items()):
+        values = {k: np.asarray(v, float) for k, v in distances.items()}
         values = {k: v[np.isfinite(v)] for k, v in values.items()}
         finite = [v for v in values.values() if len(v)]
-        bins = np.histogram_bin_edges(np.concatenate(finite), 20) if finite else 10
+        ax.set_title(title, fontsize=9)
+        if not finite:
+            ax.text(0.5, 0.5, "no galaxy", ha="center", va="center", transform=ax.transAxes,
+                    color="0.3")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        bins = np.histogram_bin_edges(np.concatenate(finite), 20)
         for kind, v in values.items():
-            mean = f"{v.mean():.3g}" if len(v) else "n/a"
+            mean = f"{v.mean():.2f}" if len(v) else "n/a"
             ax.hist(v, bins=bins, alpha=0.55, color=_color(kind),
-                    label=f"{_label(kind)} (mean {mean}, n={len(v)})")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel(xlabel)
+                    label=f"{_label(kind)}: mean {mean}, n={len(v)}")
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("galaxies")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1,
+                  frameon=False)
     fig.tight_layout()
     return save(fig, path)
 
@@ -267,8 +279,8 @@ def corruption_displacement(panels, severities, path, *, depth=""):
     (95% bootstrap intervals), beside the one-pixel attack's base -> attacked distance
     (its interval as a band) and the source -> target depth shift of the same galaxies
     (dotted). `panels`: {model: {"corruptions": {corruption: [per severity {"estimate",
-    "low", "high"}]}, "attack": {...}, "noisy": {...} or None}}, all divided by the model's
-    latent scale."""
+    "low", "high"}]}, "attack": {...}, "noisy": {...} or None, "n": galaxies}}, all divided
+    by the model's latent scale and measured on the same galaxies."""
     names = list(next(iter(panels.values()))["corruptions"])
     colors = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False,
@@ -279,26 +291,27 @@ def corruption_displacement(panels, severities, path, *, depth=""):
             if attack.get("low") is not None:
                 ax.axhspan(attack["low"], attack["high"], color="0.5", alpha=0.25, lw=0)
             ax.axhline(attack["estimate"], color="0.3", ls="--", lw=1.2,
-                       label=f"one-pixel attack (n={attack.get('n')})")
+                       label="one-pixel attack, every attack")
         else:
-            ax.text(0.98, 0.02, "no successful one-pixel attack", transform=ax.transAxes,
-                    ha="right", va="bottom", fontsize=8, color="0.3")
+            ax.set_title("no galaxy attacked", fontsize=8, loc="right", color="0.3")
         noisy = p.get("noisy") or {}
         if noisy.get("estimate") is not None:
             ax.axhline(noisy["estimate"], color="0.2", ls=":", lw=1.5,
                        label="source -> target depth")
         for i, name in enumerate(names):
             cis = p["corruptions"][name]
-            est = np.asarray([c["estimate"] for c in cis], float)
-            low = np.asarray([c["low"] if c["low"] is not None else c["estimate"]
-                              for c in cis], float)
-            high = np.asarray([c["high"] if c["high"] is not None else c["estimate"]
-                               for c in cis], float)
+            est = np.asarray([np.nan if c["estimate"] is None else c["estimate"] for c in cis],
+                             float)
+            low = np.asarray([c["low"] if c["low"] is not None else np.nan for c in cis], float)
+            high = np.asarray([c["high"] if c["high"] is not None else np.nan for c in cis],
+                              float)
+            low, high = np.where(np.isnan(low), est, low), np.where(np.isnan(high), est, high)
             ax.errorbar(severities, est, yerr=[est - low, high - est], fmt="o-", ms=4,
                         capsize=2, color=colors(i % 10), label=name)
         ax.set_xticks(severities)
         ax.set_xlabel("severity (0: clean)")
-        ax.set_title(f"{_label(kind)}" + (f", at {depth}" if depth else ""), fontsize=10)
+        ax.set_title(f"{_label(kind)}" + (f", at {depth}" if depth else "")
+                     + (f", {p['n']} galaxies" if p.get("n") is not None else ""), fontsize=10)
         ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axes[0, 0].set_ylabel("latent displacement / latent scale")

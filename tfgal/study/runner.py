@@ -45,7 +45,6 @@ import os
 
 from tfgal import config as config_lib
 from tfgal import seeds
-from tfgal.attack import summary as attack_summary
 from tfgal.errors import ConfigError
 from tfgal.model import tensorboard, training
 from tfgal.study import classical, controlled, corruption, report
@@ -112,6 +111,9 @@ def write_tensorboard(ctx, results):
         rate = results["attack"][label].get("success_rate")
         if rate is not None:
             values["study/attack_success"] = rate
+        changed = results["attack"][label]["rates"]["class_change"]["rate"]
+        if changed is not None:
+            values["study/attack_class_change"] = changed
         corrupted = results["corruptions"]
         if not corrupted.get("skipped"):
             m = corrupted["measures"][label][ctx.source]
@@ -125,7 +127,8 @@ def results(ctx, inputs):
 
     Per member (``members``, ``evaluation``, ``attack``, ``latent_measures``) and per model
     kind over seeds (``controlled``, ``latent``); ``latent_distance_ratio`` is the raw
-    mmd / baseline ratio of the first seed, the paper's comparison; ``corruptions`` is
+    mmd / baseline ratio of the first seed, the paper's comparison, measured on the same
+    galaxies for both models (`tfgal.study.attacks.paired_measures`); ``corruptions`` is
     `tfgal.study.corruption.summary` (or {"skipped": reason}); ``classical`` is
     `tfgal.study.classical.summary` (or {"skipped": reason}).
     """
@@ -148,10 +151,9 @@ def results(ctx, inputs):
         "evaluation": ev.metrics, "evaluation_n": ev.n, "reliability": ev.reliability,
         "robustness_curve": curve,
         "attack": attack,
-        "latent_measures": {"per_model": dist.measures, "vs_baseline": dist.paired},
-        "latent_distance_ratio": (attack_summary.distance_ratios(
-            attack[da]["latent_distance"], attack[base]["latent_distance"])
-            if da and base else None),
+        "latent_measures": {"per_model": dist.measures, "vs_baseline": dist.paired,
+                            "galaxies": dist.galaxies},
+        "latent_distance_ratio": _paper_ratio(dist, da, base),
         "corruptions": corruption.summary(ctx, inputs["corruptions"], dist),
         "classical": classical.summary(ctx, inputs["morphology"], inputs["curve"], ev),
         "church_windows": inputs["church"].windows,
@@ -162,6 +164,21 @@ def results(ctx, inputs):
     }
     out["paper_comparison"] = report.headline(out)
     return out
+
+
+def _paper_ratio(dist, da, base):
+    """The paper's DA / baseline ratio of raw latent distances, like for like: the attack on
+    the galaxies both models attacked (returned images), the depth shift on the common
+    galaxies; each {"ratio", "low", "high", "n", "galaxies"}."""
+    paired = dist.paired.get(da) if da and base else None
+    if paired is None:
+        return None
+    where = {"attack": ("attacked", "galaxies both models attacked (classified correctly), "
+                                    "base -> returned image"),
+             "noisy": ("noisy", dist.galaxies["common"]["what"])}
+    return {kind: {"ratio": paired[key]["raw"]["estimate"], "low": paired[key]["raw"]["low"],
+                   "high": paired[key]["raw"]["high"], "n": paired[key]["n"], "galaxies": what}
+            for kind, (key, what) in where.items()}
 
 
 def _dataset_info(m):
@@ -266,8 +283,11 @@ class Study:
         self.store.log = lambda m: self._log(f"[{index}/{total}] {m}")
         deps = [ctx.records[d] for d in stage.deps]
         inputs = {rec.name: rec.output for rec in deps}
+        settings = stage.settings(ctx)
+        if stage.version:
+            settings = {**settings, "stage_version": stage.version}
         return self.store.run(
-            stage.name, stage.Output, stage.settings(ctx), lambda: stage.run(ctx, inputs),
+            stage.name, stage.Output, settings, lambda: stage.run(ctx, inputs),
             deps=deps, outputs=stage.outputs(ctx, inputs),
             valid=lambda saved: stage.valid(ctx, saved),
             record_id=lambda output: stage.record_id(ctx, output))

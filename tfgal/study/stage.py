@@ -71,6 +71,9 @@ class Stage:
     name: str = ""
     deps: tuple = ()
     Output: type = None
+    # Raised when what the stage computes changes, so records of the old code rerun; 0
+    # leaves the key as it was before versions existed.
+    version: int = 0
 
     def settings(self, ctx):
         """What the stage's cache key digests (with the ids of `deps`)."""

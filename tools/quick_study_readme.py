@@ -128,7 +128,8 @@ def render(d):
         lines += ["", f"Corruptions, first {c['n']} galaxies at {src} (accuracy %, 95% "
                   "bootstrap intervals; the drop's difference from the baseline is paired):",
                   "", "| model | clean | mean corruption accuracy | relative drop | "
-                  "drop minus the baseline's | hurt most |", "| --- | --- | --- | --- | --- | --- |"]
+                  "drop minus the baseline's | hurt most |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for kind, per in c["measures"].items():
             m = per[src]
             diff = (c["relative_drop_vs_baseline"].get(kind) or {}).get(src)

@@ -14,7 +14,7 @@ import platform
 from tfgal import io
 from tfgal.model import export
 from tfgal.study import classical, corruption, paper
-from tfgal.study.controlled import COLLAPSE
+from tfgal.study.controlled import COLLAPSE, over_seeds
 from tfgal.study.markdown import (agg as _agg, ci as _ci, figure as _figure, fmt as _fmt,
                                    get as _get, pct as _pct, pm as _pm, table as _table)
 from tfgal.study.paper import PAPER, headline
@@ -81,10 +81,8 @@ def _rate_cell(rates, many):
         per = [r["rate"] for r in rates["per_seed"]]
         if any(r is None for r in per):
             return "n/a"
-        mean = sum(per) / len(per)
-        std = (sum((r - mean) ** 2 for r in per) / (len(per) - 1)) ** 0.5
-        return (f"{100 * mean:.1f} ± {100 * std:.1f} (pooled {pooled['k']}/{pooled['n']}"
-                f"{_ci(pooled, 100)})")
+        return (f"{_agg(over_seeds(per), 100)} "
+                f"(pooled {pooled['k']}/{pooled['n']}{_ci(pooled, 100)})")
     r = rates["per_seed"][0]
     if r["rate"] is None:
         return "n/a (none attacked)"

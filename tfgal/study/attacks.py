@@ -176,14 +176,13 @@ def model_measures(boot, ev, att, label, ctx):
     return out
 
 
-def paired_measures(boot, ev, a, r, label, ref, ctx):
+def paired_measures(boot, ev, a, r, label, ref, ctx, scales):
     """Model `label` against `ref` on galaxies chosen before any outcome: ``attacked``, the
     galaxies both attacked (both classified them correctly), base -> returned image;
     ``noisy``, the common galaxies, source -> target depth. Each {"n", "galaxy_id", "raw",
-    "scaled"} (`latent.paired_scaled`)."""
+    "scaled"} (`latent.paired_scaled`); `scales`: the two models' `model_measures` scales."""
     src, tgt = ctx.source, ctx.target
     common = ev.galaxy_id[:len(ev.latents[label][src])]
-    scales = [latent_lib.latent_scale(ev.latents[k][src]) for k in (label, ref)]
     reps = [boot.scale(k, ev.latents[k][src], common) for k in (label, ref)]
     both, ia, ib = np.intersect1d(a.galaxy_id, r.galaxy_id, return_indices=True)
     out = {"attacked": {"galaxy_id": both.tolist(), **latent_lib.paired_scaled(
@@ -229,8 +228,9 @@ class Distances(Stage):
         for label in self.labels:
             ref = ctx.label_of("baseline", ctx.member(label).seed)
             if ref is not None and ref != label:
+                scales = [out.measures[k]["scale"] for k in (label, ref)]
                 out.paired[label] = paired_measures(boot, ev, atts[label], atts[ref], label,
-                                                    ref, ctx)
+                                                    ref, ctx, scales)
         return out
 
 

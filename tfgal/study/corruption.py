@@ -218,9 +218,9 @@ def _drop_difference(a, b, boot):
     n = len(clean_a)
     every = np.arange(n)
     est = float(drop(clean_a, corr_a, every) - drop(clean_b, corr_b, every))
-    rng = np.random.default_rng(boot["seed"])
-    idx = rng.integers(0, n, size=(boot["n_resamples"], n))
-    reps = drop(clean_a, corr_a, idx) - drop(clean_b, corr_b, idx)
+    reps = latent_lib._resample(  # the same draws as every other paired bootstrap here
+        n, boot["n_resamples"], boot["seed"],
+        lambda idx: drop(clean_a, corr_a, idx) - drop(clean_b, corr_b, idx))
     reps = reps[np.isfinite(reps)]
     low, high = np.quantile(reps, [0.025, 0.975]) if len(reps) > 1 else (None, None)
     return {"estimate": est, "low": None if low is None else float(low),

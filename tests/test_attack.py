@@ -306,7 +306,7 @@ def test_cli_targeted_rows_and_errors(saved_spotlight, paired_dataset, tmp_path,
     assert [(r["galaxy_id"], r["target"]) for r in rows] == [
         ("100", "1"), ("100", "2"), ("101", "1"), ("101", "2")]
     assert attack_main(["--model", str(tmp_path / "missing"), "--data", str(paired_dataset),
-                        "--out", str(out)]) == 2
+                        "--out", str(out), "--overwrite"]) == 2
     assert "no SavedModel" in capsys.readouterr().err
 
 

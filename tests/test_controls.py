@@ -172,7 +172,7 @@ def test_precise_bn_batches_match_training(blob_dataset):
         cfg = _cfg(blob_dataset.root, *CONTROLS[control], "train.precise_bn_batches=2",
                    "data.depth_augment=true")
         model = _model(blob_dataset, control)
-        batches = list(training._calibration_batches(cfg, blob_dataset, model)())
+        batches = list(training._calibration_batches(cfg, blob_dataset, model)(0))
         assert len(batches) == 2 and all(b.shape[0] == size for b in batches), control
 
 

@@ -13,7 +13,7 @@ from tfgal.data import CLASS_NAMES, Manifest, read_examples, verify
 from tfgal.data import fits_importer
 from tfgal.data import npy_importer
 from tfgal.data import stretch
-from tfgal.errors import ConfigError, DataError
+from tfgal.errors import ConfigError, DataError, OutputExists
 
 HW = 12  # small images keep the tests fast; the importers accept any H x W
 STUDY_SPLITS = {"train": "train", "valid": "val", "test": "test"}
@@ -252,7 +252,7 @@ def test_failed_import_keeps_the_existing_dataset(source, tmp_path):
     src, data = source
     out = str(tmp_path / "ds")
     npy_importer.import_npy(src, out)
-    with pytest.raises(DataError):  # not empty, no overwrite
+    with pytest.raises(OutputExists, match="rerun with --overwrite"):  # no overwrite
         npy_importer.import_npy(src, out)
     _with_bad_pixel("images_Y1_test.npy", "test", 1, 4, np.nan)(src, data)
     with pytest.raises(DataError):

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from packaging.requirements import Requirement
 
-from tfgal.model import adaptation, architectures, callbacks
+from tfgal.model import adaptation, architectures
 
 
 def _require(ok, name, where, why):
@@ -90,30 +90,6 @@ def test_fit_under_a_strategy_goes_through_the_override(monkeypatch):
         model = _tiny_model()
     model.fit(_tiny_batches(), steps_per_epoch=1, epochs=1, verbose=0)
     _require(len(seen) == 3, *SYMBOLIC_BUILD)  # source, target and labels of one batch
-
-
-# --------------------------------------------------------------------------- RestoreOnly
-
-SAVE_MODEL = ("keras.callbacks.BackupAndRestore._save_model",
-              "tfgal/model/callbacks.py (RestoreOnly)",
-              "keep non-chief workers from writing the chief's backup while they restore it")
-
-
-def test_restore_only_never_writes(tmp_path):
-    method = getattr(keras.callbacks.BackupAndRestore, "_save_model", None)
-    _require(callable(method), *SAVE_MODEL)
-    _require(list(inspect.signature(method).parameters) == ["self"], *SAVE_MODEL)
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mse")
-    for cls, folder in ((keras.callbacks.BackupAndRestore, "chief"),
-                        (callbacks.RestoreOnly, "worker")):
-        backup = cls(str(tmp_path / folder), delete_checkpoint=False, double_checkpoint=True)
-        backup.set_model(model)
-        backup.on_train_begin()
-        backup.on_epoch_end(0)
-    assert os.listdir(tmp_path / "chief"), "BackupAndRestore wrote nothing: test is void"
-    _require(not (tmp_path / "worker").exists() or not os.listdir(tmp_path / "worker"),
-             *SAVE_MODEL)
 
 
 # --------------------------------------------------------------------------- flatten_layers

@@ -14,7 +14,7 @@ import tfgal
 
 ROOT = pathlib.Path(tfgal.__file__).parent
 WINGS = ("data", "model", "attack", "study")
-LEAVES = ("errors", "seeds", "survey", "config", "io", "progress", "console", "beam")
+LEAVES = ("errors", "seeds", "survey", "config", "io", "locks", "progress", "console", "beam")
 ENTRY_POINTS = ("cli",)
 MAX_MODULE_LINES = 500
 MAX_CLASS_LINES = 200

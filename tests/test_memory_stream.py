@@ -8,9 +8,11 @@ from tfgal.data import observation, pipeline
 
 
 def _epochs(manifest, n_epochs=2, **kw):
-    args = dict(batch_size=8, training=True, seed=3, with_ids=True, cache=True)
-    ds = pipeline.make_dataset(manifest, "train", "Y1", **{**args, **kw})
-    return [list(ds) for _ in range(n_epochs)]
+    """The first passes (3 batches of 8 over 24 galaxies) of one repeating stream."""
+    args = dict(batch_size=8, training=True, seed=3, with_ids=True, cache=True, repeat=True)
+    batches = list(pipeline.make_dataset(manifest, "train", "Y1", **{**args, **kw})
+                   .take(3 * n_epochs))
+    return [batches[3 * e:3 * (e + 1)] for e in range(n_epochs)]
 
 
 def _by_id(batches):

@@ -15,7 +15,7 @@ from tfgal.data import mock_build
 from tfgal.data import mock_galaxies
 from tfgal.data import mock_params
 from tfgal.data import stretch
-from tfgal.errors import ConfigError, DataError
+from tfgal.errors import ConfigError, OutputExists
 
 SPIRAL, ELLIPTICAL, MERGER = 0, 1, 2
 PARAMS = mock_params.MockParams()
@@ -273,7 +273,7 @@ def test_build_rejects_bad_arguments(tmp_path):
         mock_build.build(tmp_path / "d", n_train=3, n_val=0, n_test=0, seed=0, params={"r_mag": 1})
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "keep.txt").write_text("x")
-    with pytest.raises(DataError):
+    with pytest.raises(OutputExists, match="not empty; rerun with --overwrite"):
         _build(tmp_path / "e", workers=1, n_train=3, n_val=0, n_test=0)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 

@@ -15,7 +15,7 @@ import run_multiworker  # noqa: E402
 
 from tfgal.model import export  # noqa: E402
 from tfgal.data import pipeline
-from tfgal.model import training
+from tfgal.model import callbacks, training
 
 
 def _train_args(blob_dataset, tmp_path, epochs):
@@ -57,7 +57,7 @@ def test_two_workers_train_and_only_the_chief_writes(blob_dataset, tmp_path, wor
 
 
 def test_a_killed_worker_rejoins_from_the_last_checkpoint(blob_dataset, tmp_path, worker_tmp):
-    metadata = tmp_path / "run" / training.BACKUP / "training_metadata.json"
+    metadata = tmp_path / "run" / training.BACKUP / callbacks.POSITION
     killed = []
 
     def kill_worker_1_after_first_backup(index, process):

@@ -65,11 +65,18 @@ def _collect(ds):
 
 
 def test_training_is_reproducible_and_fresh_each_epoch(blob_dataset):
-    make = lambda seed: pipeline.make_dataset(blob_dataset, "train", "Y1", batch_size=8,
-                                              training=True, seed=seed)
-    ds = make(3)
-    epoch1, epoch2 = _collect(ds), _collect(ds)
-    again = _collect(make(3))
+    make = lambda seed, **k: pipeline.make_dataset(blob_dataset, "train", "Y1", batch_size=8,
+                                                   training=True, seed=seed, **k)
+    stream = _collect(make(3, repeat=True).take(6))
+    epoch1, epoch2 = stream[:3], stream[3:]
+    again = _collect(make(3, repeat=True).take(3))
+    # Addressed by position, not by iterator: iterating again replays the stream, and a
+    # stream started at batch 4 is the same stream from there.
+    for (x, _), (x2, _) in zip(stream, _collect(make(3, repeat=True).take(6))):
+        np.testing.assert_array_equal(x, x2)
+    for (x, y), (x2, y2) in zip(stream[4:], _collect(make(3, repeat=True, start=4).take(2))):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
     for (x1, y1), (x1b, y1b) in zip(epoch1, again):
         np.testing.assert_array_equal(x1, x1b)
         np.testing.assert_array_equal(y1, y1b)
@@ -205,15 +212,18 @@ def test_fixed_depth_noise_is_seeded_by_seed_depth_galaxy_and_salt(blob_dataset)
         np.testing.assert_allclose(image, noise.observe_from_normal(f, t, sky, z), atol=1e-5)
 
 
-def _train_ids(ds, epochs=2):
-    return [list(ds) for _ in range(epochs)]
+def _train_ids(ds, epochs=2, per_pass=3):
+    """The first `epochs` passes of a repeating training stream (24 galaxies, batches of
+    8): a new pass draws anew; iterating the stream again replays it."""
+    batches = list(ds.take(epochs * per_pass))
+    return [batches[e * per_pass:(e + 1) * per_pass] for e in range(epochs)]
 
 
 def test_fixed_noise_is_one_draw_per_galaxy(blob_dataset):
     def epochs(fresh, augment=False, **kw):
         ds = pipeline.make_dataset(blob_dataset, "train", "Y1", batch_size=8, training=True,
                                    seed=3, augment_images=augment, fresh_noise=fresh,
-                                   with_ids=True, **kw)
+                                   with_ids=True, repeat=True, **kw)
         return _train_ids(ds)
 
     first, second = epochs(False)
@@ -246,7 +256,8 @@ def test_depth_range_observes_each_galaxy_at_its_own_depth(blob_dataset):
     def epochs(fresh):
         ds = pipeline.make_dataset(blob_dataset, "train", "Y10", batch_size=8, training=True,
                                    seed=7, augment_images=False, stretch=IDENTITY,
-                                   with_ids=True, depth_range=("Y1", "Y10"), fresh_noise=fresh)
+                                   with_ids=True, depth_range=("Y1", "Y10"), fresh_noise=fresh,
+                                   repeat=True)
         return [(_by_id(e), _by_id(e, "exposure_s")) for e in _train_ids(ds)]
 
     (images, t), (images2, t2) = epochs(True)

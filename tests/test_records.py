@@ -10,7 +10,7 @@ import pytest
 import tfgal.data
 from conftest import write_blob_dataset
 from tfgal.data import DatasetWriter, Manifest, MANIFEST_NAME, read_examples, verify
-from tfgal.errors import DataError, ManifestError
+from tfgal.errors import DataError, ManifestError, OutputExists
 
 
 def _writer(root, **kw):
@@ -85,7 +85,7 @@ def test_duplicate_galaxy_id_and_missing_image(tmp_path):
 def test_existing_output_needs_overwrite(tmp_path):
     root = tmp_path / "ds"
     write_blob_dataset(root, counts=(3, 0, 0))
-    with pytest.raises(DataError, match="exists"):
+    with pytest.raises(OutputExists, match="exists and is not empty; rerun with --overwrite"):
         write_blob_dataset(root, counts=(3, 0, 0))
     with _writer(root, overwrite=True) as w:
         w.add("train", {"flux": np.ones((4, 4, 3))}, 0, 0)

@@ -13,7 +13,7 @@ from tfgal import config
 from tfgal import data
 from tfgal.data import pipeline
 from tfgal.model import adaptation, architectures, callbacks, export, training
-from tfgal.errors import ConfigError
+from tfgal.errors import ConfigError, OutputExists
 
 
 @pytest.fixture()
@@ -101,7 +101,7 @@ def test_json_layout_is_stable():
     assert list(d["train"]) == [
         "epochs", "batch_size", "steps_per_epoch", "learning_rate", "schedule", "warmup",
         "beta_1", "beta_2", "weight_decay", "weight_decay_mode", "source_only_weight_decay",
-        "patience",
+        "patience", "checkpoint_steps",
         "precise_bn_batches", "class_weights", "mixed_precision", "deterministic",
         "jit_compile", "strategy"]
     assert list(d["loss"]) == ["mmd_weight", "mmd_sigmas", "fisher_weight", "entropy_weight",
@@ -183,9 +183,11 @@ def test_baseline_and_extra_terms_report_their_metrics(tiny_cfg):
     row = _history(cfg)[0]
     assert "mmd" not in row and "val_mmd" in row  # baseline: no target images in training
     cfg = config.merge(cfg, {"loss": {"fisher_weight": 0.01, "entropy_weight": 0.05}})
-    training.train(cfg, verbose=0)
+    with pytest.raises(OutputExists, match="--overwrite"):  # another config's finished run
+        training.train(cfg, verbose=0)
+    training.train(cfg, verbose=0, overwrite=True)
     row = _history(cfg)[0]
-    assert len(_history(cfg)) == 1  # a finished run, rerun, starts over
+    assert len(_history(cfg)) == 1  # started over: one history, not two
     for key in ("fisher", "entropy", "val_fisher", "val_entropy"):
         assert np.isfinite(float(row[key]))
 
@@ -240,7 +242,7 @@ class _Kill(keras.callbacks.Callback):
 def test_interrupted_run_resumes(tiny_cfg, monkeypatch):
     cfg = config.merge(tiny_cfg, {"train": {"epochs": 3}, "log": {"projector": 0}})
     original = training._callbacks
-    monkeypatch.setattr(training, "_callbacks", lambda *a: original(*a) + [_Kill()])
+    monkeypatch.setattr(training, "_callbacks", lambda *a, **k: original(*a, **k) + [_Kill()])
     with pytest.raises(KeyboardInterrupt):
         training.train(cfg, verbose=0)
     assert len(_history(cfg)) == 2

@@ -14,9 +14,10 @@ and earlier wings only (tests/test_layout.py checks it):
 
 Leaves used by every wing: `tfgal.errors` (error hierarchy), `tfgal.seeds` (named
 sub-seeds), `tfgal.survey` (LSST bands, zero points, sky, depths), `tfgal.config` (typed
-experiment configs), `tfgal.io` (atomic writes), `tfgal.progress` (progress bars),
-`tfgal.console` (TensorFlow's C++ start-up log kept off the commands' stderr), `tfgal.beam`
-(Apache Beam options for the ``--beam`` jobs; Beam is an optional extra).
+experiment configs), `tfgal.io` (atomic writes), `tfgal.locks` (one writer per output),
+`tfgal.progress` (progress bars), `tfgal.console` (TensorFlow's C++ start-up log kept off
+the commands' stderr), `tfgal.beam` (Apache Beam options for the ``--beam`` jobs; Beam is
+an optional extra).
 `tfgal.cli` holds the ``tfgal-*`` commands.
 
 Importing `tfgal` imports none of the wings, so that TensorFlow and GalSim load only where

@@ -9,7 +9,8 @@
 Each entry point parses its arguments, turns tfgal's errors into one readable line and
 exit status 2, and calls into the library; no science happens here. Choices and defaults
 come from where they are defined (the config's fields, the data and attack wings), so the
-commands cannot drift from the library.
+commands cannot drift from the library. An existing output is refused without
+``--overwrite`` (a study resumes instead), a busy one at once (`tfgal.locks`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import os
 import sys
 
-from tfgal import config
+from tfgal import config, locks
 from tfgal.errors import TfgalError
 
 __all__ = ["data_main", "train_main", "attack_main", "study_main", "predict_main",
@@ -99,7 +100,7 @@ def _data_parser():
         p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                        help="galaxies per shard")
         p.add_argument("--no-gzip", action="store_true", help="write uncompressed shards")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+        p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
     p = sub.add_parser("mock", help="render mock LSST galaxies with GalSim")
     storage_args(p)
@@ -157,6 +158,7 @@ def _data_parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and the corruptions")
     p.add_argument("--split", default=gallery.DEFAULT_SPLIT,
                    help="split whose first galaxy of each class is shown")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
     for p in sub.choices.values():
         p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
@@ -211,7 +213,7 @@ def _gallery(args):
     if args.corruptions is not None:
         names = [n.strip() for n in args.corruptions.split(",") if n.strip()]
     result = gallery.gallery(args.data, args.out, depth=args.depth, corruptions=names,
-                             seed=args.seed, split=args.split)
+                             seed=args.seed, split=args.split, overwrite=args.overwrite)
     print(f"wrote {result['out']}: {len(result['corruptions'])} corruptions (rows) x "
           f"severity {result['severities'][0]}-{result['severities'][-1]} of "
           f"{len(result['classes'])} galaxies, one per class ({', '.join(result['classes'])}; "
@@ -252,6 +254,7 @@ def _attack_parser():
                         help="galaxies loaded (the first n of the split); those the model "
                              "misclassifies at --base-depth are counted, not attacked")
     parser.add_argument("--out", required=True, help="directory for attack.json and attack.csv")
+    parser.add_argument("--overwrite", action="store_true", help="replace attack.json, attack.csv")
     parser.add_argument("--pixels", type=int, default=config.default("study.attack_pixels"),
                         help="pixels changed per image")
     parser.add_argument("--popsize", type=int, default=config.default("study.attack_popsize"))
@@ -295,8 +298,10 @@ def _attack_parser():
 def _attack(argv):
     _quiet_tensorflow()
     args = _attack_parser().parse_args(argv)
+    from tfgal import attack, io
+    # before the device line: a refusal is the only output (checked again under the lock)
+    io.refuse_existing(args.out, args.overwrite, names=attack.driver.OUTPUT_NAMES)
     _say_device()
-    from tfgal import attack
     settings = dict(pixels=args.pixels, popsize=args.popsize, iters=args.iters, f=args.f,
                     targeted=args.targeted, success=args.success, threshold=args.threshold,
                     seed=args.seed, max_batch=args.max_batch, evaluator=args.evaluator,
@@ -304,7 +309,8 @@ def _attack(argv):
     summary = attack.attack_dataset(
         args.model, args.data, args.out, split=args.split, n=args.n,
         base_depth=args.base_depth, noisy_depth=args.noisy_depth, target=args.target,
-        data_seed=args.data_seed, progress=not args.no_progress, **settings)
+        data_seed=args.data_seed, progress=not args.no_progress, overwrite=args.overwrite,
+        **settings)
     # stdout stays one JSON document; the population goes to stderr as a sentence too
     print(f"attacked the {summary['n_correct']} of {summary['n_galaxies']} galaxies classified "
           f"correctly at {args.base_depth}; {summary['n_misclassified']} misclassified were "
@@ -330,11 +336,15 @@ def _train_parser():
     parser = argparse.ArgumentParser(
         prog="tfgal-train",
         description="Train a morphology classifier (optionally with MMD domain adaptation) "
-                    "and export it as a SavedModel. A killed run resumes when the same "
-                    "command is run again.")
+                    "and export it as a SavedModel. A killed run resumes, exactly where it "
+                    "stopped, when the same command is run again; a finished one is not "
+                    "trained again unless --overwrite is given.")
     _experiment_args(parser, "train.epochs=5")
     parser.add_argument("--out", help="export directory (config export.dir)")
     parser.add_argument("--logdir", help="run and TensorBoard directory (config log.dir)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over: discard a finished or interrupted run in --logdir "
+                             "and replace the export")
     return parser
 
 
@@ -366,7 +376,7 @@ def _train(argv):
     cfg = config.load(args.config, train_overrides(args))
     _say_device()
     from tfgal import model
-    summary = model.train(cfg)
+    summary = model.train(cfg, overwrite=args.overwrite)
     if summary is not None:
         print(json.dumps(summary, indent=2))
 
@@ -407,8 +417,9 @@ def _study(argv):
     if not args.quiet:
         _say_device()
     out = args.out or os.path.join("studies", cfg.name)
-    results = study.run(cfg, out, redo=args.redo, progress=not args.quiet,
-                        command=" ".join(["tfgal-study", *argv]))
+    command = " ".join(["tfgal-study", *argv])
+    with locks.hold(out, command=command):  # no --overwrite: a rerun resumes
+        results = study.run(cfg, out, redo=args.redo, progress=not args.quiet, command=command)
     print(json.dumps({"report": os.path.join(out, "report.md"),
                       "results": os.path.join(out, "results.json"),
                       "accuracy": {k: {d: v["accuracy"] for d, v in m.items()}
@@ -455,6 +466,7 @@ def _predict_parser():
     parser.add_argument("--seed", type=int, default=0, help="seed of the images' noise")
     parser.add_argument("--batch-size", type=int, default=predict.DEFAULT_BATCH_SIZE)
     parser.add_argument("--latent", action="store_true", help="add each galaxy's latent vector")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
     parser.add_argument("--no-progress", action="store_true")
     _beam_args(parser, "run on Apache Beam with RunInference (default: the local "
                       "DirectRunner); datasets only, the same catalogue as without --beam")
@@ -467,22 +479,20 @@ def _predict(argv):
     parser = _predict_parser()
     args = parser.parse_args(argv)
     beam = _beam_choice(args, parser)
+    kw = dict(split=args.split, depth=args.depth, seed=args.seed, batch_size=args.batch_size,
+              latent=args.latent, overwrite=args.overwrite)
     if beam is not None:
         if args.fits_table is not None:
             parser.error("--beam reads datasets (--data); import FITS cutouts with "
                          "tfgal-data import-fits first")
         from tfgal.model import beam_predict
         with _quiet_beam(beam):
-            summary = beam_predict.predict(
-                args.model, args.out, data=args.data, split=args.split, depth=args.depth,
-                seed=args.seed, batch_size=args.batch_size, latent=args.latent, options=beam)
+            summary = beam_predict.predict(args.model, args.out, data=args.data, options=beam, **kw)
         print(json.dumps(summary, indent=2))
         return
     from tfgal.model import predict
-    summary = predict.predict(
-        args.model, args.out, data=args.data, fits_table=args.fits_table, split=args.split,
-        depth=args.depth, seed=args.seed, batch_size=args.batch_size, latent=args.latent,
-        progress=False if args.no_progress else None)
+    summary = predict.predict(args.model, args.out, data=args.data, fits_table=args.fits_table,
+                              progress=False if args.no_progress else None, **kw)
     print(json.dumps(summary, indent=2))
 
 

@@ -134,6 +134,8 @@ class TrainConfig:
     weight_decay_mode: str = _field("decoupled", choices=WEIGHT_DECAY_MODES)  # l2: PyTorch Adam's
     source_only_weight_decay: float = -1.0      # models without adaptation (< 0: weight_decay)
     patience: int = _non_negative(10)           # early stopping on validation loss
+    checkpoint_steps: int = _non_negative(0)    # also save the exact training state every
+    #                                             N steps, for long epochs (0: epoch ends only)
     precise_bn_batches: int = _non_negative(10)  # recompute BN statistics each epoch (0: off)
     class_weights: bool = True                  # weight_c = N / (n_classes * n_c)
     mixed_precision: bool = False               # mixed_float16 on GPU

@@ -6,7 +6,8 @@ index) so a user can find the bad input.
 """
 
 
-__all__ = ["TfgalError", "DataError", "ManifestError", "ConfigError", "ModelContractError"]
+__all__ = ["TfgalError", "DataError", "ManifestError", "ConfigError", "ModelContractError",
+           "OutputExists", "OutputBusy"]
 
 
 class TfgalError(Exception):
@@ -55,3 +56,29 @@ class ConfigError(TfgalError, ValueError):
 
 class ModelContractError(TfgalError, ValueError):
     """A model (SavedModel or Keras) that lacks the signature or shapes tfgal needs."""
+
+
+class OutputExists(TfgalError, FileExistsError):
+    """An output that already exists, refused because replacing it was not asked for.
+
+    Attributes:
+      path: the output (file or directory), as given.
+    """
+
+    def __init__(self, message, *, path=None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+
+class OutputBusy(TfgalError, RuntimeError):
+    """An output another live process is writing (`tfgal.locks.hold`).
+
+    Attributes:
+      path: the output, as given.
+      holder: the holder's info (pid, host, command, since), or None when unreadable.
+    """
+
+    def __init__(self, message, *, path=None, holder=None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+        self.holder = holder

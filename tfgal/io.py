@@ -1,5 +1,5 @@
 """Writing files so that nothing is half-written: one atomic writer, a directory publisher,
-and file digests.
+file digests, and the one rule for existing outputs (`refuse_existing`).
 
 Every file tfgal writes goes through `atomic_path`: the content is written to a temporary
 file in the destination's directory (same filesystem, so the rename is atomic) and renamed
@@ -20,8 +20,10 @@ import shutil
 import tempfile
 import uuid
 
+from tfgal.errors import OutputExists
+
 __all__ = ["atomic_path", "write_text", "write_json", "write_csv", "write_npz",
-           "publish_directory", "sha256_file", "update_sha256"]
+           "publish_directory", "sha256_file", "update_sha256", "refuse_existing"]
 
 BLOCK = 1 << 20
 
@@ -102,3 +104,29 @@ def update_sha256(digest, path):
 def sha256_file(path):
     """Hex SHA-256 of a file's bytes."""
     return update_sha256(hashlib.sha256(), path).hexdigest()
+
+
+def refuse_existing(path, overwrite, flag="--overwrite", *, names=None):
+    """Raises `OutputExists` (one line naming `path` and `flag`) when `path` holds an
+    output and `overwrite` is false; the output is left untouched.
+
+    A file is an output; a directory is one when it is not empty or, with `names`, when
+    it holds one of those entries (an empty or unrelated directory is then fine).
+    """
+    if overwrite:
+        return
+    shown = os.fspath(path)
+    if os.path.isdir(shown):
+        entries = os.listdir(shown)
+        if names is None:
+            if entries:
+                raise OutputExists(f"{shown} exists and is not empty; rerun with {flag} "
+                                   "to replace it", path=shown)
+            return
+        found = [n for n in names if n in entries]
+        if found:
+            raise OutputExists(f"{shown} already holds {' and '.join(found)}; rerun with "
+                               f"{flag} to replace {'them' if len(found) > 1 else 'it'}",
+                               path=shown)
+    elif os.path.lexists(shown):
+        raise OutputExists(f"{shown} exists; rerun with {flag} to replace it", path=shown)

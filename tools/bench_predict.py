@@ -44,8 +44,9 @@ def pipeline_rate(classifier, data, split, batch_size):
 
 def predict_rates(args, out):
     start = time.perf_counter()
+    # every round rewrites the same catalogue
     summary = predict_lib.predict(args.model, out, data=args.data, split=args.split,
-                                  batch_size=args.batch_size, progress=False)
+                                  batch_size=args.batch_size, progress=False, overwrite=True)
     total = time.perf_counter() - start
     return summary["galaxies_per_s"], summary["n_galaxies"] / total, summary
 

@@ -7,8 +7,8 @@ worker 0 is the chief and alone writes logs, checkpoints and the export.
     python tools/run_multiworker.py --workers 2 -- --config pipelines/quick.toml
 
 With `--restarts K`, a worker that dies is started again (up to K times in all), and
-rejoins from the last checkpoint through `BackupAndRestore`, as TensorFlow's
-multi-worker guide describes. Exits with the first non-zero worker status, else 0.
+rejoins from the chief's last saved training state (`tfgal.model.callbacks.TrainingState`),
+as TensorFlow's multi-worker guide describes for `BackupAndRestore`. Exits with the first non-zero worker status, else 0.
 """
 
 import argparse

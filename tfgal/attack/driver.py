@@ -23,7 +23,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from tfgal import io
+from tfgal import io, locks
 from tfgal.attack.bounds import resolve_value_range
 from tfgal.attack.one_pixel import OnePixelAttack
 from tfgal.attack.results import AttackResult
@@ -33,10 +33,11 @@ from tfgal.model import export
 from tfgal.progress import bar as progress_bar
 
 __all__ = ["AttackRun", "attack_galaxies", "attack_rows", "table", "attack_dataset",
-           "TABLE_NAME", "SUMMARY_NAME"]
+           "TABLE_NAME", "SUMMARY_NAME", "OUTPUT_NAMES"]
 
 TABLE_NAME = "attack.csv"
 SUMMARY_NAME = "attack.json"
+OUTPUT_NAMES = (SUMMARY_NAME, TABLE_NAME)  # what makes `out` an existing output
 LATENT_BATCH = 256  # images per model call when computing latents
 
 
@@ -240,12 +241,25 @@ def _pixel_columns(result, i, bands):
 
 
 def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
-                   noisy_depth="Y1", target="all", data_seed=0, progress=True, **settings):
+                   noisy_depth="Y1", target="all", data_seed=0, progress=True,
+                   overwrite=False, **settings):
     """`attack_galaxies`, then its table (``attack.csv``) and summary (``attack.json``) in
     `out`, each written atomically; returns the summary: `summarize`'s keys (``n_galaxies``
     loaded, ``n_correct`` attacked, ``n_misclassified`` skipped, ``settings.init``, ...) with
     the run's context (model, data, split, depths, target, speed, device, files, versions).
-    Misclassified galaxies have no row in ``attack.csv``."""
+    Misclassified galaxies have no row in ``attack.csv``.
+
+    `out` is locked for the run (`tfgal.locks`); one that already holds either file is
+    refused with `OutputExists` before the model loads, unless `overwrite`."""
+    with locks.hold(out):
+        io.refuse_existing(out, overwrite, names=OUTPUT_NAMES)
+        return _attack_dataset(model, data, out, split=split, n=n, base_depth=base_depth,
+                               noisy_depth=noisy_depth, target=target, data_seed=data_seed,
+                               progress=progress, **settings)
+
+
+def _attack_dataset(model, data, out, *, split, n, base_depth, noisy_depth, target,
+                    data_seed, progress, **settings):
     exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
     run = attack_galaxies(exported, data, split=split, n=n, base_depth=base_depth,
                           noisy_depth=noisy_depth, target=target, data_seed=data_seed,

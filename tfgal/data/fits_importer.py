@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from tfgal import progress, survey
+from tfgal import io, locks, progress, survey
 from tfgal.data import stretch as stretch_lib
 from tfgal.data.codec import check_image
 from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, SPLITS
@@ -53,6 +53,15 @@ def import_fits(table, out, *, depth=None, seed=0, split_fractions=(0.7, 0.1, 0.
     """
     table = os.path.abspath(os.fspath(table))
     depth = None if depth is None else survey.Depth.parse(depth)
+    # Locked and checked before reading the table: a busy or existing `out` is refused at once.
+    with locks.hold(out):
+        io.refuse_existing(out, overwrite)
+        return _import_fits(table, out, depth, seed, split_fractions, shard_size,
+                            compression, overwrite)
+
+
+def _import_fits(table, out, depth, seed, split_fractions, shard_size, compression,
+                 overwrite):
     rows = read_table(table)
     if "split" in rows:
         splits, split_from = rows["split"], "table column 'split'"
@@ -72,7 +81,7 @@ def import_fits(table, out, *, depth=None, seed=0, split_fractions=(0.7, 0.1, 0.
     shape, sample = first.shape, []
     with DatasetWriter(out, images={name: desc}, image_shape=shape,
                        shard_size=shard_size, compression=compression,
-                       overwrite=overwrite, source=table) as writer:
+                       overwrite=overwrite, source=table, lock=False) as writer:
         with progress.bar(len(splits), "import-fits", enabled=None) as bar:
             for row in range(len(splits)):
                 path = os.path.join(base, rows["file"][row])

@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from tfgal import io
+from tfgal import io, locks
 from tfgal.data.manifest import Manifest
 from tfgal.errors import ConfigError, DataError, ManifestError
 
@@ -221,7 +221,7 @@ def _draw(images, names, classes, ids, low, high, title, noiseless=True):
 
 
 def gallery(data, out, *, depth=DEFAULT_DEPTH, corruptions=None, seed=0, split=DEFAULT_SPLIT,
-            return_images=False):
+            return_images=False, overwrite=False):
     """Draws the corruption gallery of dataset `data` into PNG `out`; returns a summary.
 
     Args:
@@ -234,11 +234,19 @@ def gallery(data, out, *, depth=DEFAULT_DEPTH, corruptions=None, seed=0, split=D
       split: the split whose first galaxy of each class (file order) is shown.
       return_images: add "images" [corruptions, classes, severities, H, W, C] (stretched,
         as drawn before the display limits) to the summary.
+      overwrite: replace an existing `out` (else it is refused with `OutputExists` before
+        any work). `out` is locked while it is drawn (`tfgal.locks`).
 
     Returns dict(out, data, split, depth, seed, classes, galaxy_ids, corruptions,
     severities, image_size [H, W, C], display_range (low [C], high [C]), figure_px
     [width, height] of the PNG, `figure_size` times `DPI`).
     """
+    with locks.hold(out):
+        io.refuse_existing(out, overwrite)
+        return _gallery(data, out, depth, corruptions, seed, split, return_images)
+
+
+def _gallery(data, out, depth, corruptions, seed, split, return_images):
     from tfgal.data import pipeline
     manifest = _load(data)
     names = _names(manifest, corruptions)

@@ -22,14 +22,15 @@ import shutil
 import galsim
 
 import tfgal
-from tfgal import io, survey
+from tfgal import io, locks, survey
 from tfgal import progress as progress_lib
 from tfgal.data import pools, shards
 from tfgal.data import stretch
-from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, SPLITS, Manifest
+from tfgal.data.manifest import (CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, MANIFEST_NAME, SPLITS,
+                                  Manifest)
 from tfgal.data.mock_galaxies import STAMP_PIXELS, render_galaxy
 from tfgal.data.mock_params import MockParams, check_class_fractions, plan
-from tfgal.errors import ConfigError, DataError
+from tfgal.errors import ConfigError
 
 __all__ = ["GENERATOR_NAME", "render_many", "build", "merge", "file_jobs", "render_file"]
 
@@ -88,7 +89,8 @@ def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=No
       workers: rendering processes (None: all cores; 1: in this process).
       class_fractions: spiral, elliptical, merger fractions summing to 1 (None: balanced).
       shard_size: galaxies per record file; compression: "GZIP" or "".
-      overwrite: replace an existing dataset at `out`.
+      overwrite: replace an existing dataset at `out` (else a non-empty `out` is
+        refused with `OutputExists`).
       params: a `MockParams` (None: the defaults).
       progress: show a progress bar (galaxies done, rate) on stderr.
       shard: (I, N) to render only part I of N into `out` (for job arrays or several
@@ -118,25 +120,33 @@ def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=No
         from tfgal import beam as beam_lib
         beam_lib.require()  # before any rendering, with the extra named
     if shard is not None:
+        # No lock: the parts of one build run at once by design (job arrays), each
+        # writing only its own record files and part record, atomically, and a part run
+        # twice writes the same bytes. `merge`, which writes the rest, locks.
+        # A finished dataset there is an existing output: merging would replace it.
+        io.refuse_existing(out, overwrite, names=(MANIFEST_NAME,))
         _build_part(out, *shard, rows, settings, params, workers, progress)
         return None
-    out = os.path.abspath(os.fspath(out))
-    if os.path.exists(out) and os.listdir(out) and not overwrite:
-        raise DataError("output directory exists and is not empty (use overwrite)", path=out)
-    tmp = f"{out}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        if beam is None:
-            _build_part(tmp, 0, 1, rows, settings, params, workers, progress)
-        else:
-            from tfgal.data import beam_mock
-            beam_mock.build_part(tmp, file_jobs(rows, settings), settings, params,
-                                 options=beam, workers=workers, progress=progress)
-        merge(tmp)
-        io.publish_directory(tmp, out)
-    finally:
+    # The whole build holds the lock (Beam workers write into this driver's private
+    # temporary directory); the emptiness check runs under it, so two builds cannot
+    # both find `out` empty.
+    with locks.hold(out):
+        io.refuse_existing(out, overwrite)
+        out = os.path.abspath(os.fspath(out))
+        tmp = f"{out}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-    return Manifest.load(out)  # as every later reader sees it (JSON types)
+        try:
+            if beam is None:
+                _build_part(tmp, 0, 1, rows, settings, params, workers, progress)
+            else:
+                from tfgal.data import beam_mock
+                beam_mock.build_part(tmp, file_jobs(rows, settings), settings, params,
+                                     options=beam, workers=workers, progress=progress)
+            _merge(tmp)
+            io.publish_directory(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return Manifest.load(out)  # as every later reader sees it (JSON types)
 
 
 def _split_rows(rows):
@@ -198,7 +208,13 @@ def merge(out):
 
     Checks that every part is present and valid, then fits the stretch on the first
     (up to `stretch.STRETCH_SAMPLE`) training galaxies, exactly as an unsharded build does.
+    Holds `out`'s lock (`tfgal.locks`) meanwhile.
     """
+    with locks.hold(out):
+        return _merge(out)
+
+
+def _merge(out):
     settings, _ = shards.collect(out)
     params = MockParams.from_dict(settings["params"])
     rows = plan(settings["n_train"], settings["n_val"], settings["n_test"], settings["seed"],

@@ -30,7 +30,7 @@ import os
 
 import numpy as np
 
-from tfgal import progress, survey
+from tfgal import io, locks, progress, survey
 from tfgal.data import stretch as stretch_lib
 from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, SPLITS
 from tfgal.data.writer import DatasetWriter
@@ -253,6 +253,13 @@ def import_npy(source, out, *, stretch="auto", shard_size=DEFAULT_SHARD_SIZE,
     """
     if stretch not in STRETCH_CHOICES:
         raise ConfigError(f"unknown stretch {stretch!r}", key="stretch", valid=STRETCH_CHOICES)
+    # Locked and checked before reading the files: a busy or existing `out` is refused at once.
+    with locks.hold(out):
+        io.refuse_existing(out, overwrite)
+        return _import_npy(source, out, stretch, shard_size, compression, overwrite)
+
+
+def _import_npy(source, out, stretch, shard_size, compression, overwrite):
     files = open_npy(source)
     desc = {"Y10": survey.Y10, "Y1": survey.Y1}
     images = {name: {"noise": True, "depth": depth.to_json(), "units": "as published"}
@@ -262,7 +269,7 @@ def import_npy(source, out, *, stretch="auto", shard_size=DEFAULT_SHARD_SIZE,
     ranges = {}
     with DatasetWriter(out, images=images, image_shape=files.image_shape,
                        shard_size=shard_size, compression=compression,
-                       overwrite=overwrite, source=files.source) as writer:
+                       overwrite=overwrite, source=files.source, lock=False) as writer:
         with progress.bar(files.count, "import-npy", enabled=None) as bar:
             for split, galaxy_id, y10, y1, label in iter_npy(files):
                 row = galaxy_id - SPLIT_ID_OFFSETS[split]

@@ -60,51 +60,112 @@ def _manifest(data):
     return data if isinstance(data, Manifest) else Manifest.load(data)
 
 
-def serialized_dataset(manifest, split, *, shuffle=False, seed=0, input_context=None):
-    """Serialized examples of a split: file order, or shuffled (files and records)."""
+def serialized_dataset(manifest, split, *, input_context=None):
+    """Serialized examples of a split in file order (this input pipeline's share of it)."""
+    files, by_records = _pipeline_files(manifest, split, input_context)
+    ds = tf.data.Dataset.from_tensor_slices(files).flat_map(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=manifest.compression))
+    return ds.shard(*by_records) if by_records else ds
+
+
+def _pipeline_files(manifest, split, input_context):
+    """(this pipeline's shard files, (n, i) to shard records by, or None).
+
+    Shard by file when every pipeline gets one; else every pipeline reads all files and
+    keeps every n-th record (correct, but each reads everything: use smaller shards).
+    """
     files = manifest.files(split)
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    pipelines = input_context.num_input_pipelines if input_context is not None else 1
-    # Shard by file when every pipeline gets one; else every pipeline reads all files and
-    # keeps every n-th record (correct, but each reads everything: use smaller shards).
-    by_records = 1 < pipelines and len(files) < pipelines
-    if pipelines > 1 and not by_records:
-        ds = ds.shard(pipelines, input_context.input_pipeline_id)
-    compression = manifest.compression
-    if not shuffle:
-        # Evaluation reads in file order, so "the first n galaxies" means what it says.
-        ds = ds.flat_map(lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
-        return ds.shard(pipelines, input_context.input_pipeline_id) if by_records else ds
-    ds = ds.shuffle(len(files), seed=seeds.derive(seed, "files"), reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-        cycle_length=min(len(files), 4), num_parallel_calls=AUTOTUNE, deterministic=True)
+    n = input_context.num_input_pipelines if input_context is not None else 1
+    i = input_context.input_pipeline_id if input_context is not None else 0
+    if n == 1:
+        return files, None
+    if len(files) < n:
+        return files, (n, i)
+    return files[i::n], None
+
+
+def pipeline_count(manifest, split, input_context=None):
+    """How many galaxies of `split` this input pipeline reads (all of them without one)."""
+    counts = [int(entry["count"]) for entry in manifest.split(split)["files"]]
+    _, by_records = _pipeline_files(manifest, split, input_context)
     if by_records:
-        ds = ds.shard(pipelines, input_context.input_pipeline_id)
-    # Shuffling serialized strings is cheap; parsing waits until batches are formed.
-    return ds.shuffle(SHUFFLE_BUFFER, seed=seeds.derive(seed, "records"),
-                      reshuffle_each_iteration=True)
+        return len(range(by_records[1], sum(counts), by_records[0]))
+    if input_context is None or input_context.num_input_pipelines == 1:
+        return sum(counts)
+    n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+    return sum(counts[i::n])
+
+
+def _order(seed, p, w, n):
+    """A permutation of range(n), a function of (seed, pass p, block w) only."""
+    key = fold_in(tf.constant([seed, 0], tf.int64), p, w)
+    return tf.argsort(tf.random.stateless_uniform(tf.reshape(n, [1]), key))
+
+
+def _training_passes(one_pass, count, start, repeat, seed):
+    """Training elements, pass after pass from element `start` on, with their salts.
+
+    Every pass is a function of its index alone (`one_pass(p)`: its order; the salt of
+    its i-th element is its place in the stream, ``p * count + i + 1``, from which the
+    galaxy's noise, drawn depth, corruption and symmetry are seeded), never of how many
+    iterators came before: a run resumed at element `start` sees exactly the stream an
+    uninterrupted one sees there.
+
+    Without `repeat` (one pass an iteration, as a Keras fit over a finite dataset
+    iterates it every epoch) each iteration draws its pass at random instead: fresh every
+    epoch, but not resumable; `tfgal-train` repeats.
+    """
+    def salted(p):  # > 0: salt 0 is the evaluation draw
+        return one_pass(p).enumerate().map(lambda i, e: (e, p * count + i + 1))
+    if not repeat:
+        passes = tf.data.Dataset.random(seed=seeds.derive(seed, "pass"),
+                                        rerandomize_each_iteration=True).take(1)
+        return passes.map(lambda r: r % 1_000_003).flat_map(salted)
+    first, skip = divmod(int(start), max(int(count), 1))
+    ds = tf.data.Dataset.range(first, np.iinfo(np.int64).max).flat_map(salted)
+    return ds.skip(skip) if skip else ds
 
 
 def records_dataset(manifest, split, **kwargs):
-    """Parsed galaxies of a split, one dict (images by name, label, galaxy_id) each."""
+    """Parsed galaxies of a split in file order, one dict (images by name, label,
+    galaxy_id) each."""
     return serialized_dataset(manifest, split, **kwargs).map(
         make_parser(manifest), num_parallel_calls=AUTOTUNE)
 
 
-def _with_salt(ds, training, seed):
-    """Pairs elements with an int64 salt: fresh per iteration when training, else 0."""
-    if training:
-        salts = tf.data.Dataset.random(seed=seeds.derive(seed, "salt"),
-                                       rerandomize_each_iteration=True)
-        return tf.data.Dataset.zip(ds, salts)
-    return ds.map(lambda e: (e, tf.constant(0, tf.int64)))
+def _shuffled_records(manifest, split, seed, input_context, start, repeat):
+    """(serialized example, salt) of a training stream from element `start` on.
+
+    Each pass reads this pipeline's shards in an order of its own, interleaved, and
+    permutes them in blocks of SHUFFLE_BUFFER records (a shuffle buffer's reach, without
+    its hidden state).
+    """
+    files, by_records = _pipeline_files(manifest, split, input_context)
+    cycle = min(len(files), 4)
+    files = tf.constant(files)
+    compression = manifest.compression
+    file_seed, block_seed = seeds.derive(seed, "files"), seeds.derive(seed, "records")
+
+    def one_pass(p):
+        ds = tf.data.Dataset.from_tensor_slices(
+            tf.gather(files, _order(file_seed, p, 0, tf.size(files))))
+        ds = ds.interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+            cycle_length=cycle,
+            num_parallel_calls=AUTOTUNE, deterministic=True)
+        if by_records:
+            ds = ds.shard(*by_records)
+        ds = ds.batch(SHUFFLE_BUFFER).enumerate()
+        return ds.flat_map(lambda w, block: tf.data.Dataset.from_tensor_slices(
+            tf.gather(block, _order(block_seed, p, w + 1, tf.size(block)))))
+    return _training_passes(one_pass, pipeline_count(manifest, split, input_context), start,
+                            repeat, seed)
 
 
 def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, seed=0,
                  augment_images=None, noise_mode="fast", stretch=None, input_context=None,
                  with_ids=False, drop_remainder=None, repeat=False, depth_range=None,
-                 fresh_noise=True, corruption=None, limit=None, cache=False):
+                 fresh_noise=True, corruption=None, limit=None, cache=False, start=0):
     """Batches of stretched images of `split` observed at `depth`.
 
     Args:
@@ -112,8 +173,10 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
       split: "train", "val" or "test".
       depth: "Y10", "Y1", years, a `survey.Depth`, or "noiseless" (mock data only).
       batch_size: global batch size; divided per replica when `input_context` is given.
-      training: shuffle (seeded, fresh each iteration), fresh noise each iteration,
-        augment (unless `augment_images` is False), drop the last partial batch.
+      training: shuffle (a new order every pass over the split), fresh noise every pass,
+        augment (unless `augment_images` is False), drop the last partial batch. Every
+        random draw is addressed by position in the stream (pass, index), never by the
+        iterator's history: see `start`.
       seed: root seed of noise, shuffling and augmentation.
       noise_mode: "fast" or "exact" (see `tfgal.noise`).
       stretch: stretch params overriding the manifest's.
@@ -132,6 +195,9 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
       cache: hold the split in memory. Training: read once, reshuffled whole each epoch
         (with fixed noise and no corruption, observed once too; see `_memory_stream`).
         Evaluation: the observed batches, replayed by later iterations.
+      start: repeating training streams only: the first batch to yield, counted from the
+        stream's beginning across passes (a resumed run's global step). The stream from there is
+        the one an iterator started at 0 yields after `start` batches, bit for bit.
     """
     if limit is not None and training:
         raise ValueError("limit is for evaluation streams (file order), not training")
@@ -147,10 +213,13 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
         depth_range=depth_range, fresh_noise=fresh_noise, corruption=corruption)
     per_replica = (input_context.get_per_replica_batch_size(batch_size)
                    if input_context is not None else batch_size)
+    if start and not (training and repeat):
+        raise ValueError("start is for repeating training streams (repeat=True)")
     if memory:
         return _memory_stream(manifest, split, observation, fixed=fixed, seed=seed,
                               batch_size=per_replica, repeat=repeat, with_ids=with_ids,
-                              augment_seed=augment_seed, input_context=input_context)
+                              augment_seed=augment_seed, input_context=input_context,
+                              start=start)
     sweep = corruption is not None and bool(corruption.sweep_levels)
 
     def finish(serialized, salts, severity=None):
@@ -159,12 +228,15 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
             return images, labels
         out = _observed(images, labels, ids, exposure)
         return out if level is None else {**out, "severity": level}
-    ds = serialized_dataset(manifest, split, shuffle=training, seed=seed,
-                            input_context=input_context)
     count = manifest.count(split)
-    if limit is not None:
-        ds, count = ds.take(int(limit)), min(count, int(limit))
-    ds = _with_salt(ds, training, seed)
+    if training:
+        ds = _shuffled_records(manifest, split, seed, input_context, start * per_replica,
+                               repeat)
+    else:
+        ds = serialized_dataset(manifest, split, input_context=input_context)
+        if limit is not None:
+            ds, count = ds.take(int(limit)), min(count, int(limit))
+        ds = ds.map(lambda e: (e, tf.constant(0, tf.int64)))
     if sweep:
         if training:
             raise ValueError("a corruption sweep is for evaluation, not training")
@@ -173,7 +245,7 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
             tf.constant(corruption.sweep_levels, tf.int32))
         ds = levels.flat_map(lambda s: base.map(lambda e, salt: (e, salt, s)))
         count *= len(corruption.sweep_levels)
-    if repeat:
+    if repeat and not training:
         ds = ds.repeat()
     drop = training if drop_remainder is None else drop_remainder
     ds = ds.batch(per_replica, drop_remainder=drop)
@@ -187,9 +259,9 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
 
 
 def _memory_stream(manifest, split, observation, *, fixed, seed, batch_size, repeat,
-                   with_ids, augment_seed, input_context):
+                   with_ids, augment_seed, input_context, start=0):
     """Training batches from memory: the split is read (and, with `fixed` noise, observed)
-    once in file order, then reshuffled whole every epoch.
+    once in file order, held as one batch, then drawn in a new order every pass.
 
     Where the pipeline shares two cores with the step, reading and decompressing the
     shards and drawing the noise took most of the gap to a plain Keras fit
@@ -203,12 +275,17 @@ def _memory_stream(manifest, split, observation, *, fixed, seed, batch_size, rep
             serialized, tf.zeros(tf.shape(serialized), tf.int64))[:4]))
     else:
         ds = ds.map(make_batch_parser(manifest, [observation.image_key]))
-    ds = ds.unbatch().cache()
-    count = manifest.count(split)
-    ds = ds.shuffle(count, seed=seeds.derive(seed, "records"), reshuffle_each_iteration=True)
-    ds = _with_salt(ds, True, seed)
-    if repeat:
-        ds = ds.repeat()
+    count = pipeline_count(manifest, split, input_context)
+    # One element, the whole split, cached. The batch of two asks the cache for its end
+    # at once: a stream dropped during its first pass then keeps a complete cache.
+    whole = ds.unbatch().batch(count).cache().batch(2)
+    order_seed = seeds.derive(seed, "records")
+
+    def one_pass(p):
+        return whole.flat_map(lambda split_arrays: tf.data.Dataset.from_tensor_slices(
+            _order(order_seed, p, 0, count)).map(
+                lambda i: {k: v[0, i] for k, v in split_arrays.items()}))
+    ds = _training_passes(one_pass, count, start * batch_size, repeat, seed)
     ds = ds.batch(batch_size, drop_remainder=True)
 
     def finish(element, salts):
@@ -241,8 +318,10 @@ def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
     labels are dropped here: nothing downstream can read them.
     `source_depth_range`, `source_corruption`: `make_dataset`'s `depth_range` and
     `corruption`, for the source stream only (depth augmentation, the corruption defence);
-    other keywords go to both streams.
+    other keywords go to both streams (`start` included: both are at the same step).
     """
+    if training and not kwargs.get("repeat"):
+        kwargs["repeat"] = False  # one pass of the source; the target then repeats
     source = make_dataset(data, split, source_depth, batch_size=batch_size, training=training,
                           seed=seed, depth_range=source_depth_range,
                           corruption=source_corruption, **kwargs)

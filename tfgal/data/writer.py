@@ -3,18 +3,20 @@
 Writes are atomic: a record file is written beside its destination and renamed onto it
 when complete (`tfgal.io.atomic_path`); a dataset is built in a temporary sibling
 directory and renamed into place only when complete, so a killed run leaves nothing
-that looks like a dataset.
+that looks like a dataset. One writer at a time: `DatasetWriter` holds the dataset's lock
+(`tfgal.locks`) while it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
 
 import numpy as np
 
-from tfgal import io, survey
+from tfgal import io, locks, survey
 from tfgal.data.codec import check_image, serialize_example
 from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, Manifest, split_table
 from tfgal.errors import DataError
@@ -65,17 +67,19 @@ class DatasetWriter:
       class_names: label names; labels are indices into it.
       shard_size: galaxies per shard.
       compression: "GZIP" or "" (none).
-      overwrite: replace an existing dataset at `out_dir`.
+      overwrite: replace an existing dataset at `out_dir` (else a non-empty `out_dir` is
+        refused with `OutputExists`).
+      lock: hold `out_dir`'s lock (`tfgal.locks`) in the block; False when the caller
+        already holds it (a second hold in one process is refused too).
     """
 
     def __init__(self, out_dir, *, images, image_shape=(100, 100, len(survey.BANDS)),
                  class_names=CLASS_NAMES, bands=survey.BANDS,
                  pixel_scale_arcsec=survey.PIXEL_SCALE_ARCSEC, shard_size=DEFAULT_SHARD_SIZE,
-                 compression="GZIP", overwrite=False, source=None):
-        self.out_dir = os.path.abspath(os.fspath(out_dir))
-        if os.path.exists(self.out_dir) and os.listdir(self.out_dir) and not overwrite:
-            raise DataError("output directory exists and is not empty (use overwrite)",
-                            path=self.out_dir)
+                 compression="GZIP", overwrite=False, source=None, lock=True):
+        self._named = os.fspath(out_dir)  # as the user named it, for messages
+        self.out_dir = os.path.abspath(self._named)
+        io.refuse_existing(self._named, overwrite)  # early; again under the lock on entry
         if compression not in ("", "GZIP"):
             raise DataError(f"compression must be 'GZIP' or ''; received {compression!r}")
         if shard_size < 1:
@@ -89,22 +93,37 @@ class DatasetWriter:
         self.compression = compression
         self.overwrite = overwrite
         self.source = source  # shown in error messages (e.g. the input file)
+        self.lock = lock
         self._tmp = None
+        self._held = None  # the lock's ExitStack while in the block
         self._rows = {}  # split -> list of serialized examples pending for the open shard
         self._shards = {}  # split -> list of finished shard entries
         self._counts = {}
         self._ids = set()
 
     def __enter__(self):
-        parent = os.path.dirname(self.out_dir)
-        os.makedirs(parent, exist_ok=True)
-        self._tmp = os.path.join(parent, f".{os.path.basename(self.out_dir)}.tmp-{uuid.uuid4().hex[:8]}")
-        os.makedirs(self._tmp)
+        # One writer per dataset (`tfgal.locks`), held until the block ends; checked
+        # empty again under the lock, so two writers cannot both find it empty.
+        with contextlib.ExitStack() as stack:
+            if self.lock:
+                stack.enter_context(locks.hold(self._named))
+            io.refuse_existing(self._named, self.overwrite)
+            parent = os.path.dirname(self.out_dir)
+            os.makedirs(parent, exist_ok=True)
+            self._tmp = os.path.join(
+                parent, f".{os.path.basename(self.out_dir)}.tmp-{uuid.uuid4().hex[:8]}")
+            os.makedirs(self._tmp)
+            self._held = stack.pop_all()
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if self._tmp and os.path.exists(self._tmp):
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        try:
+            if self._tmp and os.path.exists(self._tmp):
+                shutil.rmtree(self._tmp, ignore_errors=True)
+        finally:
+            if self._held is not None:
+                self._held.close()
+                self._held = None
         return False
 
     def add(self, split, images, label, galaxy_id, *, index=None):

@@ -5,9 +5,10 @@ Reads datasets from the data wing; the attack and study wings read what it expor
     architectures  encoders (ConvNet, ResNet18) to a latent bottleneck, a linear head
     losses         MMD, Fisher and entropy terms on latent embeddings
     adaptation     MorphologyModel: class-weighted CE plus the adaptation terms
-    callbacks      NaN stop, restore-only backups, precise batch norm, resumable stopping
+    callbacks      NaN stop, the exact training state, precise batch norm, resumable stopping
     tensorboard    example galaxies and the latent projector for TensorBoard
     training       tfgal-train: a config in, a trained and exported classifier out
+    run_dir        a run's directory: resume it, start it over, or say it is finished
     final_eval     its final evaluation: per-galaxy predictions saved for the study to reuse
     export         the SavedModel contract: export_saved_model, load, ExportedClassifier
     predict        tfgal-predict: an exported model over a dataset or FITS cutouts -> a catalogue

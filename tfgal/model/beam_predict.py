@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from tfgal import beam as beam_lib
+from tfgal import io, locks
 from tfgal.data import pipeline
 from tfgal.data.manifest import Manifest
 from tfgal.errors import ConfigError
@@ -106,14 +107,14 @@ def _write(rows, out, names, label_names, meta, latent):
 
 
 def predict(model, out, *, data, split=local.DEFAULT_SPLIT, depth=None, seed=0,
-            batch_size=local.DEFAULT_BATCH_SIZE, latent=False, options=True):
+            batch_size=local.DEFAULT_BATCH_SIZE, latent=False, options=True, overwrite=False):
     """`tfgal.model.predict.predict` of a dataset split, run on Apache Beam.
 
     Args:
       options: True for the local DirectRunner (one in-process worker; TensorFlow uses
         the cores), or Beam flags (a string or a list) that replace those defaults.
-      the others: as `tfgal.model.predict.predict` (FITS tables are not read on Beam:
-        import them with ``tfgal-data import-fits`` first).
+      the others: as `tfgal.model.predict.predict`, `overwrite` included (FITS tables are
+        not read on Beam: import them with ``tfgal-data import-fits`` first).
     Returns:
       the local path's summary dict, read back from the written catalogue, plus
       "runner".
@@ -123,6 +124,14 @@ def predict(model, out, *, data, split=local.DEFAULT_SPLIT, depth=None, seed=0,
     if data is None:
         raise ConfigError("--beam classifies a dataset (--data); import FITS cutouts with "
                           "tfgal-data import-fits first", key="data")
+    # The driver holds the catalogue's lock: Beam's one "write" step is its only writer.
+    with locks.hold(out):
+        io.refuse_existing(out, overwrite)
+        return _predict(beam, model, out, fmt, data=data, split=split, depth=depth,
+                        seed=seed, batch_size=batch_size, latent=latent, options=options)
+
+
+def _predict(beam, model, out, fmt, *, data, split, depth, seed, batch_size, latent, options):
     p = beam_lib.new_pipeline(None if options is True else options, DIRECT_DEFAULTS)
     started = time.perf_counter()
     classifier, name, version = local.load_model(model)

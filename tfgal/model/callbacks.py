@@ -1,9 +1,10 @@
-"""Training callbacks: a NaN stop, restore-only backups for non-chief workers, precise
+"""Training callbacks: a NaN stop, the exact training state saved for a resume, precise
 batch norm, and early stopping whose state survives a resumed run."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import time
@@ -13,9 +14,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgal import io
 from tfgal.errors import TfgalError
 
-__all__ = ["TrainingDiverged", "NaNGuard", "EpochTimer", "RestoreOnly", "recalibrate_batch_norm",
+__all__ = ["TrainingDiverged", "NaNGuard", "EpochTimer", "TrainingState", "state_arrays",
+           "save_state",
+           "load_state", "restore_state", "RestoreMetrics", "recalibrate_batch_norm",
            "PreciseBatchNorm", "ResumableEarlyStopping", "best_and_wait"]
 
 
@@ -26,18 +30,22 @@ class TrainingDiverged(TfgalError, RuntimeError):
 class NaNGuard(keras.callbacks.Callback):
     """Aborts on a NaN/inf loss before the epoch ends, so no checkpoint holds bad weights."""
 
-    def __init__(self):
+    def __init__(self, first_step=0):
         super().__init__()
-        self.epoch = 0
+        self.epoch = None
+        self.offset = first_step  # a resumed epoch's batches are counted from there
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.epoch is not None:
+            self.offset = 0
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingDiverged(
-                f"loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}; "
+                f"loss became {float(loss)} at epoch {self.epoch + 1}, batch "
+                f"{self.offset + batch + 1}; "
                 "training stopped, the last good checkpoints are kept. Lower "
                 "train.learning_rate or the loss weights and rerun the same command to resume.")
 
@@ -74,19 +82,114 @@ def _last_value(history_path, column):
     return float(values[-1]) if values and values[-1] not in (None, "") else 0.0
 
 
-class RestoreOnly(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore for non-chief workers: restores from the chief's backup, never writes.
+STATE = "state.npz"        # the exact training state (one file, replaced atomically)
+POSITION = "position.json"  # its epoch and step, for people and watchers
 
-    Every worker must resume from the same epoch and weights after a restart; only the
-    chief writes (the backup directory must be on a filesystem all workers see).
-    Overrides Keras' private ``_save_model`` (checked by tests/test_keras_contract.py).
+
+def _state_groups(model):
+    """Every variable the rest of a run depends on, by group, in a fixed order: weights,
+    batch-norm statistics and dropout seeds; the optimizer's slots, step counter and loss
+    scale; and the running sums of the epoch's metrics."""
+    return {"model": model.variables, "optimizer": model.optimizer.variables,
+            "metrics": model.metrics_variables}
+
+
+def state_arrays(model):
+    """The values of the training state's variables, by key. Every worker of a
+    multi-worker run must call it together: metric sums are all-reduced when read."""
+    return {f"{group}/{i:05d}": tf.convert_to_tensor(v.value).numpy()
+            for group, variables in _state_groups(model).items()
+            for i, v in enumerate(variables)}
+
+
+def save_state(directory, model, epoch, step, arrays=None):
+    """Writes the training state after `step` steps of epoch `epoch` (0-based; step 0:
+    the epoch has not begun) to ``directory/state.npz``, atomically."""
+    arrays = dict(state_arrays(model) if arrays is None else arrays)
+    meta = {"epoch": int(epoch), "step": int(step)}
+    arrays["meta"] = np.array(json.dumps(meta))
+    io.write_npz(os.path.join(directory, STATE), arrays)
+    io.write_json(os.path.join(directory, POSITION), meta)
+
+
+def load_state(directory):
+    """(meta, {group: [arrays]}) of a saved training state, or None when there is none."""
+    path = os.path.join(directory, STATE)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as f:
+        meta = json.loads(str(f["meta"]))
+        groups = {}
+        for key in sorted(k for k in f.files if k != "meta"):
+            group = key.split("/")[0]
+            groups.setdefault(group, []).append(f[key])
+    return meta, groups
+
+
+def restore_state(model, groups, names=("model", "optimizer")):
+    """Assigns saved arrays to the model's variables (see `_state_groups`); a state saved
+    by another model is refused, naming the first variable that differs."""
+    current = _state_groups(model)
+    for group in names:
+        variables, arrays = current[group], groups.get(group, [])
+        if len(variables) != len(arrays):
+            raise TfgalError(f"the saved training state has {len(arrays)} {group} "
+                             f"variables, this model {len(variables)}: not this run's state")
+        for v, value in zip(variables, arrays):
+            if tuple(v.shape) != value.shape:
+                raise TfgalError(f"the saved training state's {group} variable {v.path} has "
+                                 f"shape {value.shape}, the model's {tuple(v.shape)}")
+            v.assign(value)
+
+
+class TrainingState(keras.callbacks.Callback):
+    """Saves the exact training state at the end of every epoch and, with `every`, every
+    `every` steps within one, so that a resumed run continues the very same computation.
+
+    `first_step`: the step the first epoch of this fit starts at (a resumed epoch).
+    `write`: False on non-chief workers, which restore the chief's state but never write.
     """
 
-    def _save_model(self):
-        pass
+    def __init__(self, directory, steps_per_epoch, *, every=0, first_step=0, write=True):
+        super().__init__()
+        self.directory = directory
+        self.steps_per_epoch = steps_per_epoch
+        self.every = every
+        self.offset = first_step
+        self.write = write
+        self.epoch = None
 
-    def on_train_end(self, logs=None):
-        pass
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.epoch is not None:
+            self.offset = 0
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.offset + batch + 1
+        if self.every and step % self.every == 0 and step < self.steps_per_epoch:
+            self._save(self.epoch, step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save(epoch + 1, 0)
+
+    def _save(self, epoch, step):
+        arrays = state_arrays(self.model)  # on every worker: reading may all-reduce
+        if self.write:
+            save_state(self.directory, self.model, epoch, step, arrays)
+
+
+class RestoreMetrics(keras.callbacks.Callback):
+    """Puts a mid-epoch state's running metric sums back after Keras has reset them at the
+    start of the resumed epoch: its logged means then cover the whole epoch."""
+
+    def __init__(self, arrays):
+        super().__init__()
+        self.arrays = arrays
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.arrays is not None:
+            restore_state(self.model, {"metrics": self.arrays}, names=("metrics",))
+            self.arrays = None
 
 
 # Built once per encoder, not once per epoch; kept off the encoder, whose tracked
@@ -142,14 +245,21 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     """Recalibrates batch-norm statistics after the last step of every epoch, before
     validation and checkpoints see the model."""
 
-    def __init__(self, batches_fn, steps_per_epoch):
+    def __init__(self, batches_fn, steps_per_epoch, first_step=0):
         super().__init__()
-        self.batches_fn = batches_fn  # () -> iterable of image batches
+        self.batches_fn = batches_fn  # epoch -> iterable of image batches
         self.steps_per_epoch = steps_per_epoch
+        self.offset = first_step
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.epoch is not None:
+            self.offset = 0
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if batch == self.steps_per_epoch - 1:
-            recalibrate_batch_norm(self.model.encoder, self.batches_fn())
+        if self.offset + batch == self.steps_per_epoch - 1:
+            recalibrate_batch_norm(self.model.encoder, self.batches_fn(self.epoch))
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

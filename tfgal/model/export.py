@@ -50,14 +50,32 @@ def library_versions():
 
 
 def fingerprint(path):
-    """Digest of a SavedModel's graph and variables (not its assets): what its outputs
+    """Digest of a SavedModel's variables and signatures (not its assets): what its outputs
     depend on, so what anything computed from them (a study's stages, saved predictions)
-    must be keyed by."""
-    h = hashlib.sha256()
-    for root, _, files in sorted(os.walk(path)):
-        for name in sorted(files):
-            if name.endswith(".pb") or root.endswith("variables"):
-                io.update_sha256(h, os.path.join(root, name))
+    must be keyed by.
+
+    It reads values, not files: Keras lists an export's variables in an order that varies
+    from one process to the next, so the same weights make other bytes. Each variable's
+    dtype, shape and values are digested, and the sorted digests hashed with the
+    signatures: the same weights give the same fingerprint, whichever process wrote them.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+    reader = tf.train.load_checkpoint(os.path.join(os.fspath(path), "variables", "variables"))
+    digests = []
+    for key in reader.get_variable_to_shape_map():
+        if key == "_CHECKPOINTABLE_OBJECT_GRAPH":
+            continue
+        value = np.asarray(reader.get_tensor(key))
+        digests.append(hashlib.sha256(
+            f"{value.dtype}{value.shape}".encode() + value.tobytes()).hexdigest())
+    h = hashlib.sha256("".join(sorted(digests)).encode())
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(os.fspath(path), "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    for graph in saved.meta_graphs:
+        for name in sorted(graph.signature_def):
+            h.update(name.encode())
+            h.update(graph.signature_def[name].SerializeToString(deterministic=True))
     return h.hexdigest()[:16]
 
 

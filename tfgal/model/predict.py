@@ -45,7 +45,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfgal import io, survey
+from tfgal import io, locks, survey
 from tfgal import progress as _progress
 from tfgal.data import fits_importer, pipeline
 from tfgal.data import stretch as stretch_lib
@@ -352,7 +352,8 @@ def write_catalogue(table, path):
 
 
 def predict(model, out, *, data=None, fits_table=None, split=DEFAULT_SPLIT, depth=None,
-            seed=0, batch_size=DEFAULT_BATCH_SIZE, latent=False, progress=None):
+            seed=0, batch_size=DEFAULT_BATCH_SIZE, latent=False, progress=None,
+            overwrite=False):
     """Classifies a dataset split (`data`) or the FITS cutouts of a table (`fits_table`)
     with the exported `model` and writes the catalogue `out` (an extension of `FORMATS`).
 
@@ -361,6 +362,8 @@ def predict(model, out, *, data=None, fits_table=None, split=DEFAULT_SPLIT, dept
       depth, seed: noise of noiseless datasets (see `dataset_source`); unused for FITS.
       latent: add each galaxy's latent vector.
       progress: True, False, or None (a bar on stderr only when it is a terminal).
+      overwrite: replace an existing `out` (else it is refused with `OutputExists` before
+        the model loads). `out` is locked while it is written (`tfgal.locks`).
     Returns:
       a summary dict: galaxies, seconds (data, model and writing; model loading apart),
       galaxies per second, the output, the model's name and version, predicted classes.
@@ -369,25 +372,27 @@ def predict(model, out, *, data=None, fits_table=None, split=DEFAULT_SPLIT, dept
     if (data is None) == (fits_table is None):
         raise ConfigError("give exactly one of data (a dataset directory) and fits_table "
                           "(a table of FITS cutouts)", key="data", valid=["data", "fits_table"])
-    started = time.perf_counter()
-    classifier, name, version = load_model(model)
-    names = class_names(classifier)
-    loaded = time.perf_counter()
-    if data is not None:
-        source = dataset_source(classifier, data, split, depth=depth, seed=seed,
-                                batch_size=batch_size)
-    else:
-        source = fits_source(classifier, fits_table, split, batch_size=batch_size)
-    parts = []
-    with source.guard(), _progress.bar(source.count, "predict", enabled=progress) as bar:
-        for part in predict_batches(classifier, source.batches, latent=latent):
-            parts.append(part)
-            bar.update(len(part["galaxy_id"]))
-    meta = _meta(classifier, name, version, source.meta)
-    table = catalogue(parts, names, label_names=source.label_names, meta=meta)
-    path = write_catalogue(table, out)
-    seconds = time.perf_counter() - loaded
-    return _summary(table, names, path, fmt, seconds, loaded - started, table.meta)
+    with locks.hold(out):
+        io.refuse_existing(out, overwrite)
+        started = time.perf_counter()
+        classifier, name, version = load_model(model)
+        names = class_names(classifier)
+        loaded = time.perf_counter()
+        if data is not None:
+            source = dataset_source(classifier, data, split, depth=depth, seed=seed,
+                                    batch_size=batch_size)
+        else:
+            source = fits_source(classifier, fits_table, split, batch_size=batch_size)
+        parts = []
+        with source.guard(), _progress.bar(source.count, "predict", enabled=progress) as bar:
+            for part in predict_batches(classifier, source.batches, latent=latent):
+                parts.append(part)
+                bar.update(len(part["galaxy_id"]))
+        meta = _meta(classifier, name, version, source.meta)
+        table = catalogue(parts, names, label_names=source.label_names, meta=meta)
+        path = write_catalogue(table, out)
+        seconds = time.perf_counter() - loaded
+        return _summary(table, names, path, fmt, seconds, loaded - started, table.meta)
 
 
 def _meta(classifier, name, version, source_meta):

@@ -4,20 +4,29 @@ Run layout (``log.dir``, default ``runs/<name>``)::
 
     config.json      the resolved config (a resumed run must match it)
     history.csv      per-epoch metrics (appended across resumes)
-    backup/          BackupAndRestore state: a killed run resumes from its last epoch
+    backup/          the exact training state (`callbacks.TrainingState`) at the last epoch
+                     end, or every ``train.checkpoint_steps`` steps: a killed run resumes
+                     there and ends exactly where an uninterrupted one would
     best.weights.h5  the best validation checkpoint
     train/ validation/ examples/ projector/ hparams/   TensorBoard logs
     summary.json     final metrics on val and test at both depths
     predictions.npz  the final evaluation's per-galaxy outputs (`tfgal.model.final_eval`)
 
 The SavedModel goes to ``export.dir`` (default ``saved_models/<name>``). Under
-multi-worker training only the chief writes these; other workers write to temporary
-directories that are removed.
+multi-worker training only the chief writes these (and locks them: `tfgal.locks`); other
+workers write to temporary directories that are removed.
+
+Resuming is exact: every random draw of the input streams is addressed by its position
+(`tfgal.data.pipeline`, ``start``), and the state saved holds every variable the rest of
+the run depends on (weights, batch-norm statistics, dropout seeds, the optimizer's slots
+and step, a resumed epoch's running metric sums), so a run killed anywhere and run again
+ends with the history and the weights of a run never interrupted. A finished run is not
+trained again unless asked (``overwrite``).
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfgal import io
+from tfgal import io, locks
 from tfgal import config as config_lib, seeds
 from tfgal import data as data_wing
 from tfgal.data import pipeline
@@ -38,19 +47,15 @@ from tfgal.errors import ConfigError, DataError
 from tfgal.model import adaptation, architectures, callbacks as callbacks_lib, export
 from tfgal.model import final_eval
 from tfgal.model import tensorboard
+from tfgal.model.run_dir import (BACKUP, BEST, CONFIG, HISTORY, PREDICTIONS, SUMMARY,
+                                 history_rows, prepare_run_dir, resumable, truncate_history)
 
 __all__ = ["train", "ensure_dataset", "build_model", "jit_compile", "class_weights",
            "make_strategy", "is_chief", "datasets", "learning_rate", "weight_decay",
            "source_depth_range",
-           "prepare_run_dir", "evaluate_depths", "history_rows", "export_assets", "SUMMARY",
+           "prepare_run_dir", "resumable", "evaluate_depths", "history_rows", "export_assets",
+           "SUMMARY",
            "BACKUP", "CONFIG", "HISTORY", "BEST", "PREDICTIONS"]
-
-BACKUP = "backup"
-BEST = "best.weights.h5"
-HISTORY = "history.csv"
-SUMMARY = "summary.json"
-CONFIG = "config.json"
-PREDICTIONS = final_eval.PREDICTIONS
 
 
 def ensure_dataset(data_cfg, seed):
@@ -187,8 +192,9 @@ def build_model(cfg, manifest, weights, steps_per_epoch=1):
     return model
 
 
-def datasets(cfg, manifest, strategy):
-    """(training, validation) datasets of a config, distributed when `strategy` asks."""
+def datasets(cfg, manifest, strategy, start=0):
+    """(training, validation) datasets of a config, distributed when `strategy` asks; the
+    training stream begins at global step `start` (a resumed run's)."""
     data_cfg, train_cfg = cfg.data, cfg.train
     common = dict(batch_size=train_cfg.batch_size, seed=cfg.seed,
                   noise_mode=data_cfg.noise_mode)
@@ -199,7 +205,7 @@ def datasets(cfg, manifest, strategy):
             training=True, augment_images=data_cfg.augment, repeat=True,
             input_context=ctx, fresh_noise=data_cfg.fresh_noise, cache=data_cfg.cache,
             source_depth_range=source_depth_range(cfg),
-            source_corruption=source_corruption(cfg), **common)
+            source_corruption=source_corruption(cfg), start=start, **common)
 
     def val_fn(ctx=None):
         return pipeline.make_paired_dataset(
@@ -228,63 +234,45 @@ def _steps_per_epoch(cfg, manifest):
     return steps
 
 
-def prepare_run_dir(run_dir, cfg):
-    """Creates the run directory; a resumed run must have been started with this config."""
-    os.makedirs(run_dir, exist_ok=True)
-    saved = os.path.join(run_dir, CONFIG)
-    resuming = os.path.isdir(os.path.join(run_dir, BACKUP))
-    if resuming and os.path.exists(saved):
-        with open(saved) as f:
-            previous = json.load(f)
-        if previous != cfg.to_dict():
-            raise ConfigError(
-                f"{run_dir} holds an interrupted run with another config; rerun with the "
-                "same config to resume, or pick another --logdir", key="log.dir")
-    elif not resuming:
-        for name in (HISTORY, SUMMARY, BEST, PREDICTIONS):  # a finished or fresh run starts over
-            path = os.path.join(run_dir, name)
-            if os.path.exists(path):
-                os.remove(path)
-    io.write_json(saved, cfg.to_dict())
-    return resuming
-
-
 def _calibration_batches(cfg, manifest, model):
-    """() -> image batches as training feeds them (source, plus target when the model uses
-    it; source depths drawn as in training under depth augmentation)."""
+    """epoch -> image batches as training feeds them (source, plus target when the model
+    uses it; source depths drawn as in training under depth augmentation): the epoch's
+    own batches of one stream, whichever process asks."""
     data_cfg = cfg.data
-    ds = pipeline.make_paired_dataset(
-        manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
-        batch_size=cfg.train.batch_size, seed=seeds.derive(cfg.seed, "precise-bn"),
-        augment_images=data_cfg.augment, noise_mode=data_cfg.noise_mode,
-        fresh_noise=data_cfg.fresh_noise, source_depth_range=source_depth_range(cfg),
-        source_corruption=source_corruption(cfg))
-    if model.adapts:
-        ds = ds.map(lambda x, y: tf.concat(x, axis=0))
-    else:
-        ds = ds.map(lambda x, y: x[0])
     n = cfg.train.precise_bn_batches
-    # One iterator for the whole run: a fresh one per epoch refills the shuffle buffers
-    # (thousands of records) every epoch, which cost more than the recalibration itself.
-    stream = []
 
-    def batches():
-        if not stream:
-            stream.append(iter(ds.repeat()))
-        return [next(stream[0]) for _ in range(n)]
+    def stream(start):
+        ds = pipeline.make_paired_dataset(
+            manifest, "train", data_cfg.source_depth, data_cfg.target_depth,
+            batch_size=cfg.train.batch_size, seed=seeds.derive(cfg.seed, "precise-bn"),
+            augment_images=data_cfg.augment, noise_mode=data_cfg.noise_mode,
+            fresh_noise=data_cfg.fresh_noise, source_depth_range=source_depth_range(cfg),
+            source_corruption=source_corruption(cfg), repeat=True, start=start)
+        if model.adapts:
+            return iter(ds.map(lambda x, y: tf.concat(x, axis=0)))
+        return iter(ds.map(lambda x, y: x[0]))
+    # One iterator for the whole run, started again only where a resume moved it: a
+    # fresh one per epoch would read the shards again every epoch.
+    current = {"iterator": None, "at": None}
+
+    def batches(epoch):
+        if current["at"] != epoch * n:
+            current["iterator"], current["at"] = stream(epoch * n), epoch * n
+        current["at"] += n
+        return [next(current["iterator"]) for _ in range(n)]
     return batches
 
 
-def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
+def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps, first_step=0,
+               metrics=None, calibration=None):
+    """The callbacks of one `fit`; `first_step` > 0 when its first epoch is a resumed one,
+    whose running metric sums (`metrics`) are put back as it begins."""
     log_cfg = cfg.log
     history = os.path.join(run_dir, HISTORY)
     best, _ = callbacks_lib.best_and_wait(history, "val_loss")
-    # Two copies: a kill while one is being written leaves the other.
-    backup = (keras.callbacks.BackupAndRestore if chief else callbacks_lib.RestoreOnly)(
-        backup_dir, delete_checkpoint=False, double_checkpoint=True)
     callbacks = [
-        callbacks_lib.NaNGuard(),
-        backup,
+        callbacks_lib.NaNGuard(first_step),
+        callbacks_lib.RestoreMetrics(metrics),
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, BEST), monitor="val_loss", save_best_only=True,
             save_weights_only=True, initial_value_threshold=best),
@@ -293,11 +281,14 @@ def _callbacks(cfg, run_dir, manifest, chief, backup_dir, model, steps):
         callbacks_lib.EpochTimer(history),  # before the loggers, which then record it
         keras.callbacks.CSVLogger(history, append=True),
         keras.callbacks.TensorBoard(run_dir, profile_batch=(2, 6) if log_cfg.profile else 0),
+        # After the history row: a kill between the two redoes that epoch (the row is
+        # dropped on resume), never skips its row.
+        callbacks_lib.TrainingState(backup_dir, steps, every=cfg.train.checkpoint_steps,
+                                    first_step=first_step, write=chief),
     ]
     if cfg.train.precise_bn_batches:
         # First, so that validation and checkpoints see the recalibrated statistics.
-        callbacks.insert(0, callbacks_lib.PreciseBatchNorm(
-            _calibration_batches(cfg, manifest, model), steps))
+        callbacks.insert(0, callbacks_lib.PreciseBatchNorm(calibration, steps, first_step))
     if log_cfg.images and chief:
         examples = {str(d): pipeline.load_arrays(manifest, "val", d, n=log_cfg.images,
                                                  seed=cfg.seed)["images"]
@@ -334,22 +325,47 @@ def export_assets(cfg, manifest):
     }
 
 
-def train(cfg, *, verbose=None):
-    """Trains and exports the model a resolved config describes; returns the summary."""
+def train(cfg, *, verbose=None, overwrite=False):
+    """Trains and exports the model a resolved config describes; returns the summary.
+
+    An interrupted run of this config in ``log.dir`` is resumed exactly; a finished one is
+    not trained again (its summary is returned) unless `overwrite`, which starts over.
+    """
     started = time.time()
     keras.utils.set_random_seed(seeds.derive(cfg.seed, "init"))
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    mixed = cfg.train.mixed_precision and bool(tf.config.list_physical_devices("GPU"))
     strategy = make_strategy(cfg.train.strategy)
     chief = is_chief(strategy)
-    manifest = ensure_dataset(cfg.data, cfg.seed)
     run_dir = config_lib.expand(cfg.log.dir, cfg)
     export_dir = config_lib.expand(cfg.export.dir, cfg)
+    with contextlib.ExitStack() as held:
+        if chief:  # one writer per output: a second run on them is refused at once
+            held.enter_context(locks.hold(run_dir, "tfgal-train"))
+            held.enter_context(locks.hold(export_dir, "tfgal-train"))
+        return _train(cfg, strategy, chief, run_dir, export_dir, verbose, overwrite,
+                      started)
+
+
+def _say(text):
+    print(f"tfgal-train: {text}", file=sys.stderr, flush=True)
+
+
+def _train(cfg, strategy, chief, run_dir, export_dir, verbose, overwrite, started):
+    mixed = cfg.train.mixed_precision and bool(tf.config.list_physical_devices("GPU"))
+    manifest = ensure_dataset(cfg.data, cfg.seed)
     backup_dir = os.path.join(run_dir, BACKUP)  # the chief's, restored by every worker
-    if not chief:
+    if chief:
+        mode = prepare_run_dir(run_dir, cfg, export_dir, overwrite)
+        if mode == "finished":
+            with open(os.path.join(run_dir, SUMMARY)) as f:
+                summary = json.load(f)
+            _say(f"{run_dir} is finished (export: {summary.get('export_dir', export_dir)}); "
+                 "nothing to do. --overwrite trains it again from scratch.")
+            return summary
+    else:
         run_dir = tempfile.mkdtemp(prefix="tfgal-worker-")
-    prepare_run_dir(run_dir, cfg)
+        prepare_run_dir(run_dir, cfg)
     weights = class_weights(manifest)
     steps = _steps_per_epoch(cfg, manifest)
     with strategy.scope():
@@ -362,20 +378,42 @@ def train(cfg, *, verbose=None):
             model = build_model(cfg, manifest, weights, steps)
         finally:
             keras.mixed_precision.set_global_policy(previous)
-    train_ds, val_ds = datasets(cfg, manifest, strategy)
-    if chief:  # the HParams session opens now: a run in progress is compared too
+    epoch, step, metrics = 0, 0, None
+    state = callbacks_lib.load_state(backup_dir)
+    if state is not None:
+        meta, groups = state
+        callbacks_lib.restore_state(model, groups)
+        epoch, step = meta["epoch"], meta["step"]
+        metrics = groups.get("metrics") if step else None
+        if chief:
+            truncate_history(run_dir, epoch)
+            where = f"epoch {epoch + 1} of {cfg.train.epochs}"
+            _say(f"resuming {run_dir} at {where}" + (f", step {step + 1} of {steps}"
+                                                      if step else ""))
+    if chief and epoch == 0 and step == 0:
+        # The HParams session opens now: a run in progress is compared too.
         tensorboard.write_hparams(run_dir, tensorboard.hparams(cfg, weight_decay(cfg)),
                                   trial_id=cfg.name)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    calibration = _calibration_batches(cfg, manifest, model)
+
+    def fit(first_epoch, last_epoch, first_step):
+        train_ds, val_ds = datasets(cfg, manifest, strategy,
+                                    start=first_epoch * steps + first_step)
+        model.fit(train_ds, validation_data=val_ds, epochs=last_epoch,
+                  initial_epoch=first_epoch, steps_per_epoch=steps - first_step,
+                  callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir, model,
+                                       steps, first_step, metrics, calibration),
+                  verbose=verbose,
+                  shuffle=False)  # the pipeline shuffles, seeded
     try:
         with pipeline.naming_corrupt_records(manifest, ["train", "val"]):
-            model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-                      steps_per_epoch=steps,
-                      callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir,
-                                           model, steps),
-                      verbose=verbose,
-                      shuffle=False)  # the pipeline shuffles, seeded
+            if step and epoch < cfg.train.epochs:  # the rest of a resumed epoch first
+                fit(epoch, epoch + 1, step)
+                epoch, step, metrics = epoch + 1, 0, None
+            if epoch < cfg.train.epochs and not model.stop_training:
+                fit(epoch, cfg.train.epochs, 0)
     finally:
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -416,12 +454,3 @@ def _finish(cfg, model, manifest, run_dir, export_dir):
             if k != "epoch" and v not in ("", None)}
     tensorboard.write_final_metrics(run_dir, summary, last, step=len(epochs))
     return summary
-
-
-def history_rows(run_dir):
-    """The per-epoch rows of a run's history.csv as dicts ([] before the first epoch)."""
-    path = os.path.join(run_dir, HISTORY)
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))

@@ -86,7 +86,10 @@ class Train(Stage):
         else:
             self._drop_stale_backup(ctx, run_dir, cfg)
             ctx.forget_model(kind)
-            summary = training.train(cfg, verbose=ctx.train_verbose)
+            # The study owns its run directories: it resumes an interrupted run of this
+            # config and otherwise trains from scratch, over whatever is there.
+            summary = training.train(cfg, verbose=ctx.train_verbose,
+                                     overwrite=not training.resumable(run_dir, cfg))
         return TrainOutput(summary=summary, reused_model=reused, epochs=_epochs(run_dir),
                            export_dir=ctx.export_dir(kind), run_dir=run_dir)
 

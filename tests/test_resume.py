@@ -208,3 +208,17 @@ def test_one_writer_and_overwrite_starts_a_clean_run(base_cfg, tmp_path):
     training.train(cfg, verbose=0, overwrite=True)
     assert len(events()) == len(first) and set(events()).isdisjoint(first)
     assert len(_history(cfg)) == 1  # one run, one curve: the old one is gone
+
+
+def test_an_export_of_another_run_is_refused_and_left_as_it_was(base_cfg, tmp_path):
+    from tfgal import io
+    from tfgal.errors import OutputExists
+    first = _at(config.merge(base_cfg, {"train": {"epochs": 1}}), tmp_path, "first")
+    training.train(first, verbose=0)
+    pb = os.path.join(first.export.dir, "saved_model.pb")
+    before = io.sha256_file(pb)
+    other = config.merge(first, {"log": {"dir": str(tmp_path / "other" / "run")}})
+    with pytest.raises(OutputExists, match="--overwrite"):
+        training.train(other, verbose=0)
+    assert io.sha256_file(pb) == before
+    assert not os.path.exists(os.path.join(other.log.dir, training.HISTORY))

@@ -24,11 +24,12 @@ from tfgal import cli, locks
 with locks.hold(sys.argv[1], command="holder-test"):
     if len(sys.argv) > 2:  # a forked child outlives its parent, as a pool worker may
         child = os.fork()
-        if child == 0:
+        if child == 0:  # fork hooks have run by now: say so, or the test races them
+            os.write(1, b"child-ready\\n")  # one write: lines do not interleave
             time.sleep(120)
             os._exit(0)
-        print(child, flush=True)
-    print("held", flush=True)
+        os.write(1, f"{child}\\n".encode())
+    os.write(1, b"held\\n")
     time.sleep(120)
 """
 
@@ -36,8 +37,9 @@ with locks.hold(sys.argv[1], command="holder-test"):
 def _start_holder(path, fork=False):
     argv = [sys.executable, "-c", HOLDER, str(path)] + (["fork"] if fork else [])
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    child = int(process.stdout.readline()) if fork else None
-    assert process.stdout.readline().strip() == "held"
+    lines = [process.stdout.readline().strip() for _ in range(3 if fork else 1)]
+    assert "held" in lines and (not fork or "child-ready" in lines), lines
+    child = next(int(x) for x in lines if x.isdigit()) if fork else None
     return process, child
 
 

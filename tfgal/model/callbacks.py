@@ -27,18 +27,24 @@ class TrainingDiverged(TfgalError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
-class NaNGuard(keras.callbacks.Callback):
-    """Aborts on a NaN/inf loss before the epoch ends, so no checkpoint holds bad weights."""
+class _StepCallback(keras.callbacks.Callback):
+    """Knows the epoch and the step within it: `self.offset + batch` is the step of Keras'
+    `batch`, counted from `first_step` in the first epoch of a fit that resumes an epoch
+    part-way (Keras numbers that fit's batches from 0) and from 0 in later ones."""
 
     def __init__(self, first_step=0):
         super().__init__()
         self.epoch = None
-        self.offset = first_step  # a resumed epoch's batches are counted from there
+        self.offset = first_step
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.epoch is not None:
             self.offset = 0
         self.epoch = epoch
+
+
+class NaNGuard(_StepCallback):
+    """Aborts on a NaN/inf loss before the epoch ends, so no checkpoint holds bad weights."""
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -142,7 +148,7 @@ def restore_state(model, groups, names=("model", "optimizer")):
             v.assign(value)
 
 
-class TrainingState(keras.callbacks.Callback):
+class TrainingState(_StepCallback):
     """Saves the exact training state at the end of every epoch and, with `every`, every
     `every` steps within one, so that a resumed run continues the very same computation.
 
@@ -151,18 +157,11 @@ class TrainingState(keras.callbacks.Callback):
     """
 
     def __init__(self, directory, steps_per_epoch, *, every=0, first_step=0, write=True):
-        super().__init__()
+        super().__init__(first_step)
         self.directory = directory
         self.steps_per_epoch = steps_per_epoch
         self.every = every
-        self.offset = first_step
         self.write = write
-        self.epoch = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.epoch is not None:
-            self.offset = 0
-        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.offset + batch + 1
@@ -241,21 +240,14 @@ def recalibrate_batch_norm(encoder, batches):
         layer.moving_variance.assign(variance / n)
 
 
-class PreciseBatchNorm(keras.callbacks.Callback):
+class PreciseBatchNorm(_StepCallback):
     """Recalibrates batch-norm statistics after the last step of every epoch, before
     validation and checkpoints see the model."""
 
     def __init__(self, batches_fn, steps_per_epoch, first_step=0):
-        super().__init__()
+        super().__init__(first_step)
         self.batches_fn = batches_fn  # epoch -> iterable of image batches
         self.steps_per_epoch = steps_per_epoch
-        self.offset = first_step
-        self.epoch = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.epoch is not None:
-            self.offset = 0
-        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         if self.offset + batch == self.steps_per_epoch - 1:

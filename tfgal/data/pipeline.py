@@ -62,38 +62,36 @@ def _manifest(data):
 
 def serialized_dataset(manifest, split, *, input_context=None):
     """Serialized examples of a split in file order (this input pipeline's share of it)."""
-    files, by_records = _pipeline_files(manifest, split, input_context)
+    files, _, by_records = _pipeline_share(manifest, split, input_context)
     ds = tf.data.Dataset.from_tensor_slices(files).flat_map(
         lambda f: tf.data.TFRecordDataset(f, compression_type=manifest.compression))
     return ds.shard(*by_records) if by_records else ds
 
 
-def _pipeline_files(manifest, split, input_context):
-    """(this pipeline's shard files, (n, i) to shard records by, or None).
+def _pipeline_share(manifest, split, input_context):
+    """(this pipeline's shard files, their record counts, (n, i) to shard records by or
+    None).
 
     Shard by file when every pipeline gets one; else every pipeline reads all files and
     keeps every n-th record (correct, but each reads everything: use smaller shards).
     """
     files = manifest.files(split)
+    counts = [int(entry["count"]) for entry in manifest.split(split)["files"]]
     n = input_context.num_input_pipelines if input_context is not None else 1
     i = input_context.input_pipeline_id if input_context is not None else 0
     if n == 1:
-        return files, None
+        return files, counts, None
     if len(files) < n:
-        return files, (n, i)
-    return files[i::n], None
+        return files, counts, (n, i)
+    return files[i::n], counts[i::n], None
 
 
 def pipeline_count(manifest, split, input_context=None):
     """How many galaxies of `split` this input pipeline reads (all of them without one)."""
-    counts = [int(entry["count"]) for entry in manifest.split(split)["files"]]
-    _, by_records = _pipeline_files(manifest, split, input_context)
+    _, counts, by_records = _pipeline_share(manifest, split, input_context)
     if by_records:
         return len(range(by_records[1], sum(counts), by_records[0]))
-    if input_context is None or input_context.num_input_pipelines == 1:
-        return sum(counts)
-    n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
-    return sum(counts[i::n])
+    return sum(counts)
 
 
 def _order(seed, p, w, n):
@@ -140,7 +138,7 @@ def _shuffled_records(manifest, split, seed, input_context, start, repeat):
     permutes them in blocks of SHUFFLE_BUFFER records (a shuffle buffer's reach, without
     its hidden state).
     """
-    files, by_records = _pipeline_files(manifest, split, input_context)
+    files, _, by_records = _pipeline_share(manifest, split, input_context)
     cycle = min(len(files), 4)
     files = tf.constant(files)
     compression = manifest.compression
@@ -320,8 +318,6 @@ def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
     `corruption`, for the source stream only (depth augmentation, the corruption defence);
     other keywords go to both streams (`start` included: both are at the same step).
     """
-    if training and not kwargs.get("repeat"):
-        kwargs["repeat"] = False  # one pass of the source; the target then repeats
     source = make_dataset(data, split, source_depth, batch_size=batch_size, training=training,
                           seed=seed, depth_range=source_depth_range,
                           corruption=source_corruption, **kwargs)

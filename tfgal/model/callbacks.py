@@ -18,9 +18,9 @@ from tfgal import io
 from tfgal.errors import TfgalError
 
 __all__ = ["TrainingDiverged", "NaNGuard", "EpochTimer", "TrainingState", "state_arrays",
-           "save_state",
-           "load_state", "restore_state", "RestoreMetrics", "recalibrate_batch_norm",
-           "PreciseBatchNorm", "ResumableEarlyStopping", "best_and_wait"]
+           "save_state", "has_state", "load_state", "restore_state", "RestoreMetrics",
+           "recalibrate_batch_norm", "PreciseBatchNorm", "ResumableEarlyStopping",
+           "best_and_wait"]
 
 
 class TrainingDiverged(TfgalError, RuntimeError):
@@ -118,12 +118,16 @@ def save_state(directory, model, epoch, step, arrays=None):
     io.write_json(os.path.join(directory, POSITION), meta)
 
 
+def has_state(directory):
+    """Whether `directory` holds a saved training state (without reading it)."""
+    return os.path.exists(os.path.join(directory, STATE))
+
+
 def load_state(directory):
     """(meta, {group: [arrays]}) of a saved training state, or None when there is none."""
-    path = os.path.join(directory, STATE)
-    if not os.path.exists(path):
+    if not has_state(directory):
         return None
-    with np.load(path) as f:
+    with np.load(os.path.join(directory, STATE)) as f:
         meta = json.loads(str(f["meta"]))
         groups = {}
         for key in sorted(k for k in f.files if k != "meta"):

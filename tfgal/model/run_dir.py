@@ -30,13 +30,17 @@ _RUN_DIRS = (BACKUP, "train", "validation", "examples", "projector", "hparams")
 
 def resumable(run_dir, cfg):
     """Whether `run_dir` holds an interrupted run of `cfg` that `train` would resume."""
+    return (callbacks_lib.has_state(os.path.join(run_dir, BACKUP))
+            and _saved_config(run_dir) == cfg.to_dict())
+
+
+def _saved_config(run_dir):
+    """The config a run in `run_dir` was started with, or None."""
     saved = os.path.join(run_dir, CONFIG)
-    if callbacks_lib.load_state(os.path.join(run_dir, BACKUP)) is None:
-        return False
     if not os.path.exists(saved):
-        return False
+        return None
     with open(saved) as f:
-        return json.load(f) == cfg.to_dict()
+        return json.load(f)
 
 
 def _clear_run(run_dir):
@@ -53,16 +57,12 @@ def prepare_run_dir(run_dir, cfg, export_dir=None, overwrite=False):
     not trained again without `overwrite`). Anything else there is refused, naming
     ``--overwrite``; so is an existing export of another run."""
     os.makedirs(run_dir, exist_ok=True)
-    saved = os.path.join(run_dir, CONFIG)
-    previous = None
-    if os.path.exists(saved):
-        with open(saved) as f:
-            previous = json.load(f)
-    state = callbacks_lib.load_state(os.path.join(run_dir, BACKUP))
-    finished = os.path.exists(os.path.join(run_dir, SUMMARY)) and state is None
+    previous = _saved_config(run_dir)
+    state = callbacks_lib.has_state(os.path.join(run_dir, BACKUP))
+    finished = os.path.exists(os.path.join(run_dir, SUMMARY)) and not state
     if overwrite:
         _clear_run(run_dir)
-    elif state is not None and previous is not None:
+    elif state and previous is not None:
         if previous != cfg.to_dict():
             raise ConfigError(
                 f"{run_dir} holds an interrupted run with another config; rerun with the "
@@ -80,7 +80,7 @@ def prepare_run_dir(run_dir, cfg, export_dir=None, overwrite=False):
         if export_dir and os.path.exists(export_dir):
             raise OutputExists(f"{export_dir} exists; rerun with --overwrite to replace it, "
                                "or choose another --out")
-    io.write_json(saved, cfg.to_dict())
+    io.write_json(os.path.join(run_dir, CONFIG), cfg.to_dict())
     return "fresh"
 
 

@@ -22,7 +22,7 @@ def _defaults(fn):
             if p.default is not inspect.Parameter.empty}
 
 
-@pytest.mark.parametrize("make", [cli._train_parser, cli._study_parser])
+@pytest.mark.parametrize("make", [cli.train.parser, cli.study.parser])
 def test_strategy_choices_are_the_configs(make):
     strategy = _options(make())["strategy"]
     assert tuple(strategy.choices) == config.choices("train.strategy")
@@ -30,7 +30,7 @@ def test_strategy_choices_are_the_configs(make):
 
 
 def test_attack_choices_are_the_config_and_attack_wings():
-    options = _options(cli._attack_parser())
+    options = _options(cli.attack.parser())
     assert tuple(options["evaluator"].choices) == config.ATTACK_EVALUATORS == attack.EVALUATORS
     assert options["evaluator"].default == config.default("study.attack_evaluator")
     assert tuple(options["success"].choices) == attack.SUCCESS_MODES
@@ -42,7 +42,7 @@ def test_attack_choices_are_the_config_and_attack_wings():
 
 
 def test_attack_defaults_are_the_studys_the_papers_and_the_librarys():
-    options = _options(cli._attack_parser())
+    options = _options(cli.attack.parser())
     keys = {"n": "attack_n", "popsize": "attack_popsize", "iters": "attack_iters",
             "f": "attack_f", "pixels": "attack_pixels", "split": "split"}
     for option, key in keys.items():
@@ -60,7 +60,7 @@ def test_attack_defaults_are_the_studys_the_papers_and_the_librarys():
 
 
 def test_data_defaults_are_the_configs_and_the_data_wings():
-    commands = _subcommands(cli._data_parser())
+    commands = _subcommands(cli.data.parser())
     mock = _options(commands["mock"])
     for split in ("train", "val", "test"):
         assert mock[split].default == config.default(f"data.mock_{split}")

@@ -1,6 +1,7 @@
 """Quiet, honest start-up: the commands' stderr carries tfgal's messages, Python's warnings
 and tracebacks and child processes' output, but not TensorFlow's C++ start-up log."""
 
+import json
 import os
 import subprocess
 import sys
@@ -64,7 +65,8 @@ def test_commands_start_quietly_and_verbose_keeps_the_log(blob_dataset):
                            timeout=300, env=env)
     assert quiet.returncode == 0, quiet.stderr.decode()[-2000:]
     assert not [line for line in quiet.stderr.splitlines() if console.is_tensorflow_log(line)]
-    assert b"ok: " in quiet.stdout
+    assert b"ok: " in quiet.stderr and b"40 records (train 24, val 8, test 8)" in quiet.stderr
+    assert json.loads(quiet.stdout)["splits"]["train"]["count"] == 24  # stdout: JSON only
     verbose = subprocess.run([binary, "verify", blob_dataset.root, "--verbose"],
                              capture_output=True, timeout=300, env=env)
     assert verbose.returncode == 0

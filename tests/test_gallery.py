@@ -114,7 +114,7 @@ def test_corruptions_a_dataset_cannot_take_are_refused_with_the_reason(blob_data
 
 
 def test_command_defaults_are_the_librarys():
-    parser = next(a for a in cli._data_parser()._actions if a.dest == "command")
+    parser = next(a for a in cli.data.parser()._actions if a.dest == "command")
     options = {a.dest: a for a in parser.choices["gallery"]._actions}
     defaults = {k: p.default for k, p in inspect.signature(gallery.gallery).parameters.items()
                 if p.default is not inspect.Parameter.empty}

@@ -23,7 +23,8 @@ import re
 import sys
 import threading
 
-__all__ = ["hide_tensorflow_log", "is_tensorflow_log", "device_line", "LOG_LINE"]
+__all__ = ["hide_tensorflow_log", "quiet_tensorflow", "is_tensorflow_log", "is_terminal",
+           "terminal_columns", "device_line", "LOG_LINE"]
 
 # C++ (absl / tsl) log lines: severity, MMDD, time, thread id, file:line]
 LOG_LINE = re.compile(
@@ -54,6 +55,8 @@ class _Filter:
     def __init__(self):
         sys.stderr.flush()
         self.target = os.dup(2)
+        # what descriptor 2 was: progress bars still draw on a terminal behind the pipe
+        self.terminal = os.isatty(self.target)
         read, write = os.pipe()
         os.dup2(write, 2)
         os.close(write)
@@ -98,6 +101,35 @@ class _Filter:
         os.close(self.read)
 
 
+def quiet_tensorflow():
+    """Asks TensorFlow for warnings and errors only (``TF_CPP_MIN_LOG_LEVEL=2``, unless set)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def is_terminal(file):
+    """Whether `file` writes to a terminal, seeing through `hide_tensorflow_log`'s pipe:
+    stderr (or anything on descriptor 2) is a terminal when it was one before the filter."""
+    try:
+        fd = file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return bool(getattr(file, "isatty", lambda: False)())
+    if fd == 2 and _active:
+        return _active[0].terminal
+    return os.isatty(fd)
+
+
+def terminal_columns(file):
+    """The width of the terminal `file` writes to (through the filter too), or None."""
+    if not is_terminal(file):
+        return None
+    for fd in ([_active[0].target] if _active else []) + [2, 1]:
+        try:
+            return os.get_terminal_size(fd).columns
+        except OSError:
+            continue
+    return None
+
+
 def hide_tensorflow_log():
     """Filters TensorFlow's C++ log lines out of this process's stderr until it exits.
 
@@ -105,7 +137,7 @@ def hide_tensorflow_log():
     itself. Idempotent; meant for command-line entry points only (a test runner that
     captures descriptor 2 itself should not be wrapped).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     if _active:
         return
     _active.append(_Filter())

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import sys
 
-__all__ = ["bar"]
+from tfgal import console
+
+__all__ = ["bar", "wanted"]
 
 
 class _Silent:
@@ -30,6 +32,14 @@ class _Bar:
             self._bar.set_postfix(postfix, refresh=False)
 
 
+def wanted(enabled, file=None):
+    """Whether to draw: `enabled` True or False as given; None: only when `file` (default
+    stderr) is a terminal, as seen through the commands' stderr filter (`tfgal.console`)."""
+    if enabled is not None:
+        return bool(enabled)
+    return console.is_terminal(sys.stderr if file is None else file)
+
+
 @contextlib.contextmanager
 def bar(total, desc, *, unit="galaxy", enabled=True, file=None):
     """A progress bar over `total` items named `desc`.
@@ -39,11 +49,10 @@ def bar(total, desc, *, unit="galaxy", enabled=True, file=None):
     stays clean; refreshes at most every 2 s so that logs of batch jobs stay short.
     """
     file = sys.stderr if file is None else file
-    if enabled is None:
-        enabled = hasattr(file, "isatty") and file.isatty()
-    if not enabled:
+    if not wanted(enabled, file):
         yield _Silent()
         return
     from tqdm import tqdm
-    with tqdm(total=total, desc=desc, unit=unit, mininterval=2.0, file=file) as t:
+    with tqdm(total=total, desc=desc, unit=unit, mininterval=2.0, file=file,
+              ncols=console.terminal_columns(file)) as t:
         yield _Bar(t)

@@ -4,34 +4,52 @@ Layers, each importing only those above it (and the leaves, data and model wings
 classifier and bounds (what is attacked, within which values) -> results (what an attack
 returns) -> engine and host (the compiled DE loop and its host side, with the incremental
 evaluator) -> one_pixel (`OnePixelAttack`) -> summary and driver (`tfgal-attack`, the study).
+
+Names load on first use (PEP 562): ``import tfgal.attack`` does not import TensorFlow.
 """
 
-# What is attacked: any model as a probabilities function, the values a pixel may take.
-from tfgal.attack.classifier import wrap_model
-from tfgal.attack.bounds import resolve_value_range
+from __future__ import annotations
 
-# What an attack returns.
-from tfgal.attack.results import AttackResult, apply_pixels
+import importlib
 
-# How candidates are searched and evaluated.
-from tfgal.attack.engine import INITS, default_max_batch
-from tfgal.attack.incremental import LocalEvaluator, Unsupported
+_EXPORTS = {
+    # what is attacked: any model as a probabilities function, the values a pixel may take
+    "wrap_model": "classifier", "resolve_value_range": "bounds",
+    # what an attack returns
+    "AttackResult": "results", "apply_pixels": "results",
+    # how candidates are searched and evaluated
+    "INITS": "engine", "default_max_batch": "engine", "LocalEvaluator": "incremental",
+    "Unsupported": "incremental",
+    # the attack and its settings
+    "OnePixelAttack": "one_pixel", "EVALUATORS": "one_pixel", "SUCCESS_MODES": "one_pixel",
+    "DEFAULT_THRESHOLD": "one_pixel", "DEFAULT_TARGET_THRESHOLD": "one_pixel",
+    # summaries of attacks
+    "describe": "summary", "ratio": "summary", "distance_summary": "summary",
+    "distance_ratios": "summary", "summarize": "summary",
+    # attacks on a dataset: tfgal-attack and the study
+    "AttackRun": "driver", "attack_galaxies": "driver", "attack_rows": "driver",
+    "table": "driver", "attack_dataset": "driver",
+}
 
-# The attack and its settings.
-from tfgal.attack.one_pixel import (DEFAULT_TARGET_THRESHOLD, DEFAULT_THRESHOLD, EVALUATORS,
-                                     SUCCESS_MODES, OnePixelAttack)
+__all__ = list(_EXPORTS)
 
-# Summaries of attacks.
-from tfgal.attack.summary import describe, distance_ratios, distance_summary, ratio, summarize
 
-# Attacks on a dataset: tfgal-attack and the study.
-from tfgal.attack.driver import AttackRun, attack_dataset, attack_galaxies, attack_rows, table
+def __getattr__(name):
+    # PEP 562: names (and submodules, e.g. `attack.driver`) load on first use, so that
+    # a command's --help never waits for TensorFlow.
+    target = _EXPORTS.get(name)
+    if target is None:
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-__all__ = [
-    "wrap_model", "resolve_value_range",
-    "AttackResult", "apply_pixels",
-    "INITS", "default_max_batch", "LocalEvaluator", "Unsupported",
-    "OnePixelAttack", "EVALUATORS", "SUCCESS_MODES", "DEFAULT_THRESHOLD", "DEFAULT_TARGET_THRESHOLD",
-    "describe", "ratio", "distance_summary", "distance_ratios", "summarize",
-    "AttackRun", "attack_galaxies", "attack_rows", "table", "attack_dataset",
-]
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -56,6 +56,8 @@ from tfgal.attack.bounds import resolve_value_range
 from tfgal.attack.classifier import check_probabilities, check_shape, wrap_model
 from tfgal.attack.engine import INITS, Engine
 from tfgal.attack.results import Outcome
+from tfgal.attack.settings import (DEFAULT_INIT, DEFAULT_TARGET_THRESHOLD, DEFAULT_THRESHOLD,
+                                   MIN_POPSIZE, SUCCESS_MODES)
 from tfgal.config import ATTACK_EVALUATORS as EVALUATORS
 from tfgal.errors import ConfigError, DataError, ModelContractError
 
@@ -63,11 +65,6 @@ __all__ = ["OnePixelAttack", "EVALUATORS", "SUCCESS_MODES", "DEFAULT_INIT",
            "DEFAULT_THRESHOLD", "DEFAULT_TARGET_THRESHOLD", "MIN_POPSIZE",
            "MAX_EVALUATOR_DEVIATION"]
 
-SUCCESS_MODES = ("probability", "class")
-DEFAULT_THRESHOLD = 0.05  # untargeted: true-class probability below this (the study)
-DEFAULT_TARGET_THRESHOLD = 0.5  # targeted: target probability above this (the study)
-MIN_POPSIZE = 4  # DE/rand/1 draws three partners distinct from the parent
-DEFAULT_INIT = "bounds"  # fewest queries to success measured (module docstring)
 # The incremental evaluator is used only when it matches the model within this.
 MAX_EVALUATOR_DEVIATION = 1e-4
 

@@ -72,7 +72,7 @@ class _watch:
     def __init__(self, out, jobs, enabled):
         self.paths = [(os.path.join(out, shards.PARTS, spec.name), len(items))
                       for spec, items in jobs]
-        self.enabled = enabled
+        self.enabled = progress_lib.wanted(enabled)
         self.stop = threading.Event()
 
     def __enter__(self):

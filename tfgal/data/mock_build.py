@@ -191,7 +191,7 @@ def _build_part(out, part, n_parts, rows, settings, params, workers, progress):
     entries = []
     desc = "rendering" if n_parts == 1 else f"rendering part {part}/{n_parts}"
     # closing(): an error while writing stops the worker pool at once, not at exit.
-    with progress_lib.bar(len(items), desc, enabled=bool(progress)) as bar, \
+    with progress_lib.bar(len(items), desc, enabled=progress) as bar, \
             contextlib.closing(render_many(items, settings["seed"], params,
                                            workers=workers)) as rendered:
         for spec, file_items in jobs:

@@ -13,24 +13,45 @@ Reads datasets from the data wing; the attack and study wings read what it expor
     export         the SavedModel contract: export_saved_model, load, ExportedClassifier
     predict        tfgal-predict: an exported model over a dataset or FITS cutouts -> a catalogue
     beam_predict   the same catalogue on Apache Beam (RunInference; the beam extra)
+
+Names load on first use (PEP 562): ``import tfgal.model`` does not import TensorFlow.
 """
 
-# Networks and their losses
-from tfgal.model.architectures import build, build_convnet, build_head, build_resnet18
-from tfgal.model.losses import STUDY_SIGMAS, entropy, fisher, mmd
-from tfgal.model.adaptation import MorphologyModel
+from __future__ import annotations
 
-# Training and its callbacks
-from tfgal.model.callbacks import TrainingDiverged
-from tfgal.model.training import ensure_dataset, train
+import importlib
 
-# The exported artifact
-from tfgal.model.export import ExportedClassifier, export_saved_model
-from tfgal.model.export import load as load_exported
+_EXPORTS = {
+    # networks and their losses
+    "build": "architectures", "build_convnet": "architectures", "build_head": "architectures",
+    "build_resnet18": "architectures", "mmd": "losses", "fisher": "losses", "entropy": "losses",
+    "STUDY_SIGMAS": "losses", "MorphologyModel": "adaptation",
+    # training and its callbacks
+    "train": "training", "ensure_dataset": "training", "TrainingDiverged": "callbacks",
+    # the exported artifact
+    "export_saved_model": "export", "load_exported": ("export", "load"),
+    "ExportedClassifier": "export",
+}
 
-__all__ = [
-    "build", "build_convnet", "build_head", "build_resnet18",
-    "mmd", "fisher", "entropy", "STUDY_SIGMAS", "MorphologyModel",
-    "train", "ensure_dataset", "TrainingDiverged",
-    "export_saved_model", "load_exported", "ExportedClassifier",
-]
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    # PEP 562: names (and submodules, e.g. `attack.driver`) load on first use, so that
+    # a command's --help never waits for TensorFlow.
+    target = _EXPORTS.get(name)
+    if target is None:
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

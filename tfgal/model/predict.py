@@ -23,13 +23,7 @@ The pieces are separable, so that other runners (the Beam job of
 
 `predict` does all of it with a progress bar and returns a summary.
 
-Formats follow the output's extension (`FORMATS`): FITS, Parquet and ECSV (astropy's text
-format: comma-separated columns under a YAML header) keep a latent vector column and the
-metadata. Plain CSV has neither: the latent becomes columns ``latent_0 .. latent_{D-1}``
-and the metadata are not written. CSV has no place for them, and ``# KEY = value`` comment
-lines (astropy's ``comment="#"``) make astropy's and pandas' default CSV readers take the
-first comment for the header; the command's JSON summary still names the model and its
-version. Every catalogue is written atomically.
+Tables, formats and scores are `tfgal.model.catalogue`'s (no TensorFlow).
 """
 
 from __future__ import annotations
@@ -53,15 +47,13 @@ from tfgal.data.codec import check_image
 from tfgal.data.manifest import Manifest
 from tfgal.errors import ConfigError, DataError, ModelContractError
 from tfgal.model import export
+from tfgal.model.catalogue import (DEFAULT_BATCH_SIZE, DEFAULT_SPLIT, FORMATS, catalogue,
+                                   output_format, scores, write_catalogue)
 
 __all__ = ["FORMATS", "DEFAULT_BATCH_SIZE", "DEFAULT_SPLIT", "DEFAULT_DEPTH", "Source",
            "load_model", "model_version", "class_names", "output_format", "dataset_source",
            "fits_source", "predict_batches", "catalogue", "write_catalogue", "predict"]
 
-FORMATS = {".fits": "fits", ".parquet": "parquet", ".ecsv": "ascii.ecsv",  # extension ->
-           ".csv": "ascii.csv"}  # astropy format
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_SPLIT = "test"
 DEFAULT_DEPTH = "Y10"  # for models whose assets name no training depth
 AS_OBSERVED = "as observed"  # the depth of FITS cutouts: no noise is added
 
@@ -272,82 +264,6 @@ def predict_batches(classifier, batches, latent=False):
         yield part
 
 
-def _concatenate(parts, key, width):
-    if not parts:
-        return np.zeros((0, width) if width else (0,), np.float32)
-    return np.concatenate([p[key] for p in parts])
-
-
-def catalogue(parts, names, *, label_names=None, meta=None):
-    """The catalogue (an `astropy.table.Table`) of `predict_batches`' parts.
-
-    Columns: galaxy_id, true_class (when the parts have labels and `label_names` are
-    given), p_<class> per class of `names`, predicted_class, latent (when predicted).
-    `meta` goes into ``table.meta`` with NGAL and CLASSES added.
-    """
-    from astropy.table import Table
-    parts = list(parts)
-    probabilities = _concatenate(parts, "probabilities", len(names))
-    table = Table()
-    table["galaxy_id"] = _concatenate(parts, "galaxy_id", 0).astype(np.int64)
-    if label_names is not None and parts and "labels" in parts[0]:
-        labels = _concatenate(parts, "labels", 0).astype(np.int64)
-        table["true_class"] = np.asarray(label_names, dtype=str)[labels]
-    for k, name in enumerate(names):
-        table[f"p_{name}"] = probabilities[:, k].astype(np.float32)
-    table["predicted_class"] = np.asarray(names, dtype=str)[np.argmax(probabilities, axis=1)]
-    if parts and "latent" in parts[0]:
-        table["latent"] = np.concatenate([p["latent"] for p in parts]).astype(np.float32)
-    table.meta.update(meta or {})
-    table.meta.update(NGAL=len(table), CLASSES=",".join(names))
-    return table
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def output_format(path):
-    """The astropy format of an output path, from its extension (see `FORMATS`)."""
-    ext = os.path.splitext(os.fspath(path))[1].lower()
-    if ext not in FORMATS:
-        raise ConfigError(f"cannot write a catalogue to {path}: unknown extension {ext!r}",
-                          key="out", valid=list(FORMATS))
-    if FORMATS[ext] == "parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise ConfigError(f"cannot write {path}: Parquet needs pyarrow (pip install "
-                              "pyarrow); or write .fits or .csv", key="out",
-                              valid=[e for e in FORMATS if e != ".parquet"]) from None
-    return FORMATS[ext]
-
-
-def _csv_table(table):
-    """Plain CSV has no metadata nor vector cells (see the module docstring): metadata
-    are dropped, vector columns become one column per element."""
-    flat = table.copy(copy_data=False)
-    for name in [n for n in flat.colnames if flat[n].ndim > 1]:
-        position = flat.colnames.index(name)
-        column = flat[name]
-        flat.remove_column(name)
-        for k in range(column.shape[1]):
-            flat.add_column(np.asarray(column[:, k]), name=f"{name}_{k}", index=position + k)
-    flat.meta = {}
-    return flat
-
-
-def write_catalogue(table, path):
-    """Writes `table` to `path` atomically, in the format its extension names."""
-    fmt, options = output_format(path), {}
-    if fmt == "ascii.csv":
-        table = _csv_table(table)
-    elif fmt == "ascii.ecsv":
-        options["delimiter"] = ","
-    with io.atomic_path(path) as tmp:
-        table.write(tmp, format=fmt, overwrite=True, **options)
-    return os.path.abspath(path)
-
-
 # ----------------------------------------------------------------------------- all of it
 
 
@@ -413,5 +329,6 @@ def _summary(table, names, path, fmt, seconds, load_seconds, meta):
         "model_dir": meta["MODELDIR"], "source": meta["SOURCE"],
         "split": meta["SPLIT"], "depth": meta["DEPTH"],
         "class_counts": {n: int(np.sum(predicted == n)) for n in names},
+        "scores": scores(table, names),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfgal import io, locks
+from tfgal import console, io, locks
 from tfgal import config as config_lib, seeds
 from tfgal import data as data_wing
 from tfgal.data import pipeline
@@ -67,13 +67,23 @@ def ensure_dataset(data_cfg, seed):
     if os.path.exists(os.path.join(root, data_wing.MANIFEST_NAME)) or not data_cfg.mock:
         manifest = data_wing.Manifest.load(root)
     else:
-        print(f"tfgal: building the mock dataset at {root} (once; reused by later runs)")
+        print(f"tfgal: no dataset at {root} ({_relative_note(root)}): rendering the embedded "
+              f"mock set there ({data_cfg.mock_train} train, {data_cfg.mock_val} val, "
+              f"{data_cfg.mock_test} test galaxies, seed {seed}; once, reused by later runs)",
+              file=sys.stderr, flush=True)
         manifest = data_wing.build_mocks(root, n_train=data_cfg.mock_train,
                                          n_val=data_cfg.mock_val, n_test=data_cfg.mock_test,
                                          seed=seed, workers=data_cfg.mock_workers or None)
     manifest = stretch_lib.band_manifest(manifest, data_cfg.stretch_bands)
     return stretch_lib.clip_manifest(manifest, data_cfg.stretch_clip,
                                      (data_cfg.source_depth, data_cfg.target_depth))
+
+
+def _relative_note(path):
+    absolute = os.path.abspath(path)
+    if os.path.isabs(os.fspath(path)):
+        return absolute
+    return f"{absolute}: relative to the current directory"
 
 
 def class_weights(manifest):
@@ -394,8 +404,11 @@ def _train(cfg, strategy, chief, run_dir, export_dir, verbose, overwrite, starte
         # The HParams session opens now: a run in progress is compared too.
         tensorboard.write_hparams(run_dir, tensorboard.hparams(cfg, weight_decay(cfg)),
                                   trial_id=cfg.name)
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
+    if chief:
+        _say(f"data {_relative_note(manifest.root)}; run {_relative_note(run_dir)}; "
+             f"export {_relative_note(export_dir)}")
+    if verbose is None:  # Keras' bar on a terminal, one line per epoch in a log file
+        verbose = 1 if console.is_terminal(sys.stdout) else 2
     calibration = _calibration_batches(cfg, manifest, model)
 
     def fit(first_epoch, last_epoch, first_step):

@@ -1,6 +1,10 @@
 """Shared fixtures: tiny datasets written with the real writer, no GalSim needed."""
 
+import fcntl
 import os
+import struct
+import subprocess
+import termios
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -46,3 +50,26 @@ def write_blob_dataset(root, counts=(24, 8, 8), size=16, shard_size=8, compressi
 def blob_dataset(tmp_path_factory):
     """A 40-galaxy noiseless dataset of 16x16 blobs, 8 galaxies per shard."""
     return write_blob_dataset(tmp_path_factory.mktemp("data") / "blobs")
+
+
+def run_in_terminal(argv, timeout=300):
+    """Runs `argv` with stderr on a pseudo-terminal (100 columns) and stdout on a pipe;
+    returns (status, stdout, what the terminal showed)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=slave)
+    os.close(slave)
+    shown = []
+    while True:
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:  # EIO: every writer of the terminal has gone
+            break
+        if not chunk:
+            break
+        shown.append(chunk)
+    out = process.stdout.read()
+    process.wait(timeout=timeout)
+    os.close(master)
+    return process.returncode, out.decode(), b"".join(shown).decode(errors="replace")

@@ -273,7 +273,8 @@ def test_cli_writes_summary_and_table(saved_spotlight, paired_dataset, tmp_path,
                       "--n", "3", "--popsize", "200", "--iters", "40", "--seed", "3",
                       "--out", str(out), "--no-progress"])
     assert rc == 0
-    assert sorted(os.listdir(out)) == ["attack.csv", "attack.json"]  # no temporary files left
+    # no temporary files left
+    assert sorted(os.listdir(out)) == ["attack.csv", "attack.json", "attack.png"]
     summary = json.loads((out / "attack.json").read_text())
     assert summary["n_attacks"] == 3 and summary["success_rate"] == 1.0
     assert summary["settings"]["popsize"] == 200 and summary["settings"]["seed"] == 3
@@ -303,8 +304,8 @@ def test_cli_targeted_rows_and_errors(saved_spotlight, paired_dataset, tmp_path,
     assert rc == 0
     with open(out / "attack.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["galaxy_id"], r["target"]) for r in rows] == [
-        ("100", "1"), ("100", "2"), ("101", "1"), ("101", "2")]
+    assert [(r["galaxy_id"], r["target"]) for r in rows] == [  # classes by name
+        ("100", "elliptical"), ("100", "merger"), ("101", "elliptical"), ("101", "merger")]
     assert attack_main(["--model", str(tmp_path / "missing"), "--data", str(paired_dataset),
                         "--out", str(out), "--overwrite"]) == 2
     assert "no SavedModel" in capsys.readouterr().err

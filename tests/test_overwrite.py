@@ -77,9 +77,9 @@ def test_attack(saved_spotlight, paired_dataset, tmp_path, capsys, monkeypatch):
             "--popsize", "20", "--iters", "2", "--out", str(out), "--no-progress"]
     assert cli.attack_main(argv) == 0
     _rerun(capsys, monkeypatch, cli.attack_main, argv, out,
-           f"{out} already holds attack.json and attack.csv; rerun with --overwrite to "
-           "replace them", (export, "load"))
-    assert sorted(os.listdir(out)) == ["attack.csv", "attack.json"]
+           f"{out} already holds attack.json, attack.csv and attack.png; rerun with "
+           "--overwrite to replace them", (export, "load"))
+    assert sorted(os.listdir(out)) == ["attack.csv", "attack.json", "attack.png"]
 
 
 def test_attack_library_refuses_and_an_unrelated_directory_is_fine(saved_spotlight,

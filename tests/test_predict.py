@@ -15,7 +15,7 @@ import tensorflow as tf
 from astropy.io import fits
 from astropy.table import Table
 
-from conftest import write_blob_dataset
+from conftest import run_in_terminal, write_blob_dataset
 from tfgal import cli
 from tfgal.data import pipeline
 from tfgal.data import stretch as stretch_lib
@@ -85,19 +85,7 @@ def _by_id(table, ids):
 
 
 def _read(path):
-    """A catalogue read back with astropy's default reader (pyarrow's for Parquet when
-    astropy lacks pandas, which it reads Parquet through)."""
-    if path.endswith(".parquet"):
-        try:
-            import pandas  # noqa: F401  (astropy reads Parquet through pandas)
-        except ImportError:
-            import pyarrow.parquet as pq
-            data = pq.read_table(path)
-            table = Table({name: np.asarray(data[name].to_pylist()) for name in data.column_names})
-            yaml = data.schema.metadata[b"table_meta_yaml"].decode()
-            table.meta = {"yaml": yaml}
-            return table
-        return Table.read(path, format="parquet")
+    """A catalogue read back as the README says: astropy's `Table.read`, Parquet included."""
     return Table.read(path)
 
 
@@ -125,7 +113,7 @@ def test_tfgal_predict_equals_saved_model_cli(tiny_model, blob_dataset, test_ima
     out = tmp_path / "catalogue.fits"
     predicted = _start(os.path.join(BIN, "tfgal-predict"), "--model", tiny_model, "--data",
                        blob_dataset.root, "--split", "test", "--out", str(out))
-    summary = json.loads(_finish(predicted))
+    summary = json.loads(_finish(predicted))  # stdout: the JSON summary alone
     _finish(served)
     assert summary["n_galaxies"] == len(test_images["images"]) == 8
     assert summary["model"] == "tiny" and summary["depth"] == "Y10"
@@ -143,6 +131,31 @@ def test_tfgal_predict_equals_saved_model_cli(tiny_model, blob_dataset, test_ima
     assert table.meta["MODEL"] == "tiny" and table.meta["MODELVER"] == version
     assert table.meta["NGAL"] == 8 and table.meta["SPLIT"] == "test"
     assert table.meta["CLASSES"] == ",".join(CLASSES)
+    # labels known: the summary scores the catalogue (rows true, columns predicted)
+    true = _text(table["true_class"])
+    scores = summary["scores"]
+    assert scores["n_labelled"] == 8
+    assert scores["accuracy"] == pytest.approx(np.mean(true == _text(table["predicted_class"])))
+    counts = np.array(scores["confusion"]["counts"])
+    assert scores["confusion"]["classes"] == list(CLASSES) and counts.sum() == 8
+    for i, t in enumerate(CLASSES):
+        for j, p in enumerate(CLASSES):
+            assert counts[i, j] == np.sum((true == t) & (_text(table["predicted_class"]) == p))
+
+
+def test_progress_on_a_terminal_and_scores_on_stderr(tiny_model, blob_dataset, tmp_path):
+    argv = [os.path.join(BIN, "tfgal-predict"), "--model", tiny_model, "--data",
+            blob_dataset.root, "--batch-size", "2"]
+    status, out, shown = run_in_terminal(argv + ["--out", str(tmp_path / "tty.fits")])
+    assert status == 0, shown[-2000:]
+    assert "predict: 100%|" in shown and "8/8" in shown  # behind the stderr filter
+    summary = json.loads(out)
+    accuracy = f"accuracy {100 * summary['scores']['accuracy']:.1f}% of 8 labelled galaxies"
+    assert accuracy in shown and "true \\ predicted" in shown
+    piped = subprocess.run(argv + ["--out", str(tmp_path / "pipe.fits")], capture_output=True,
+                           text=True, timeout=300)
+    assert piped.returncode == 0 and "%|" not in piped.stderr and accuracy in piped.stderr
+    assert json.loads(piped.stdout)["scores"] == summary["scores"]
 
 
 # ----------------------------------------------------------------------------- formats
@@ -151,8 +164,6 @@ def test_tfgal_predict_equals_saved_model_cli(tiny_model, blob_dataset, test_ima
 @pytest.mark.parametrize("ext", [".fits", ".parquet", ".ecsv", ".csv"])
 def test_formats_round_trip_with_the_latent(ext, tiny_model, blob_dataset, served, test_images,
                                             tmp_path):
-    if ext == ".parquet":
-        pytest.importorskip("pyarrow", reason="Parquet catalogues need pyarrow")
     out = str(tmp_path / f"catalogue{ext}")
     summary = predict_lib.predict(tiny_model, out, data=blob_dataset.root, latent=True,
                                   progress=False)
@@ -172,8 +183,6 @@ def test_formats_round_trip_with_the_latent(ext, tiny_model, blob_dataset, serve
     if ext == ".csv":  # plain CSV: nothing before the header, default readers read it
         assert dict(meta) == {}
         assert open(out).readline().startswith("galaxy_id,true_class,p_spiral,")
-    elif "yaml" in meta:  # Parquet read without pandas: the metadata as astropy stored them
-        assert "MODEL: tiny" in meta["yaml"] and summary["model_version"] in meta["yaml"]
     else:
         assert meta["MODEL"] == "tiny" and meta["NGAL"] == 8
         assert meta["MODELVER"] == summary["model_version"]
@@ -259,7 +268,7 @@ REFUSALS = {  # case -> (error type, words the message must hold)
     "image shape": (ModelContractError, ["(16, 16, 3)", "(24, 24, 3)", "wide"]),
     "bands": (ModelContractError, ["'z'", "'i'", "zband"]),
     "extension": (ConfigError, [".txt", ".fits", ".parquet", ".ecsv", ".csv"]),
-    "split": (ManifestError, ["'nosuch'", "manifest.json"]),
+    "split": (ManifestError, ["split 'nosuch' is not in the dataset", "its splits are"]),
     "no source": (ConfigError, ["exactly one"]),
 }
 
@@ -306,9 +315,10 @@ def test_refusals_name_the_problem_and_write_nothing(case, tiny_model, zband_mod
     assert not out_dir.exists() or os.listdir(out_dir) == []
 
 
-def test_parquet_without_pyarrow_is_refused(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
-    with pytest.raises(ConfigError, match="pyarrow"):
+@pytest.mark.parametrize("missing", ["pyarrow", "pandas"])
+def test_parquet_without_its_readers_is_refused(missing, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, missing, None)  # import it -> ImportError
+    with pytest.raises(ConfigError, match=rf"{missing} is not installed.*\[parquet\]"):
         predict_lib.output_format(tmp_path / "c.parquet")
     assert predict_lib.output_format(tmp_path / "c.FITS") == "fits"
 

@@ -173,7 +173,7 @@ def test_bad_manifest_names_the_key(dataset_copy, edit, key):
 
 
 def test_unknown_split(blob_dataset):
-    with pytest.raises(ManifestError, match="no split"):
+    with pytest.raises(ManifestError, match="split 'holdout' is not in the dataset"):
         blob_dataset.files("holdout")
 
 

@@ -157,6 +157,10 @@ def test_sigkill_mid_epoch_then_rerun_matches_the_uninterrupted_run(blob_dataset
                 "--logdir", str(tmp_path / tag / "run"), "--out", str(tmp_path / tag / "model")]
     first = subprocess.run(cli("straight"), capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
+    # stdout holds the summary alone; Keras' epoch lines and tfgal's messages go to stderr
+    assert json.loads(first.stdout)["export_dir"] == straight.export.dir
+    assert "Epoch 4/4" in first.stderr and "Epoch" not in first.stdout
+    assert f"run {straight.log.dir}, export {straight.export.dir}" in first.stderr
 
     position = os.path.join(killed.log.dir, training.BACKUP, callbacks.POSITION)
     process = subprocess.Popen(cli("killed"), stdout=subprocess.DEVNULL,

@@ -64,12 +64,14 @@ WEIGHT_DECAY_MODES = ("decoupled", "l2")
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
 
 
-def _field(default, *, choices=None, low=None, high=None, low_open=False):
+def _field(default, *, choices=None, low=None, high=None, low_open=False, example=None):
     """A config field: `default`, and optionally the values or the range it may take.
 
-    `low` is inclusive unless `low_open`; `high` is inclusive.
+    `low` is inclusive unless `low_open`; `high` is inclusive. `example`: a value shown in
+    the message for a value of the wrong type (lists: how to write one).
     """
-    meta = {"choices": choices, "low": low, "high": high, "low_open": low_open}
+    meta = {"choices": choices, "low": low, "high": high, "low_open": low_open,
+            "example": example}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -100,8 +102,9 @@ class DataConfig:
     #                                             between target_depth and source_depth
     stretch_clip: str = _field("percentile", choices=STRETCH_CLIPS)
     stretch_bands: str = _field("per-band", choices=STRETCH_BANDS)  # "shared": the paper's
-    corrupt_augment: list = _field([])          # corruptions (CORRUPTIONS) augmenting the
-    #                                             labelled images: the corruption defence
+    corrupt_augment: list = _field([], example=["seeing", "sky"])  # corruptions
+    #                                             (CORRUPTIONS) augmenting the labelled
+    #                                             images: the corruption defence
     corrupt_prob: float = _field(0.5, low=0, low_open=True, high=1)  # share of those
     #                                             images corrupted (one corruption, severity 1-5)
     cache: bool = True                          # hold the training split in memory (observed
@@ -199,8 +202,9 @@ class CurveSettings:
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
     split: str = _field("test", choices=SPLITS)  # split evaluated and attacked
-    models: list = _field(list(DEFAULT_STUDY_MODELS))  # the study's models (STUDY_MODELS)
-    seeds: list = _field([])                    # training seeds; [] = the config's seed
+    models: list = _field(list(DEFAULT_STUDY_MODELS), example=["baseline", "mmd"])  # the
+    #                                             study's models (STUDY_MODELS)
+    seeds: list = _field([], example=[0, 1, 2])  # training seeds; [] = the config's seed
     eval_n: int = _non_negative(0)              # galaxies evaluated at both depths (0: all)
     attack_n: int = _field(150, low=1)          # first galaxies attacked (the paper: 150)
     attack_pixels: int = _field(1, low=1)
@@ -211,7 +215,8 @@ class StudyConfig:
     attack_max_batch: int = _non_negative(0)    # candidates per model call; 0: the default
     attack_evaluator: str = _field("auto", choices=ATTACK_EVALUATORS)
     attack_init: str = _field("bounds", choices=ATTACK_INITS)  # "gaussian": Su et al.'s
-    curve_depths: list = _field([])             # survey years; [] = auto: log-spaced
+    curve_depths: list = _field([], example=[1.0, 10.0])  # survey years; [] = auto:
+    #                                             log-spaced
     curve_min_years: float = _positive(0.1)     # auto range
     curve_max_years: float = _positive(20.0)
     curve_per_decade: int = _field(3, low=1)    # auto depths per factor of ten in exposure
@@ -224,12 +229,14 @@ class StudyConfig:
     examples: int = _field(1, low=1)            # galaxies per class in the example figure
     ece_bins: int = _field(15, low=1)           # expected calibration error bins
     bootstrap: int = _field(2000, low=10)       # resamples behind every 95% interval
-    corruptions: list = _field([])              # the corruption stage's corruptions
-    #                                             (CORRUPTIONS; [] = no corruption stage)
+    corruptions: list = _field([], example=["seeing", "sky"])  # the corruption stage's
+    #                                             corruptions (CORRUPTIONS; [] = no
+    #                                             corruption stage)
     corruption_n: int = _field(300, low=2)      # first galaxies of the split corrupted
     corruption_target: bool = False             # also at the target depth
-    corruption_train: list = _field([])         # what the corrupt-aug model trains on; the
-    #                                             rest of study.corruptions is held out
+    corruption_train: list = _field([], example=["seeing"])  # what the corrupt-aug model
+    #                                             trains on; the rest of study.corruptions
+    #                                             is held out
     morphology_n: int = _non_negative(0)        # classical baseline: first galaxies of the
     #                                             split measured at every curve depth (0: none)
     morphology_train_n: int = _field(300, low=3)  # first training galaxies it learns from
@@ -245,10 +252,7 @@ class StudyConfig:
                    for y in self.curve_depths):
             _bad("study.curve_depths", "must list positive survey years (or be [] for auto); "
                  f"received {self.curve_depths!r}")
-        if not self.models or len(set(self.models)) != len(self.models) or any(
-                m not in STUDY_MODELS for m in self.models):
-            raise ConfigError(f"config key study.models must list distinct models; received "
-                              f"{self.models!r}", key="study.models", valid=STUDY_MODELS)
+        _check_names("study.models", self.models, STUDY_MODELS, "model", empty_ok=False)
         _check_corruptions("study.corruptions", self.corruptions)
         _check_corruptions("study.corruption_train", self.corruption_train)
         if self.morphology_n and self.curve_n and self.morphology_n > self.curve_n:
@@ -320,9 +324,40 @@ def _bad(key, message):
 
 
 def _check_corruptions(key, names):
-    if len(set(map(repr, names))) != len(names) or any(n not in CORRUPTIONS for n in names):
-        raise ConfigError(f"config key {key} must list distinct corruptions; received "
-                          f"{names!r}", key=key, valid=CORRUPTIONS)
+    _check_names(key, names, CORRUPTIONS, "corruption")
+
+
+def _check_names(key, names, valid, what, *, empty_ok=True):
+    """`names` must be names from `valid`, each once; an unknown name, a repeated one and
+    an empty list each get their own message."""
+    firsts = [n for i, n in enumerate(names) if names.index(n) == i]  # no set: may hold lists
+    unknown = [n for n in firsts if n not in valid]
+    if unknown:
+        raise ConfigError(f"config key {key}: unknown {what}{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown))}", key=key, valid=valid)
+    repeated = [n for n in firsts if names.count(n) > 1]
+    if repeated:
+        raise ConfigError(f"config key {key} lists {', '.join(map(repr, repeated))} more "
+                          f"than once; each {what} may appear once; received {names!r}",
+                          key=key)
+    if not names and not empty_ok:
+        raise ConfigError(f"config key {key} lists no {what}; name at least one", key=key,
+                          valid=valid)
+
+
+def _not_a_list(key, value, example):
+    """The error for a list key given something else, showing how to write a list in
+    ``--set`` and in a TOML file."""
+    section, _, name = key.rpartition(".")
+    where = f"{name} = {json.dumps(example)} under [{section}]" if section else \
+        f"{key} = {json.dumps(example)}"
+    text = (f"config key {key} must be a list, e.g. --set "
+            f"'{key}={json.dumps(example, separators=(',', ':'))}' (in a TOML file: {where})")
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        # what the shell leaves of --set study.models=["a","b"]: TOML then fails to parse
+        text += ("; its strings need double quotes, which the shell removes unless the "
+                 "whole KEY=VALUE is in single quotes")
+    return ConfigError(f"{text}; received {value!r}", key=key)
 
 
 def _check_value(key, value, field):
@@ -336,6 +371,8 @@ def _check_value(key, value, field):
         value = float(value) if ok else value
     else:
         ok = isinstance(value, type(default))
+    if not ok and isinstance(default, list):
+        raise _not_a_list(key, value, field.metadata.get("example") or default)
     if not ok:
         raise ConfigError(f"config key {key} must be {type(default).__name__}; "
                           f"received {value!r}", key=key)

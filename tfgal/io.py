@@ -20,12 +20,16 @@ import shutil
 import tempfile
 import uuid
 
-from tfgal.errors import OutputExists
+from tfgal.errors import ConfigError, OutputExists
 
 __all__ = ["atomic_path", "write_text", "write_json", "write_csv", "write_npz",
-           "publish_directory", "sha256_file", "update_sha256", "refuse_existing"]
+           "write_figure", "figure_format", "FIGURE_FORMATS", "publish_directory",
+           "sha256_file", "update_sha256", "refuse_existing"]
 
 BLOCK = 1 << 20
+# Figure file extensions -> matplotlib's format (JPEG through Pillow).
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf",
+                  ".svg": "svg"}
 
 
 def _umask():
@@ -82,6 +86,29 @@ def write_npz(path, arrays):
         np.savez(f, **arrays)
 
 
+def figure_format(path, option="--out"):
+    """The matplotlib format `path`'s extension names (`FIGURE_FORMATS`); else a
+    `ConfigError` naming `option` (the flag a user typed `path` after) and the valid
+    extensions."""
+    shown = os.fspath(path)
+    ext = os.path.splitext(shown)[1].lower()
+    if ext not in FIGURE_FORMATS:
+        what = (f": unknown image extension {ext!r} (the extension names the format)"
+                if ext else " has no extension to name the image format")
+        raise ConfigError(f"{option} {shown}{what}", key=option, valid=tuple(FIGURE_FORMATS))
+    return FIGURE_FORMATS[ext]
+
+
+def write_figure(path, fig, **savefig):
+    """Writes a matplotlib figure to `path` atomically, in the format its extension names
+    (`figure_format`: the temporary file's name ends otherwise); `savefig`: its keywords
+    (``dpi``, ``bbox_inches``, ...). A figure that fails to draw leaves no file."""
+    fmt = figure_format(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **savefig)
+    return path
+
+
 def publish_directory(src, dst):
     """Renames a finished directory `src` onto `dst`, replacing any old one."""
     trash = None
@@ -125,7 +152,8 @@ def refuse_existing(path, overwrite, flag="--overwrite", *, names=None):
             return
         found = [n for n in names if n in entries]
         if found:
-            raise OutputExists(f"{shown} already holds {' and '.join(found)}; rerun with "
+            listed = f"{', '.join(found[:-1])} and {found[-1]}" if found[:-1] else found[0]
+            raise OutputExists(f"{shown} already holds {listed}; rerun with "
                                f"{flag} to replace {'them' if len(found) > 1 else 'it'}",
                                path=shown)
     elif os.path.lexists(shown):

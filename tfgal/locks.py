@@ -31,7 +31,7 @@ except ImportError:  # Windows: no flock; hold() does not lock there
 
 from tfgal.errors import OutputBusy
 
-__all__ = ["OutputBusy", "hold", "holder", "lock_path"]
+__all__ = ["OutputBusy", "hold", "check", "holder", "lock_path"]
 
 # File systems without flock support (some NFS mounts): run unlocked rather than fail.
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
@@ -154,6 +154,13 @@ def _busy(path, lockfile):
         who = "another process"
     return OutputBusy(f"{os.fspath(path)} is being written by {who}; wait for it to finish "
                       "or choose another output", path=path, holder=info)
+
+
+def check(path):
+    """Raises `OutputBusy` now if a live process holds `path`'s lock: a command's refusal
+    before it reads any input. Creates nothing; the lock itself is taken later (`hold`)."""
+    if holder(path) is not None:
+        raise _busy(path, lock_path(path))
 
 
 def holder(path):

@@ -3,7 +3,8 @@
 Layers, each importing only those above it (and the leaves, data and model wings):
 classifier and bounds (what is attacked, within which values) -> results (what an attack
 returns) -> engine and host (the compiled DE loop and its host side, with the incremental
-evaluator) -> one_pixel (`OnePixelAttack`) -> summary and driver (`tfgal-attack`, the study).
+evaluator) -> one_pixel (`OnePixelAttack`) -> summary and figure (``tfgal-attack``'s
+attack.png) -> driver (`tfgal-attack`, the study).
 
 Names load on first use (PEP 562): ``import tfgal.attack`` does not import TensorFlow.
 """

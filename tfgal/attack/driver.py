@@ -9,8 +9,9 @@ distances. It attacks the correct ones with `OnePixelAttack`, computes each imag
 latents once, and from them the latent distances (the only place they are computed):
 base -> attacked image and base -> the same galaxy at the noisy depth. It returns an
 `AttackRun` whose ``summary`` is `summary.summarize`. `table` gives its per-attack rows;
-`attack_dataset` (``tfgal-attack``) writes them as ``attack.csv`` and the summary, with the
-run's context, as ``attack.json``, each atomically.
+`attack_dataset` (``tfgal-attack``) writes them as ``attack.csv`` (classes by name) and the
+summary, with the run's context, as ``attack.json``, and with ``figure=True`` a figure of the
+attacked galaxies (`tfgal.attack.figure`), each atomically.
 """
 
 from __future__ import annotations
@@ -24,20 +25,26 @@ import numpy as np
 import tensorflow as tf
 
 from tfgal import io, locks
+from tfgal.attack import figure as figure_lib
 from tfgal.attack.bounds import resolve_value_range
 from tfgal.attack.one_pixel import OnePixelAttack
 from tfgal.attack.results import AttackResult
 from tfgal.attack.summary import describe, outcomes, summarize
+from tfgal.data.manifest import Manifest
 from tfgal.errors import ConfigError, DataError
 from tfgal.model import export
 from tfgal.progress import bar as progress_bar
 
 __all__ = ["AttackRun", "attack_galaxies", "attack_rows", "table", "attack_dataset",
-           "TABLE_NAME", "SUMMARY_NAME", "OUTPUT_NAMES"]
+           "check_n", "class_names", "TABLE_NAME", "SUMMARY_NAME", "FIGURE_NAME",
+           "OUTPUT_NAMES"]
 
 TABLE_NAME = "attack.csv"
 SUMMARY_NAME = "attack.json"
-OUTPUT_NAMES = (SUMMARY_NAME, TABLE_NAME)  # what makes `out` an existing output
+FIGURE_NAME = figure_lib.FIGURE_NAME
+# what makes `out` an existing output; refused, and replaced, together
+OUTPUT_NAMES = (SUMMARY_NAME, TABLE_NAME, FIGURE_NAME)
+CLASS_COLUMNS = ("label", "target", "original_class", "final_class")  # named in the table
 LATENT_BATCH = 256  # images per model call when computing latents
 
 
@@ -70,6 +77,10 @@ class AttackRun:
     # [N] |latent returned - latent base| of every attack, failed ones included: the image
     # each returned (its best candidate on a failure), whatever rule reads the outcome
     d_returned: np.ndarray = None
+    class_names: tuple = None  # the model's (else the dataset's) names of the classes
+    # "base", "returned": [N, n_classes] probabilities of each attack's image before and of
+    # the image it returned (what the figure draws)
+    probabilities: dict = None
 
     @property
     def misclassified_ids(self):
@@ -100,6 +111,7 @@ def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy
     """
     from tfgal.data import pipeline
     start = time.perf_counter()
+    manifest = _manifest(data)
     exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
     kw = dict(n=n, seed=data_seed, noise_mode=noise_mode, stretch=exported.assets.get("stretch"))
     base = pipeline.load_arrays(data, split, base_depth, **kw)
@@ -126,8 +138,8 @@ def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy
     else:  # the attack refuses zero images
         result = _empty_result(attack, base["images"])
     galaxy = {"base": clean["latent"], "noisy": _predict(exported, noisy["images"])["latent"]}
-    latents = {"base": galaxy["base"][rows],
-               "attacked": _predict(exported, result.images)["latent"],
+    returned = _predict(exported, result.images)
+    latents = {"base": galaxy["base"][rows], "attacked": returned["latent"],
                "noisy": galaxy["noisy"][rows]}
     d_galaxies = np.linalg.norm(galaxy["noisy"] - galaxy["base"], axis=1)
     d_returned = np.linalg.norm(latents["attacked"] - latents["base"], axis=1)
@@ -139,7 +151,36 @@ def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy
                      rows=rows, result=result, latents=latents, d_attack=d_attack,
                      d_noisy=d_noisy, summary=summary, seconds=time.perf_counter() - start,
                      d_noisy_galaxies=d_galaxies, predicted=predicted, correct=correct,
-                     d_returned=d_returned)
+                     d_returned=d_returned, class_names=class_names(exported, manifest),
+                     probabilities={"base": clean["probabilities"][rows],
+                                    "returned": returned["probabilities"]})
+
+
+def class_names(exported, manifest):
+    """The classes' names: the model's (its assets), else the dataset's, else class_0 ...;
+    a list whose length differs from the model's outputs is passed over."""
+    for names in (exported.assets.get("class_names"), manifest.class_names):
+        if names is not None and len(names) == exported.n_classes:
+            return tuple(str(name) for name in names)
+    return tuple(f"class_{k}" for k in range(exported.n_classes))
+
+
+def check_n(data, split, n, option="n"):
+    """Raises `ConfigError` (naming `option`, the split and its size) unless `n` galaxies
+    can be loaded from `split` of `data` (None: the whole split). Reads the manifest only,
+    so a command can refuse before any model loads."""
+    if n is None:
+        return
+    if int(n) < 1:
+        raise ConfigError(f"{option} {n}: at least 1 galaxy must be loaded", key=option)
+    count = _manifest(data).count(split)
+    if int(n) > count:
+        raise ConfigError(f"{option} {n}: split {split} of {_data_path(data)} holds {count} "
+                          f"galaxies", key=option)
+
+
+def _manifest(data):
+    return data if isinstance(data, Manifest) else Manifest.load(data)
 
 
 def _predict(exported, images):
@@ -197,10 +238,16 @@ def _rows(labels, n_classes, target, targeted):
 # --------------------------------------------------------------------------- tables
 
 
-def table(run, bands=None):
+def table(run, bands=None, class_names=None):
     """Per-attack rows (dicts) of an `AttackRun`: outcome, pixels (values named by
-    `bands`, default b0, b1, ...) and the two latent distances."""
+    `bands`, default b0, b1, ...) and the two latent distances.
+
+    The classes (``label``: the true one, ``target``, ``original_class``, ``final_class``)
+    are named by `class_names` (default: the run's), so the table reads without the model;
+    integers only when neither is known. The run's arrays keep the indices.
+    """
     result = run.result
+    names = class_names or run.class_names
     bands = bands or [f"b{c}" for c in range(result.values.shape[2])]
     galaxy_id = run.galaxy_id[run.rows]
     changed = outcomes(result.labels, result.targets, result.final_class, result.final_score,
@@ -223,6 +270,8 @@ def table(run, bands=None):
         row.update(_pixel_columns(result, i, bands))
         for name, values in distances.items():
             row[name] = "" if not np.isfinite(values[i]) else float(values[i])
+        if names:
+            row.update({k: names[row[k]] for k in CLASS_COLUMNS if row[k] != ""})
         rows.append(row)
     return rows
 
@@ -242,24 +291,28 @@ def _pixel_columns(result, i, bands):
 
 def attack_dataset(model, data, out, *, split="test", n=150, base_depth="Y10",
                    noisy_depth="Y1", target="all", data_seed=0, progress=True,
-                   overwrite=False, **settings):
-    """`attack_galaxies`, then its table (``attack.csv``) and summary (``attack.json``) in
-    `out`, each written atomically; returns the summary: `summarize`'s keys (``n_galaxies``
-    loaded, ``n_correct`` attacked, ``n_misclassified`` skipped, ``settings.init``, ...) with
-    the run's context (model, data, split, depths, target, speed, device, files, versions).
-    Misclassified galaxies have no row in ``attack.csv``.
+                   overwrite=False, figure=False, **settings):
+    """`attack_galaxies`, then its table (``attack.csv``, classes by name) and summary
+    (``attack.json``) in `out`, and with `figure` the figure of the attacked galaxies
+    (``attack.png``, `tfgal.attack.figure`), each written atomically; returns the summary:
+    `summarize`'s keys (``n_galaxies`` loaded, ``n_correct`` attacked, ``n_misclassified``
+    skipped, ``settings.init``, ...) with the run's context (model, data, split, depths,
+    target, speed, device, files, versions). Misclassified galaxies have no row in
+    ``attack.csv``.
 
-    `out` is locked for the run (`tfgal.locks`); one that already holds either file is
-    refused with `OutputExists` before the model loads, unless `overwrite`."""
+    `out` is locked for the run (`tfgal.locks`); one that already holds any of
+    `OUTPUT_NAMES` is refused with `OutputExists` before the model loads, unless
+    `overwrite`; so is an `n` the split cannot give (`check_n`)."""
     with locks.hold(out):
         io.refuse_existing(out, overwrite, names=OUTPUT_NAMES)
+        check_n(data, split, n)
         return _attack_dataset(model, data, out, split=split, n=n, base_depth=base_depth,
                                noisy_depth=noisy_depth, target=target, data_seed=data_seed,
-                               progress=progress, **settings)
+                               progress=progress, figure=figure, **settings)
 
 
 def _attack_dataset(model, data, out, *, split, n, base_depth, noisy_depth, target,
-                    data_seed, progress, **settings):
+                    data_seed, progress, figure, **settings):
     exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
     run = attack_galaxies(exported, data, split=split, n=n, base_depth=base_depth,
                           noisy_depth=noisy_depth, target=target, data_seed=data_seed,
@@ -275,13 +328,24 @@ def _attack_dataset(model, data, out, *, split, n, base_depth, noisy_depth, targ
         # once per galaxy attacked (targeted attacks repeat galaxies): no misclassified one
         "latent_distance": {**run.summary["latent_distance"],
                             "noisy": describe(run.d_noisy_galaxies[np.unique(run.rows)])},
-        "files": {"table": TABLE_NAME},
+        "files": {"table": TABLE_NAME, **({"figure": FIGURE_NAME} if figure else {})},
+        "class_names": list(run.class_names),
         "versions": export.library_versions(),
         "seconds_total": run.seconds,
     }
     os.makedirs(out, exist_ok=True)
     io.write_csv(os.path.join(out, TABLE_NAME),
                  table(run, bands=exported.assets.get("bands")))
+    drawn = os.path.join(out, FIGURE_NAME)
+    if figure:
+        name = (exported.assets.get("config") or {}).get("name") or \
+            os.path.basename(os.path.normpath(exported.path))
+        figure_lib.draw(run, run.class_names, drawn,
+                        title=f"model {name}: first {run.summary['n_galaxies']} galaxies of "
+                              f"{os.path.basename(os.path.normpath(_data_path(data)))} "
+                              f"{split} at {base_depth}")
+    elif os.path.exists(drawn):  # an overwritten run's figure would not be this run's
+        os.remove(drawn)
     io.write_json(os.path.join(out, SUMMARY_NAME), summary)
     return summary
 

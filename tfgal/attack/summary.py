@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["describe", "ratio", "distance_summary", "distance_ratios", "summarize",
-           "binomial_interval", "outcomes", "rates", "RULES"]
+           "binomial_interval", "outcomes", "rates", "rate_lines", "RULES"]
 
 RULES = {
     "class_change": "the returned image is classified as another class (Su et al., ART)",
@@ -86,6 +86,36 @@ def rates(masks, already):
     n = int(np.sum(~np.asarray(already, bool)))
     return {rule: {"rule": RULES[rule], **binomial_interval(int(np.sum(m)), n)}
             for rule, m in masks.items()}
+
+
+def rate_lines(summary):
+    """One line per rule of a `summarize` summary's ``rates`` (what ``tfgal-attack`` prints),
+    whichever rule the attack stopped on (marked, from ``settings``); a rule with no attack
+    run says so rather than vanish."""
+    settings = summary["settings"]
+    stopped = {"probability": "paper", "class": "class_change"}.get(
+        settings.get("success", "probability"))
+    lines = []
+    for rule, r in summary["rates"].items():
+        text = _rule_text(rule, r["rule"], settings)
+        mark = " [the stopping rule, --success]" if rule == stopped else ""
+        if r["n"]:
+            lines.append(f"{rule.replace('_', ' ')}: {r['k']} of {r['n']} "
+                         f"({100 * r['rate']:.1f}%, 95% interval {100 * r['low']:.1f}-"
+                         f"{100 * r['high']:.1f}%): {text}{mark}")
+        else:
+            lines.append(f"{rule.replace('_', ' ')}: no rate, no galaxy was attacked: "
+                         f"{text}{mark}")
+    return lines
+
+
+def _rule_text(rule, text, settings):
+    """The rule as it was applied: its threshold, and the target when targeted."""
+    if settings.get("targeted"):
+        return {"class_change": "the returned image is classified as the target",
+                "paper": f"the target's probability of the returned image is above "
+                         f"{settings['threshold']:g}"}.get(rule, text)
+    return f"{text} ({settings['threshold']:g})" if rule == "paper" else text
 
 
 def distance_summary(d_attack, d_noisy, success, d_returned=None, class_change=None):

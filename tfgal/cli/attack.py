@@ -21,15 +21,20 @@ def parser():
         "One-pixel attacks (batched differential evolution) on the galaxies an exported "
         "model classifies correctly; writes attack.json, attack.csv and a figure of the "
         "attacked galaxies to --out.", EXAMPLES)
-    p.add_argument("--model", required=True, help="exported SavedModel directory")
+    p.add_argument("--model", required=True,
+                   help="exported SavedModel directory, or a TF Serving base directory "
+                        "(NAME/<version>/: the highest version is used)")
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--split", default=config.default("study.split"),
                    help="split whose first --n galaxies are attacked")
     p.add_argument("--n", type=int, default=config.default("study.attack_n"),
-                   help="galaxies loaded (the first n of the split); those the model "
-                        "misclassifies at --base-depth are counted, not attacked")
-    p.add_argument("--out", required=True, help="directory for attack.json and attack.csv")
-    p.add_argument("--overwrite", action="store_true", help="replace attack.json, attack.csv")
+                   help="galaxies loaded (the first n of the split, at least 1, at most "
+                        "its size); those the model misclassifies at --base-depth are "
+                        "counted, not attacked")
+    p.add_argument("--out", required=True,
+                   help="directory for attack.json, attack.csv and attack.png")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace attack.json, attack.csv and attack.png")
     p.add_argument("--pixels", type=int, default=config.default("study.attack_pixels"),
                    help="pixels changed per image")
     p.add_argument("--popsize", type=int, default=config.default("study.attack_popsize"),
@@ -57,8 +62,10 @@ def parser():
     p.add_argument("--data-seed", type=int, default=config.default("seed"),
                    help="seed of the images' noise")
     p.add_argument("--base-depth", default=config.default("data.source_depth"),
+                   type=common.depth_type(),
                    help="depth the attacked images are observed at")
     p.add_argument("--noisy-depth", default=config.default("data.target_depth"),
+                   type=common.depth_type(),
                    help="depth of the noisy copies for the latent-distance comparison")
     p.add_argument("--max-batch", type=int, default=None,
                    help="candidate images per model call (memory bound; default: from the "
@@ -81,9 +88,16 @@ def parser():
 
 
 def main(args, parser):
-    from tfgal import attack, io
-    # before the device line: a refusal is the only output (checked again under the lock)
+    import os
+
+    from tfgal import attack, io, locks
+    from tfgal.model import export
+    # before the device line and any model load: a refusal is the only output (output and
+    # --n are checked again under the lock)
+    locks.check(args.out)
     io.refuse_existing(args.out, args.overwrite, names=attack.driver.OUTPUT_NAMES)
+    export.resolve(args.model)  # the message tfgal-predict gives for the same directory
+    attack.driver.check_n(args.data, args.split, args.n, option="--n")
     common.say_device()
     settings = dict(pixels=args.pixels, popsize=args.popsize, iters=args.iters, f=args.f,
                     targeted=args.targeted, success=args.success, threshold=args.threshold,
@@ -93,14 +107,14 @@ def main(args, parser):
         args.model, args.data, args.out, split=args.split, n=args.n,
         base_depth=args.base_depth, noisy_depth=args.noisy_depth, target=args.target,
         data_seed=args.data_seed, progress=False if args.no_progress else None,
-        overwrite=args.overwrite, **settings)
+        overwrite=args.overwrite, figure=True, **settings)
     common.say(f"attacked the {summary['n_correct']} of {summary['n_galaxies']} galaxies "
                f"classified correctly at {args.base_depth}; {summary['n_misclassified']} "
                f"misclassified were skipped (init {summary['settings']['init']})")
-    for rule, r in summary["rates"].items():
-        if r["n"]:
-            common.say(f"{rule.replace('_', ' ')}: {r['k']} of {r['n']} ({100 * r['rate']:.1f}%, "
-                       f"95% interval {100 * r['low']:.1f}-{100 * r['high']:.1f}%): {r['rule']}")
+    for line in attack.summary.rate_lines(summary):
+        common.say(line)
     keys = ("n_galaxies", "n_correct", "n_misclassified", "n_attacks", "success_rate",
             "n_success", "rates", "queries", "seconds", "latent_distance")
-    common.result({k: summary[k] for k in keys})
+    files = {"summary": attack.driver.SUMMARY_NAME, **summary["files"]}
+    common.result({**{k: summary[k] for k in keys},
+                   "files": {k: os.path.join(args.out, name) for k, name in files.items()}})

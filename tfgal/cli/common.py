@@ -19,7 +19,7 @@ from tfgal.errors import TfgalError
 
 __all__ = ["VERBOSE_HELP", "HelpFormatter", "new_parser", "run", "result", "verbose",
            "say", "say_device", "beam_args", "beam_choice", "quiet_beam", "experiment_args",
-           "train_overrides"]
+           "train_overrides", "path_hints", "depth_type", "NOISELESS", "DEPTH_FORMS"]
 
 VERBOSE_HELP = "keep TensorFlow's own C++ start-up log on stderr (hidden by default)"
 
@@ -123,6 +123,31 @@ def quiet_beam(beam):
     return beam_lib.quiet_logging(beam is not None and not verbose())
 
 
+NOISELESS = "noiseless"  # tfgal.data.observation.NOISELESS (that module loads TensorFlow)
+DEPTH_FORMS = ("Y10, Y1, Y<years> or <years>y (survey years, e.g. Y3 or 0.5y), or "
+               "exp:<g>,<r>,<i> (exposure seconds per band)")
+
+
+def depth_type(noiseless=True):
+    """An argparse ``type=`` for a depth option: the value checked at parse time with
+    `tfgal.survey.Depth.parse` (NumPy only) and kept as typed, so that a bad depth is a
+    usage error naming the option. `noiseless`: "noiseless" (mock data's flux) is valid."""
+    def depth(text):
+        if noiseless and text == NOISELESS:
+            return text
+        from tfgal import survey
+        try:
+            survey.Depth.parse(text)
+        except TfgalError as e:
+            reason = "" if getattr(e, "valid", None) else f" ({e})"  # else just the forms
+            forms = DEPTH_FORMS + (", or noiseless (mock data's flux, no noise added)"
+                                   if noiseless else "; omit the option for noiseless flux")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a depth{reason}; a depth is {forms}") from None
+        return text
+    return depth
+
+
 def experiment_args(parser, example):
     """--config, --set, --strategy and --verbose: shared by the commands that train."""
     parser.add_argument("--config", required=True,
@@ -144,3 +169,26 @@ def train_overrides(args):
     if getattr(args, "strategy", None):
         overrides.append(f"train.strategy={json.dumps(args.strategy)}")
     return overrides
+
+
+def path_hints(config_path, cfg):
+    """Lines for the config's relative input paths (``data.dir``) that the current directory
+    lacks but the config's own project (the directory above its ``pipelines/``) holds:
+    paths are relative to the current directory, as for every Unix tool, and a run from
+    elsewhere should say so before it renders a new mock set there."""
+    import os
+    project = os.path.dirname(os.path.dirname(os.path.abspath(config_path)))
+    if not os.path.isdir(project) or os.path.samefile(project, os.getcwd()):
+        return []
+    lines = []
+    for key, value in (("data.dir", cfg.data.dir),):
+        if os.path.isabs(value) or os.path.exists(value):
+            continue
+        there = os.path.join(project, value)
+        if os.path.exists(there):
+            lines.append(
+                f"note: {key} {value!r} is read relative to the current directory "
+                f"{os.getcwd()}, where it does not exist; {there} does (beside "
+                f"{os.path.relpath(os.path.abspath(config_path), project)}): run from "
+                f"{project}, or --set {key}={json.dumps(there)}")
+    return lines

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from tfgal import config
 from tfgal.cli import common
@@ -72,7 +71,7 @@ def parser():
     storage_args(p)
     p.add_argument("--table", required=True,
                    help="CSV or FITS table with columns file, label[, split][, galaxy_id]")
-    p.add_argument("--depth", default=None,
+    p.add_argument("--depth", default=None, type=common.depth_type(noiseless=False),
                    help="depth of the noise baked into the cutouts (e.g. Y10); omit for "
                         "noiseless flux")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
@@ -93,7 +92,7 @@ def parser():
     p.add_argument("--out", required=True,
                    help="image to write; the format follows the extension (.png, .pdf, "
                         ".svg, .jpg)")
-    p.add_argument("--depth", default=gallery.DEFAULT_DEPTH,
+    p.add_argument("--depth", default=gallery.DEFAULT_DEPTH, type=common.depth_type(),
                    help="depth the galaxies are observed at (noiseless: mock data's flux)")
     p.add_argument("--corruptions", default=None, metavar="A,B,...",
                    help="comma-separated corruptions (default: every one the dataset accepts)")

@@ -36,7 +36,7 @@ def parser():
     p.add_argument("--out", required=True,
                    help="catalogue to write: .fits, .parquet, .ecsv (these keep the "
                         "metadata and a latent vector column) or .csv (plain: no metadata)")
-    p.add_argument("--depth", default=None,
+    p.add_argument("--depth", default=None, type=common.depth_type(),
                    help="depth of the noise added to noiseless data (default: the "
                         "model's training source depth)")
     p.add_argument("--seed", type=int, default=0, help="seed of the images' noise")

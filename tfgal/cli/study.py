@@ -41,6 +41,8 @@ def main(args, parser):
     overrides = common.train_overrides(argparse.Namespace(set=args.set,
                                                           strategy=args.strategy))
     cfg = study.load_config(args.config, overrides)
+    for line in common.path_hints(args.config, cfg):
+        common.say(line)
     if not args.quiet:
         common.say_device()
     out = args.out or os.path.join("studies", cfg.name)

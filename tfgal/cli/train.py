@@ -36,6 +36,8 @@ def parser():
 
 def main(args, parser):
     cfg = config.load(args.config, common.train_overrides(args))
+    for line in common.path_hints(args.config, cfg):
+        common.say(line)
     common.say_device()
     from tfgal import model
     summary = model.train(cfg, overwrite=args.overwrite)

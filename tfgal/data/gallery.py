@@ -1,4 +1,4 @@
-"""A figure of what every corruption does: one galaxy per class, every severity, one PNG.
+"""A figure of what every corruption does: one galaxy per class, every severity, one image.
 
 Rows are corruptions, columns are class x severity 0..5 (0 = the clean image). The images
 come through the real pipeline (`pipeline.load_arrays` with `corruptions.Plan.sweep`), at
@@ -9,7 +9,7 @@ panel (percentiles of the clean panels), so severities and rows compare. Each pa
 title gives its severity's physical values (`corruptions.CORRUPTIONS[name].rows`).
 
 Drawn on a bare matplotlib `Figure` with the Agg canvas (no pyplot: the caller's backend
-is left alone) and written atomically (`tfgal.io.atomic_path`): an error leaves no file.
+is left alone) and written atomically (`tfgal.io.write_figure`): an error leaves no file.
 
     tfgal-data gallery --data data/mock --out gallery.png
 """
@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 from tfgal import io, locks
+from tfgal.data.display import DISPLAY_PERCENTILES, display_limits, to_rgb
 from tfgal.data.manifest import Manifest
 from tfgal.errors import ConfigError, DataError, ManifestError
 
@@ -32,7 +33,6 @@ DEFAULT_DEPTH = "Y10"
 DEFAULT_SPLIT = "test"
 DPI = 110
 LEVELS = tuple(range(6))  # severity 0 (clean) to corruptions.SEVERITIES
-DISPLAY_PERCENTILES = (0.5, 99.5)
 # Layout, inches: panel side, gaps, room for titles and labels (the size is exact, so a
 # figure's pixels follow from its rows and classes: `figure_size`).
 PANEL, HGAP, BLOCK_GAP, TITLE_H = 1.0, 0.04, 0.2, 0.30
@@ -111,16 +111,6 @@ def _parameters(name, noiseless):
     c = _lib().CORRUPTIONS[name]
     names = (re.sub(r"\s*\[.*\]$", "", col) for col in c.columns)
     return f"({c.stage_on(noiseless)})\n" + "\n".join(names)
-
-
-def _to_rgb(images, low, high):
-    """Stretched images [..., C] -> RGB in [0, 1]: 3 bands (the manifest's order, bluest
-    first, as g r i) shown reddest as red; other band counts as grey (their mean)."""
-    scaled = np.clip((images - low) / np.maximum(high - low, 1e-12), 0.0, 1.0)
-    if scaled.shape[-1] == 3:
-        return scaled[..., ::-1]
-    grey = scaled.mean(axis=-1, keepdims=True)
-    return np.repeat(grey, 3, axis=-1)
 
 
 def _names(manifest, corruptions):
@@ -207,7 +197,7 @@ def _draw(images, names, classes, ids, low, high, title, noiseless=True):
             x0 = LEFT + j * (block_w + BLOCK_GAP)
             ax = fig.add_axes((x0 / width, 1 - (top + PANEL) / height, block_w / width,
                                PANEL / height))
-            ax.imshow(_mosaic(_to_rgb(images[i, j], low, high), gap), aspect="auto",
+            ax.imshow(_mosaic(to_rgb(images[i, j], low, high), gap), aspect="auto",
                       interpolation="nearest")
             ax.set_axis_off()
             # The clean reference of each block, framed.
@@ -222,11 +212,12 @@ def _draw(images, names, classes, ids, low, high, title, noiseless=True):
 
 def gallery(data, out, *, depth=DEFAULT_DEPTH, corruptions=None, seed=0, split=DEFAULT_SPLIT,
             return_images=False, overwrite=False):
-    """Draws the corruption gallery of dataset `data` into PNG `out`; returns a summary.
+    """Draws the corruption gallery of dataset `data` into image `out`; returns a summary.
 
     Args:
       data: dataset directory or `Manifest`.
-      out: the PNG to write (atomically; its directory is created).
+      out: the image to write (atomically; its directory is created), in the format its
+        extension names (`tfgal.io.FIGURE_FORMATS`: .png, .jpg, .jpeg, .pdf, .svg).
       depth: the depth the galaxies are observed at ("noiseless" for mock data's flux).
       corruptions: names to show (checked with `corruptions.check`); None: every
         corruption the dataset accepts.
@@ -239,8 +230,9 @@ def gallery(data, out, *, depth=DEFAULT_DEPTH, corruptions=None, seed=0, split=D
 
     Returns dict(out, data, split, depth, seed, classes, galaxy_ids, corruptions,
     severities, image_size [H, W, C], display_range (low [C], high [C]), figure_px
-    [width, height] of the PNG, `figure_size` times `DPI`).
+    [width, height] of the image, `figure_size` times `DPI`).
     """
+    io.figure_format(out)  # an extension that names no format fails before any work
     with locks.hold(out):
         io.refuse_existing(out, overwrite)
         return _gallery(data, out, depth, corruptions, seed, split, return_images)
@@ -258,15 +250,13 @@ def _gallery(data, out, depth, corruptions, seed, split, return_images):
     classes = [manifest.class_names[c] for c in picks]
     ids = [galaxy_id for _, galaxy_id in picks.values()]
     images = _collect(manifest, names, picks, depth, seed, split)
-    clean = images[:, :, 0].reshape(-1, images.shape[-1])
-    low, high = (np.percentile(clean, p, axis=0) for p in DISPLAY_PERCENTILES)
+    low, high = display_limits(images[:, :, 0], DISPLAY_PERCENTILES)
     depth_name = getattr(depth, "name", depth)
     title = (f"{os.path.basename(os.path.normpath(manifest.root))} {split}, {depth_name}, "
              f"seed {seed}: corruption (rows) x severity 0 (clean) to "
              f"{LEVELS[-1]} (columns); same galaxies and noise in every row")
     fig = _draw(images, names, classes, ids, low, high, title, manifest.noiseless)
-    with io.atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+    io.write_figure(out, fig, dpi=DPI)
     summary = {"out": os.fspath(out), "data": manifest.root, "split": split,
                "depth": str(depth_name), "seed": int(seed), "classes": classes,
                "galaxy_ids": ids, "corruptions": names, "severities": list(LEVELS),

@@ -68,9 +68,11 @@ class Manifest:
 
     def split(self, name):
         if name not in self.splits:
-            raise ManifestError(
-                f"dataset has no split {name!r}; it has {sorted(self.splits)}",
-                path=os.path.join(self.root, MANIFEST_NAME), index=name)
+            error = ManifestError(f"split {name!r} is not in the dataset {self.root}; its "
+                                  f"splits are {', '.join(self.splits)}")
+            # named in the message already, not repeated as "(file ..., index ...)"
+            error.path, error.index = os.path.join(self.root, MANIFEST_NAME), name
+            raise error
         return self.splits[name]
 
     def files(self, split):

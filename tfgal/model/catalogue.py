@@ -142,13 +142,14 @@ def describe(summary):
     found = summary.get("scores")
     if found:
         names = found["confusion"]["classes"]
-        width = max(len(n) for n in names + ["true \\ predicted"]) + 2
+        first = max(len(n) for n in names + ["true \\ predicted"]) + 2
+        width = max(len(n) for n in names) + 2
         lines.append(f"accuracy {100 * found['accuracy']:.1f}% of {found['n_labelled']} "
                      "labelled galaxies; confusion matrix (rows: true class, columns: "
                      "predicted):")
-        lines.append("true \\ predicted".ljust(width) + "".join(n.rjust(width) for n in names))
+        lines.append("true \\ predicted".ljust(first) + "".join(n.rjust(width) for n in names))
         for name, row in zip(names, found["confusion"]["counts"]):
-            lines.append(name.ljust(width) + "".join(str(c).rjust(width) for c in row))
+            lines.append(name.ljust(first) + "".join(str(c).rjust(width) for c in row))
     else:
         counts = ", ".join(f"{n} {c}" for n, c in summary.get("class_counts", {}).items())
         lines.append(f"predicted classes: {counts} (no labels: no accuracy)")

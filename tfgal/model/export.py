@@ -32,11 +32,13 @@ import tensorflow as tf
 from tfgal import io
 from tfgal.errors import ModelContractError
 
-__all__ = ["export_saved_model", "load", "ExportedClassifier", "library_versions", "fingerprint",
-           "ASSETS_NAME", "KERAS_NAME", "SERVING", "CLASSIFY_LATENT", "OUTPUTS"]
+__all__ = ["export_saved_model", "load", "resolve", "ExportedClassifier", "library_versions",
+           "fingerprint", "ASSETS_NAME", "KERAS_NAME", "SAVED_MODEL_PB", "SERVING",
+           "CLASSIFY_LATENT", "OUTPUTS"]
 
 ASSETS_NAME = "tfgal.json"
 KERAS_NAME = "classifier.keras"
+SAVED_MODEL_PB = "saved_model.pb"
 SERVING = "serving_default"
 CLASSIFY_LATENT = "classify_latent"
 OUTPUTS = ("probabilities", "logits", "latent")
@@ -241,6 +243,29 @@ class ExportedClassifier:
         return self.classify_latent_fn(latent=tf.convert_to_tensor(latent, tf.float32))
 
 
+def resolve(path):
+    """(SavedModel directory, version or None) of a model path, checked before TensorFlow
+    reads anything: the one place a bad ``--model`` is named, so every command says the
+    same. `path` is a SavedModel directory, or a TF Serving base directory whose
+    integer-named subdirectories hold versions of one model: the highest is taken, and its
+    number is the version."""
+    given = os.fspath(path)
+    shown = os.path.abspath(given)
+    if not os.path.isdir(given):
+        what = "not a directory" if os.path.exists(given) else "no such directory"
+        raise ModelContractError(f"no SavedModel at {shown}: {what}")
+    if os.path.exists(os.path.join(given, SAVED_MODEL_PB)):
+        return given, None
+    versions = [int(d) for d in os.listdir(given)
+                if d.isdigit() and os.path.exists(os.path.join(given, d, SAVED_MODEL_PB))]
+    if not versions:
+        raise ModelContractError(
+            f"no SavedModel at {shown}: it has no {SAVED_MODEL_PB} and no integer-named "
+            "version subdirectories holding one (TF Serving layout BASE/<version>/)")
+    return os.path.join(given, str(max(versions))), str(max(versions))
+
+
 def load(path):
-    """Loads and checks a tfgal SavedModel (see `ExportedClassifier`)."""
-    return ExportedClassifier(path)
+    """Loads and checks a tfgal SavedModel (see `ExportedClassifier`); `path` may be a TF
+    Serving base directory (`resolve`)."""
+    return ExportedClassifier(resolve(path)[0])

@@ -91,23 +91,11 @@ def load_model(path):
     is the training config's ``name`` from the model's assets, else the directory's name.
     """
     base = os.path.abspath(os.fspath(path))
-    saved, version = _resolve_version(base)
+    saved, version = export.resolve(base)  # the message every command gives
     classifier = export.load(saved)
     version = model_version(saved) if version is None else version
     name = (classifier.assets.get("config") or {}).get("name") or os.path.basename(base)
     return classifier, str(name), version
-
-
-def _resolve_version(base):
-    if not os.path.isdir(base) or os.path.exists(os.path.join(base, "saved_model.pb")):
-        return base, None  # export.load names what is missing
-    versions = [int(d) for d in os.listdir(base)
-                if d.isdigit() and os.path.exists(os.path.join(base, d, "saved_model.pb"))]
-    if not versions:
-        raise ModelContractError(
-            f"no SavedModel at {base}: it has no saved_model.pb and no integer-named "
-            "version subdirectories holding one (TF Serving layout BASE/<version>/)")
-    return os.path.join(base, str(max(versions))), str(max(versions))
 
 
 def model_version(saved):

@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -232,6 +233,18 @@ def _multiworker(strategy):
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def _fit(model, train_ds, val_ds, **kwargs):
+    """`model.fit` on `datasets`' pair. A distributed validation set has no length Keras
+    can read, so Keras runs it to its end and then warns "Your input ran out of data":
+    there that is the set's normal end (the training stream repeats, so never ends), and
+    exactly that warning is kept off stderr. A plain dataset's length is known (`pipeline`
+    asserts it) and nothing is silenced."""
+    with warnings.catch_warnings():
+        if not isinstance(val_ds, tf.data.Dataset):
+            warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+        return model.fit(train_ds, validation_data=val_ds, **kwargs)
+
+
 def _steps_per_epoch(cfg, manifest):
     steps = cfg.train.steps_per_epoch
     if steps:
@@ -405,8 +418,11 @@ def _train(cfg, strategy, chief, run_dir, export_dir, verbose, overwrite, starte
         tensorboard.write_hparams(run_dir, tensorboard.hparams(cfg, weight_decay(cfg)),
                                   trial_id=cfg.name)
     if chief:
-        _say(f"data {_relative_note(manifest.root)}; run {_relative_note(run_dir)}; "
-             f"export {_relative_note(export_dir)}")
+        paths = (("data", manifest.root), ("run", run_dir), ("export", export_dir))
+        relative = [p for _, p in paths if not os.path.isabs(os.fspath(p))]
+        _say(", ".join(f"{k} {os.path.abspath(p)}" for k, p in paths)
+             + (f" (relative paths are from the current directory, {os.getcwd()})"
+                if relative else ""))
     if verbose is None:  # Keras' bar on a terminal, one line per epoch in a log file
         verbose = 1 if console.is_terminal(sys.stdout) else 2
     calibration = _calibration_batches(cfg, manifest, model)
@@ -414,12 +430,12 @@ def _train(cfg, strategy, chief, run_dir, export_dir, verbose, overwrite, starte
     def fit(first_epoch, last_epoch, first_step):
         train_ds, val_ds = datasets(cfg, manifest, strategy,
                                     start=first_epoch * steps + first_step)
-        model.fit(train_ds, validation_data=val_ds, epochs=last_epoch,
-                  initial_epoch=first_epoch, steps_per_epoch=steps - first_step,
-                  callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir, model,
-                                       steps, first_step, metrics, calibration),
-                  verbose=verbose,
-                  shuffle=False)  # the pipeline shuffles, seeded
+        _fit(model, train_ds, val_ds, epochs=last_epoch,
+             initial_epoch=first_epoch, steps_per_epoch=steps - first_step,
+             callbacks=_callbacks(cfg, run_dir, manifest, chief, backup_dir, model,
+                                  steps, first_step, metrics, calibration),
+             verbose=verbose,
+             shuffle=False)  # the pipeline shuffles, seeded
     try:
         with pipeline.naming_corrupt_records(manifest, ["train", "val"]):
             if step and epoch < cfg.train.epochs:  # the rest of a resumed epoch first

@@ -13,6 +13,8 @@ plain percentile bootstraps of one sample and of paired samples.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["church_window", "isomap", "window_summary", "latent_scale", "bootstrap_ci",
@@ -46,11 +48,22 @@ def isomap(latents, *, n_neighbors=10):
     The dense eigensolver is used: ARPACK starts from an unseeded random vector, so its
     embedding (signs included) would change from run to run; the study embeds at most a few
     thousand points, which the dense solver handles.
+
+    Latents at two depths, or of unlike classes, often form clusters the neighbour graph
+    does not join; scikit-learn then joins them at their closest points, as wanted here,
+    and warns only that this might be slow (and SciPy that it edits a CSR matrix): at a
+    few thousand points it is not, so exactly those two warnings are kept off stderr.
     """
+    from scipy.sparse import SparseEfficiencyWarning
     from sklearn.manifold import Isomap
     latents = np.asarray(latents, np.float64)
     k = max(1, min(n_neighbors, len(latents) - 1))
-    return Isomap(n_neighbors=k, n_components=2, eigen_solver="dense").fit_transform(latents)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The number of connected components of the "
+                                "neighbors graph", UserWarning)
+        warnings.filterwarnings("ignore", category=SparseEfficiencyWarning)
+        return Isomap(n_neighbors=k, n_components=2,
+                      eigen_solver="dense").fit_transform(latents)
 
 
 def window_summary(attack, i, coords, classes, n_classes):

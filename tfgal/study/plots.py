@@ -17,6 +17,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from tfgal import io  # noqa: E402
+from tfgal.data.display import display_limits, mark_pixels, to_rgb  # noqa: E402
 
 __all__ = ["save", "robustness_curve", "confusion_matrices", "isomap", "church_windows",
            "latent_distances", "to_rgb", "example_galaxies", "reliability_diagram",
@@ -37,10 +38,9 @@ DEPTH_MARKERS = ("o", "^")
 
 
 def save(fig, path):
-    """Writes `fig` to `path` as PNG atomically (`tfgal.io.atomic_path`); closes it."""
+    """Writes `fig` to `path` as PNG atomically (`tfgal.io.write_figure`); closes it."""
     try:
-        with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+        io.write_figure(path, fig, dpi=DPI, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path
@@ -322,19 +322,6 @@ def corruption_displacement(panels, severities, path, *, depth=""):
 # --------------------------------------------------------------------------- galaxies
 
 
-def to_rgb(images, low=None, high=None):
-    """Stretched (g, r, i) images -> RGB in [0, 1] (i red, r green, g blue).
-
-    Bounds are per band, shared by all images given, so depths compare fairly.
-    """
-    images = np.asarray(images, np.float32)
-    axes = tuple(range(images.ndim - 1))
-    low = np.percentile(images, 0.5, axis=axes) if low is None else np.asarray(low)
-    high = np.percentile(images, 99.5, axis=axes) if high is None else np.asarray(high)
-    rgb = (images - low) / np.maximum(high - low, 1e-12)
-    return np.clip(rgb[..., ::-1], 0, 1)
-
-
 def example_galaxies(examples, attacked, class_names, path):
     """One column per class at both depths, and an attacked galaxy with its pixel ringed.
 
@@ -347,8 +334,7 @@ def example_galaxies(examples, attacked, class_names, path):
     cols = k + (attacked is not None)
     fig, axes = plt.subplots(len(depths), cols, figsize=(2.4 * cols, 2.5 * len(depths)),
                              squeeze=False)
-    pool = np.concatenate([examples[d][0] for d in depths])
-    low, high = np.percentile(pool, 0.5, axis=(0, 1, 2)), np.percentile(pool, 99.5, axis=(0, 1, 2))
+    low, high = display_limits(np.concatenate([examples[d][0] for d in depths]))
     for i, depth in enumerate(depths):
         images, labels = examples[depth]
         for j in range(k):
@@ -371,9 +357,7 @@ def _attacked_column(axes, attacked, class_names, low, high):
     for ax, (key, title) in zip(axes, shown):
         ax.imshow(to_rgb(attacked[key], low, high))
         ax.set_title(title, fontsize=9)
-        for x, y in attacked["pixels"]:
-            ax.add_patch(plt.Circle((x, y), radius=max(2.0, attacked["image"].shape[0] / 25),
-                                    fill=False, color="yellow", lw=1.5))
+        mark_pixels(ax, attacked["pixels"], attacked["image"].shape[0])
     for ax in axes[len(shown):]:
         ax.axis("off")
 

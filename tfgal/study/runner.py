@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 
 from tfgal import config as config_lib
 from tfgal import seeds
@@ -250,7 +251,7 @@ class Study:
 
     def _log(self, message):
         if self.ctx.progress:
-            print(f"[tfgal-study] {message}", flush=True)
+            print(f"[tfgal-study] {message}", file=sys.stderr, flush=True)
 
     @property
     def names(self):

@@ -24,4 +24,36 @@ Importing `tfgal` imports none of the wings, so that TensorFlow and GalSim load 
 they are used (a mock build forks its workers before TensorFlow exists).
 """
 
+import importlib
+import sys
+
 __version__ = "0.1.0"
+
+__all__ = ["lazy_exports"]
+
+
+def lazy_exports(package, exports):
+    """PEP 562 ``__getattr__`` and ``__dir__`` for a wing whose names load on first use.
+
+    `exports` maps a public name to its module in `package` (or to (module, attribute));
+    any other name that is a submodule (e.g. ``attack.driver``) is imported. So importing a
+    wing costs nothing, and a command's ``--help`` never waits for TensorFlow.
+    """
+    def __getattr__(name):
+        target = exports.get(name)
+        if target is None:
+            try:
+                return importlib.import_module(f"{package}.{name}")
+            except ModuleNotFoundError as e:
+                if e.name != f"{package}.{name}":
+                    raise
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        module, attr = target if isinstance(target, tuple) else (target, name)
+        value = getattr(importlib.import_module(f"{package}.{module}"), attr)
+        vars(sys.modules[package])[name] = value  # later look-ups skip this function
+        return value
+
+    def __dir__():
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__

@@ -5,7 +5,8 @@ trees side by side, next to a bare Python start.
 
 Each case runs ``python -c "from tfgal.cli import X_main; X_main([...])"`` with the tree
 first on ``sys.path`` (run from inside it), alternating trees per repeat so that load on
-the machine falls on both alike; prints the median seconds per tree and their ratio.
+the machine falls on both alike; prints the median seconds per tree and the first tree's
+time over the second's.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main(argv=None):
     bare = statistics.median(_time(trees[0], "pass") for _ in range(args.repeats))
     print(f"{'python -c pass':28s} {bare:8.2f}")
     header = "".join(f"{os.path.basename(t) or t:>12.12s}" for t in trees)
-    print(f"{'case':28s}{header}" + ("       ratio" if len(trees) == 2 else ""))
+    print(f"{'case':28s}{header}" + ("   1st / 2nd" if len(trees) == 2 else ""))
     for name, command, arguments in CASES:
         code = f"import sys; sys.path.insert(0, '.'); from tfgal.cli import {command}_main; " \
                f"{command}_main({arguments!r})"
@@ -55,7 +56,7 @@ def main(argv=None):
         medians = [statistics.median(times[t]) for t in trees]
         line = f"{name:28s}" + "".join(f"{m:12.2f}" for m in medians)
         if len(trees) == 2:
-            line += f"{medians[1] / medians[0]:11.1f}x"
+            line += f"{medians[0] / medians[1]:11.1f}x"
         print(line)
 
 

@@ -11,7 +11,7 @@ Names load on first use (PEP 562): ``import tfgal.attack`` does not import Tenso
 
 from __future__ import annotations
 
-import importlib
+from tfgal import lazy_exports
 
 _EXPORTS = {
     # what is attacked: any model as a probabilities function, the values a pixel may take
@@ -35,22 +35,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    # PEP 562: names (and submodules, e.g. `attack.driver`) load on first use, so that
-    # a command's --help never waits for TensorFlow.
-    target = _EXPORTS.get(name)
-    if target is None:
-        try:
-            return importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    module, attr = target if isinstance(target, tuple) else (target, name)
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -30,7 +30,7 @@ after TensorFlow has started its threads can deadlock the children).
 
 from __future__ import annotations
 
-import importlib
+from tfgal import lazy_exports
 
 _EXPORTS = {
     # storage: manifest, example codec, writer
@@ -61,15 +61,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    target = _EXPORTS.get(name)
-    if target is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attr = target if isinstance(target, tuple) else (target, name)
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -74,7 +74,8 @@ def ensure_dataset(data_cfg, seed):
               file=sys.stderr, flush=True)
         manifest = data_wing.build_mocks(root, n_train=data_cfg.mock_train,
                                          n_val=data_cfg.mock_val, n_test=data_cfg.mock_test,
-                                         seed=seed, workers=data_cfg.mock_workers or None)
+                                         seed=seed, workers=data_cfg.mock_workers or None,
+                                         progress=None)  # a bar on a terminal only
     manifest = stretch_lib.band_manifest(manifest, data_cfg.stretch_bands)
     return stretch_lib.clip_manifest(manifest, data_cfg.stretch_clip,
                                      (data_cfg.source_depth, data_cfg.target_depth))

@@ -114,8 +114,8 @@ def attack_galaxies(model, data, *, split="test", n=150, base_depth="Y10", noisy
     manifest = _manifest(data)
     exported = model if isinstance(model, export.ExportedClassifier) else export.load(model)
     kw = dict(n=n, seed=data_seed, noise_mode=noise_mode, stretch=exported.assets.get("stretch"))
-    base = pipeline.load_arrays(data, split, base_depth, **kw)
-    noisy = pipeline.load_arrays(data, split, noisy_depth, **kw)
+    base = pipeline.load_arrays(manifest, split, base_depth, **kw)  # the manifest read once
+    noisy = pipeline.load_arrays(manifest, split, noisy_depth, **kw)
     if not np.array_equal(base["galaxy_id"], noisy["galaxy_id"]):
         raise DataError(f"{base_depth} and {noisy_depth} images of split {split} are not the "
                         f"same galaxies in the same order", path=_data_path(data))

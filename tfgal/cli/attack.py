@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tfgal import config
 from tfgal.cli import common
 
@@ -88,8 +90,6 @@ def parser():
 
 
 def main(args, parser):
-    import os
-
     from tfgal import attack, io, locks
     from tfgal.model import export
     # before the device line and any model load: a refusal is the only output (output and

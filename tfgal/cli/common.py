@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import textwrap
 
@@ -176,7 +177,6 @@ def path_hints(config_path, cfg):
     lacks but the config's own project (the directory above its ``pipelines/``) holds:
     paths are relative to the current directory, as for every Unix tool, and a run from
     elsewhere should say so before it renders a new mock set there."""
-    import os
     project = os.path.dirname(os.path.dirname(os.path.abspath(config_path)))
     if not os.path.isdir(project) or os.path.samefile(project, os.getcwd()):
         return []

@@ -72,7 +72,7 @@ def fingerprint(path):
             f"{value.dtype}{value.shape}".encode() + value.tobytes()).hexdigest())
     h = hashlib.sha256("".join(sorted(digests)).encode())
     saved = saved_model_pb2.SavedModel()
-    with open(os.path.join(os.fspath(path), "saved_model.pb"), "rb") as f:
+    with open(os.path.join(os.fspath(path), SAVED_MODEL_PB), "rb") as f:
         saved.ParseFromString(f.read())
     for graph in saved.meta_graphs:
         for name in sorted(graph.signature_def):

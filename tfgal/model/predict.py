@@ -104,7 +104,7 @@ def model_version(saved):
     try:
         return str(tf.saved_model.experimental.read_fingerprint(saved).saved_model_checksum)
     except (AttributeError, OSError, ValueError, tf.errors.OpError):
-        digest = io.sha256_file(os.path.join(saved, "saved_model.pb"))
+        digest = io.sha256_file(os.path.join(saved, export.SAVED_MODEL_PB))
         return "sha256:" + digest[:16]
 
 

@@ -21,7 +21,7 @@ from astropy.table import Table  # noqa: E402
 
 from tfgal import beam as beam_lib  # noqa: E402
 from tfgal import cli  # noqa: E402
-from tfgal.data import mock_build  # noqa: E402
+from tfgal.data import mock  # noqa: E402
 from tfgal.errors import ConfigError  # noqa: E402
 from tfgal.model import predict as predict_lib  # noqa: E402
 
@@ -39,7 +39,7 @@ def _files(root):
 def plain_mocks(tmp_path_factory):
     """A small mock set built locally: 7 / 3 / 2 galaxies in shards of 4, seed 5."""
     out = tmp_path_factory.mktemp("mocks") / "plain"
-    mock_build.build(out, n_train=7, n_val=3, n_test=2, seed=5, workers=1, shard_size=4,
+    mock.build(out, n_train=7, n_val=3, n_test=2, seed=5, workers=1, shard_size=4,
                      progress=False)
     return out
 
@@ -73,7 +73,7 @@ def test_tfgal_data_mock_beam_is_byte_identical_to_the_local_build(plain_mocks, 
 def test_beam_build_with_other_options_writes_the_same_bytes(plain_mocks, tmp_path):
     """In-process DirectRunner (the options a user passes replace the defaults)."""
     out = tmp_path / "inproc"
-    mock_build.build(out, n_train=7, n_val=3, n_test=2, seed=5, shard_size=4, progress=False,
+    mock.build(out, n_train=7, n_val=3, n_test=2, seed=5, shard_size=4, progress=False,
                      beam=" ".join(IN_PROCESS))
     assert _files(out).keys() == _files(plain_mocks).keys()
     for name, data in _files(plain_mocks).items():
@@ -168,7 +168,7 @@ def test_predict_beam_refusals_are_one_line(argv, words, tiny_model, blob_datase
 
 def test_mock_beam_refusals(tmp_path):
     with pytest.raises(ConfigError, match="shard and beam"):
-        mock_build.build(tmp_path / "x", n_train=2, n_val=0, n_test=0, seed=0, shard=(0, 2),
+        mock.build(tmp_path / "x", n_train=2, n_val=0, n_test=0, seed=0, shard=(0, 2),
                          beam=True)
     with pytest.raises(ConfigError, match="--name=value"):
         beam_lib.option_flags("-x")

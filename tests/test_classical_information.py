@@ -18,6 +18,7 @@ pytest.importorskip("photutils", reason="photutils is a core dependency: pip ins
 
 from tfgal import survey  # noqa: E402
 from tfgal.data import morphology, stretch  # noqa: E402
+from tfgal.data.morphology import measurements  # noqa: E402
 
 STRETCH = {"kind": "arcsinh", "lo": [-0.1, -0.2, -0.3], "hi": [5.0, 6.0, 7.0],
            "softening": 0.85}
@@ -99,9 +100,9 @@ def _fake_measure(seen):
         rows = [{**{s: float(i % 3) for s in morphology.STATISTICS}, "flag": 0,
                  "flag_sersic": 0, "ok": True, "reason": "", "seconds": 0.0}
                 for i in range(len(images))]
-        return morphology._table(rows, {"band": "r", "depth": str(depth), "psf": "none",
-                                        "detect_nsigma": 3.0, "workers": 1, "wall_s": 0.0,
-                                        **morphology.versions()})
+        return measurements._table(rows, {"band": "r", "depth": str(depth), "psf": "none",
+                                          "detect_nsigma": 3.0, "workers": 1, "wall_s": 0.0,
+                                          **morphology.versions()})
     return measure
 
 

@@ -6,7 +6,7 @@ import inspect
 import pytest
 
 from tfgal import attack, cli, config, data
-from tfgal.data import fits_importer, npy_importer
+from tfgal.data import importers
 
 
 def _options(parser):
@@ -70,10 +70,10 @@ def test_data_defaults_are_the_configs_and_the_data_wings():
     build = _defaults(data.build_mocks)
     assert build["shard_size"] == data.DEFAULT_SHARD_SIZE
     stretch = _options(commands["import-npy"])["stretch"]
-    assert tuple(stretch.choices) == npy_importer.STRETCH_CHOICES
-    assert stretch.default == _defaults(npy_importer.import_npy)["stretch"]
+    assert tuple(stretch.choices) == importers.STRETCH_CHOICES
+    assert stretch.default == _defaults(importers.import_npy)["stretch"]
     fits = _options(commands["import-fits"])
-    fits_defaults = _defaults(fits_importer.import_fits)
+    fits_defaults = _defaults(importers.import_fits)
     assert fits["seed"].default == fits_defaults["seed"]
     assert tuple(float(v) for v in fits["split_fractions"].default.split(",")) == \
         tuple(fits_defaults["split_fractions"])

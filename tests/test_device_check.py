@@ -98,3 +98,34 @@ def test_missing_package_stops_plainly_with_a_report(dc, tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "device_check.json").read_text())
     assert "tfgal_no_such_package" in saved["error"] and saved["sections"] == {}
     assert "**Not run**" in (tmp_path / "device_check.md").read_text()
+
+
+def test_sections_one_module_per_wing_in_running_order(dc):
+    assert dc.SECTIONS == ("data", "quick_training", "mixed_precision", "attack", "training",
+                           "pipeline", "predict")
+    for size in dc.SIZES.values():  # every size budgets every section, in that order
+        assert tuple(size["budgets"]) == dc.SECTIONS
+    wing = {"data": "data", "pipeline": "data", "quick_training": "model",
+            "mixed_precision": "model", "training": "model", "predict": "model",
+            "attack": "attack"}
+    for name, fn in dc.SECTION_FUNCTIONS.items():
+        assert fn.__name__ == f"section_{name}"
+        assert fn.__module__ == f"device_sections.{wing[name]}"
+    root = PATH.parent / "device_sections"
+    assert {p.stem for p in root.glob("*.py")} == {"__init__", "common", *wing.values()}
+
+
+def test_a_section_that_skips_runs_through_the_runner(dc, tmp_path):
+    # The real attack and predict sections, with no model: skipped with the reason, and
+    # the data-less training context still reaches the section's own code.
+    report = _report(dc)
+    ctx = dc.types.SimpleNamespace(model=None, data=None, gpu=False, size_name="small",
+                                   size=dc.SIZES["small"], report=report, work=str(tmp_path))
+    for name in ("attack", "predict", "mixed_precision"):
+        dc.run_section(report, name, 5, dc.SECTION_FUNCTIONS[name], ctx)
+    s = report["sections"]
+    assert s["attack"] == {**s["attack"], "status": "skipped",
+                           "reason": "no exported model: quick_training failed"}
+    assert s["predict"]["reason"] == "no exported model: quick_training failed"
+    assert s["mixed_precision"]["status"] == "skipped"
+    assert "n/a (CPU)" in s["mixed_precision"]["reason"]

@@ -10,8 +10,7 @@ from astropy.table import Table
 
 from tfgal import cli, survey
 from tfgal.data import CLASS_NAMES, Manifest, read_examples, verify
-from tfgal.data import fits_importer
-from tfgal.data import npy_importer
+from tfgal.data import importers
 from tfgal.data import stretch
 from tfgal.errors import ConfigError, DataError, OutputExists
 
@@ -73,7 +72,7 @@ def source(tmp_path):
 def test_import_npy_round_trip(source, tmp_path):
     src, data = source
     out = str(tmp_path / "ds")
-    manifest = npy_importer.import_npy(src, out, shard_size=4)
+    manifest = importers.import_npy(src, out, shard_size=4)
     assert verify(out).splits.keys() == {"train", "val", "test"}
     manifest, got = read_dataset(out)
     assert manifest.image_shape == (HW, HW, 3)
@@ -87,7 +86,7 @@ def test_import_npy_round_trip(source, tmp_path):
         labels = onehot.argmax(1)
         assert manifest.count(split) == len(labels)
         assert manifest.class_counts(split) == np.bincount(labels, minlength=3).tolist()
-        offset = npy_importer.SPLIT_ID_OFFSETS[split]
+        offset = importers.SPLIT_ID_OFFSETS[split]
         assert sorted(got[split]) == [offset + row for row in range(len(labels))]
         for row in range(len(labels)):
             example = got[split][offset + row]  # Y10 and Y1 travel in one record
@@ -103,7 +102,7 @@ def test_import_npy_round_trip(source, tmp_path):
 
 def test_import_npy_auto_fits_stretch_on_raw_values(source, tmp_path):
     src, data = source
-    manifest = npy_importer.import_npy(src, str(tmp_path / "ds"))
+    manifest = importers.import_npy(src, str(tmp_path / "ds"))
     assert manifest.stretch["kind"] == "arcsinh"
     assert manifest.stretch["depth"] == "Y10"
     assert manifest.stretch["n_images"] == 10
@@ -116,7 +115,7 @@ def test_import_npy_auto_fits_stretch_on_raw_values(source, tmp_path):
 def test_import_npy_auto_keeps_stretched_values(tmp_path):
     src = str(tmp_path / "zenodo")
     write_npy(src, unit=True)
-    manifest = npy_importer.import_npy(src, str(tmp_path / "ds"))
+    manifest = importers.import_npy(src, str(tmp_path / "ds"))
     assert manifest.stretch == stretch.IDENTITY
     assert manifest.extra["stretch_choice"] == {
         "requested": "auto", "chosen": "identity", "n_sample": 10,
@@ -127,7 +126,7 @@ def test_import_npy_auto_keeps_stretched_values(tmp_path):
 def test_import_npy_explicit_stretch(tmp_path, mode, kind):
     src = str(tmp_path / "zenodo")
     write_npy(src, {"train": 6}, unit=(mode == "fit"))  # the opposite of what auto picks
-    manifest = npy_importer.import_npy(src, str(tmp_path / "ds"), stretch=mode)
+    manifest = importers.import_npy(src, str(tmp_path / "ds"), stretch=mode)
     assert manifest.stretch["kind"] == kind
 
 
@@ -135,20 +134,20 @@ def test_import_npy_skips_absent_split_and_reads_integer_labels(tmp_path):
     src = str(tmp_path / "zenodo")
     write_npy(src, {"train": 7, "test": 3})
     np.save(os.path.join(src, "labels_test.npy"), np.array([2, 0, 1], dtype=np.int64))
-    manifest = npy_importer.import_npy(src, str(tmp_path / "ds"), compression="")
+    manifest = importers.import_npy(src, str(tmp_path / "ds"), compression="")
     assert set(manifest.splits) == {"train", "test"}
     assert manifest.class_counts("test") == [1, 1, 1]
 
 
 def test_iter_npy_chunks_and_pairs(source):
     src, data = source
-    small = list(npy_importer.iter_npy(src, chunk_rows=3))
-    whole = list(npy_importer.iter_npy(src))
+    small = list(importers.iter_npy(src, chunk_rows=3))
+    whole = list(importers.iter_npy(src))
     assert [g[:2] + g[4:] for g in small] == [g[:2] + g[4:] for g in whole]
     assert all(np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])
                for a, b in zip(small, whole))
     split, gid, y10, y1, label = small[12]  # train has 10 rows: this is val row 2
-    assert (split, gid) == ("val", npy_importer.SPLIT_ID_OFFSETS["val"] + 2)
+    assert (split, gid) == ("val", importers.SPLIT_ID_OFFSETS["val"] + 2)
     assert y10.shape == y1.shape == (HW, HW, 3) and y10.dtype == np.float32
     np.testing.assert_array_equal(y1, data["valid"][1][2].transpose(1, 2, 0).astype("f4"))
     assert label == 2
@@ -234,7 +233,7 @@ def test_import_npy_rejects_bad_input(source, tmp_path, case):
     mutate(src, data)
     out = str(tmp_path / "ds")
     with pytest.raises(DataError) as err:
-        npy_importer.import_npy(src, out)
+        importers.import_npy(src, out)
     assert os.path.basename(err.value.path) == name
     assert err.value.index == index
     assert_nothing_left(out)
@@ -244,26 +243,26 @@ def test_missing_files_are_all_named(source, tmp_path):
     src, _ = source
     _remove("images_Y1_test.npy", "labels_valid.npy")(src, None)
     with pytest.raises(DataError, match="2 of the study's 9 files") as err:
-        npy_importer.import_npy(src, str(tmp_path / "ds"))
+        importers.import_npy(src, str(tmp_path / "ds"))
     assert "images_Y1_test.npy" in str(err.value) and "labels_valid.npy" in str(err.value)
 
 
 def test_failed_import_keeps_the_existing_dataset(source, tmp_path):
     src, data = source
     out = str(tmp_path / "ds")
-    npy_importer.import_npy(src, out)
+    importers.import_npy(src, out)
     with pytest.raises(OutputExists, match="rerun with --overwrite"):  # no overwrite
-        npy_importer.import_npy(src, out)
+        importers.import_npy(src, out)
     _with_bad_pixel("images_Y1_test.npy", "test", 1, 4, np.nan)(src, data)
     with pytest.raises(DataError):
-        npy_importer.import_npy(src, out, overwrite=True)
+        importers.import_npy(src, out, overwrite=True)
     assert verify(out).count("test") == 5
     assert sorted(os.listdir(tmp_path)) == ["ds", "zenodo"]
 
 
 def test_bad_stretch_mode(source, tmp_path):
     with pytest.raises(ConfigError):
-        npy_importer.import_npy(source[0], str(tmp_path / "ds"), stretch="percentile")
+        importers.import_npy(source[0], str(tmp_path / "ds"), stretch="percentile")
 
 
 # --------------------------------------------------------------------------- FITS tables
@@ -328,7 +327,7 @@ def fits_table(tmp_path):
 def test_import_fits_round_trip_both_layouts(fits_table, tmp_path):
     table, images, _ = fits_table
     out = str(tmp_path / "ds")
-    manifest = fits_importer.import_fits(table, out, shard_size=5)
+    manifest = importers.import_fits(table, out, shard_size=5)
     verify(out)
     assert manifest.images == {"flux": {"noise": False, "depth": None, "units": "e-/s"}}
     assert {s: manifest.count(s) for s in manifest.splits} == {"train": 8, "val": 2, "test": 2}
@@ -348,20 +347,20 @@ def test_import_fits_split_by_fractions_is_seeded(tmp_path):
     images, names = write_cutouts(base, 30)
     table = os.path.join(base, "labels.fits")
     Table({"file": names, "label": [i % 3 for i in range(30)]}).write(table)
-    first = fits_importer.import_fits(table, str(tmp_path / "a"), seed=3,
+    first = importers.import_fits(table, str(tmp_path / "a"), seed=3,
                                   split_fractions=(0.6, 0.2, 0.2))
     assert {s: first.class_counts(s) for s in first.splits} == {
         "train": [6, 6, 6], "val": [2, 2, 2], "test": [2, 2, 2]}  # stratified by class
     _, got = read_dataset(str(tmp_path / "a"))
     labels = np.arange(30) % 3
-    assigned = fits_importer.stratified_split(labels, (0.6, 0.2, 0.2), seed=3)
+    assigned = importers.stratified_split(labels, (0.6, 0.2, 0.2), seed=3)
     for split in got:  # galaxy ids default to the row number
         assert sorted(got[split]) == np.flatnonzero(assigned == split).tolist()
-    again = fits_importer.stratified_split(labels, (0.6, 0.2, 0.2), seed=3)
-    other = fits_importer.stratified_split(labels, (0.6, 0.2, 0.2), seed=4)
+    again = importers.stratified_split(labels, (0.6, 0.2, 0.2), seed=3)
+    other = importers.stratified_split(labels, (0.6, 0.2, 0.2), seed=4)
     assert again.tolist() == assigned.tolist() and other.tolist() != assigned.tolist()
     with pytest.raises(ConfigError):
-        fits_importer.stratified_split(labels, (0.6, 0.2), seed=0)
+        importers.stratified_split(labels, (0.6, 0.2), seed=0)
 
 
 def test_import_fits_with_noise_depth(tmp_path):
@@ -369,7 +368,7 @@ def test_import_fits_with_noise_depth(tmp_path):
     images, names = write_cutouts(base, 6, negative=True)
     table = os.path.join(base, "labels.csv")
     write_csv(table, {"file": names, "label": ["merger"] * 6, "split": ["train"] * 6})
-    manifest = fits_importer.import_fits(table, str(tmp_path / "ds"), depth="Y1")
+    manifest = importers.import_fits(table, str(tmp_path / "ds"), depth="Y1")
     assert manifest.images == {"Y1": {"noise": True, "depth": survey.Y1.to_json(),
                                       "units": "as in the cutouts"}}
     _, got = read_dataset(str(tmp_path / "ds"))
@@ -443,7 +442,7 @@ def test_import_fits_rejects_bad_input(fits_table, tmp_path, case):
     mutate(base, names, images)
     out = str(tmp_path / "ds")
     with pytest.raises(DataError) as err:
-        fits_importer.import_fits(table, out)
+        importers.import_fits(table, out)
     expected = table if where == "table" else os.path.join(base, names[where])
     assert os.path.abspath(err.value.path) == os.path.abspath(expected)
     assert err.value.index == index

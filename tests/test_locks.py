@@ -125,7 +125,7 @@ MOCK = ["mock", "--train", "3", "--val", "1", "--test", "1", "--seed", "2", "--w
 PAUSED = """
 import os, sys, time
 from tfgal import cli
-from tfgal.data import mock_build
+from tfgal.data.mock import builder as mock_build
 build_part, go = mock_build._build_part, sys.argv[1]
 
 def paused(*args, **kwargs):

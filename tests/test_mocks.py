@@ -11,20 +11,18 @@ import pytest
 
 from tfgal import survey
 from tfgal.data import CLASS_NAMES, FLUX, Manifest, MANIFEST_NAME, read_examples, verify
-from tfgal.data import mock_build
-from tfgal.data import mock_galaxies
-from tfgal.data import mock_params
+from tfgal.data import mock
 from tfgal.data import stretch
 from tfgal.errors import ConfigError, OutputExists
 
 SPIRAL, ELLIPTICAL, MERGER = 0, 1, 2
-PARAMS = mock_params.MockParams()
+PARAMS = mock.MockParams()
 
 
 @pytest.fixture(scope="module")
 def sample():
     """Eight galaxies per class rendered once: {label: [(galaxy_id, image), ...]}."""
-    return {label: [(k, mock_galaxies.render_galaxy(k, label, 11)) for k in range(8)]
+    return {label: [(k, mock.render_galaxy(k, label, 11)) for k in range(8)]
             for label in range(3)}
 
 
@@ -49,7 +47,7 @@ def test_r_band_flux_matches_the_declared_magnitude(sample):
     ratios = []
     for label, galaxies in sample.items():
         for galaxy_id, image in galaxies:
-            declared = mock_galaxies.describe(galaxy_id, label, 11)["r_mag"]
+            declared = mock.describe(galaxy_id, label, 11)["r_mag"]
             assert low <= declared <= high
             total = float(image[..., r].sum())
             ratios.append(total / survey.mag_to_flux(declared, "r"))
@@ -75,7 +73,7 @@ def test_ellipticals_are_redder_than_spirals_on_average(sample):
 
 def test_flux_and_size_are_drawn_from_the_same_ranges_for_every_class():
     for label in range(3):
-        props = [mock_galaxies.describe(k, label, 3) for k in range(40)]
+        props = [mock.describe(k, label, 3) for k in range(40)]
         mags = [p["r_mag"] for p in props]
         radii = [p["half_light_radius_arcsec"] for p in props]
         assert PARAMS.r_mag[0] <= min(mags) and max(mags) <= PARAMS.r_mag[1]
@@ -86,26 +84,26 @@ def test_flux_and_size_are_drawn_from_the_same_ranges_for_every_class():
 
 def test_rendering_is_deterministic_and_independent_of_order(sample):
     image = sample[MERGER][3][1]
-    again = mock_galaxies.render_galaxy(3, MERGER, 11)
+    again = mock.render_galaxy(3, MERGER, 11)
     assert again.tobytes() == image.tobytes()
     # Rendering other galaxies first (different caches, RNG use) changes nothing.
-    mock_galaxies.render_galaxy(5, SPIRAL, 99)
-    assert mock_galaxies.render_galaxy(3, MERGER, 11).tobytes() == image.tobytes()
+    mock.render_galaxy(5, SPIRAL, 99)
+    assert mock.render_galaxy(3, MERGER, 11).tobytes() == image.tobytes()
 
 
 def test_different_seeds_ids_and_labels_give_different_galaxies(sample):
     base = sample[SPIRAL][2][1]
-    assert not np.allclose(mock_galaxies.render_galaxy(2, SPIRAL, 12), base)
+    assert not np.allclose(mock.render_galaxy(2, SPIRAL, 12), base)
     assert not np.allclose(sample[SPIRAL][3][1], base)
-    assert mock_galaxies.describe(2, SPIRAL, 11) != mock_galaxies.describe(2, SPIRAL, 12)
+    assert mock.describe(2, SPIRAL, 11) != mock.describe(2, SPIRAL, 12)
 
 
 def test_params_change_the_galaxies_and_round_trip_through_json():
     bright = dataclasses.replace(PARAMS, r_mag=(19.0, 19.0))
-    image = mock_galaxies.render_galaxy(0, ELLIPTICAL, 1, bright)
+    image = mock.render_galaxy(0, ELLIPTICAL, 1, bright)
     assert image[..., 1].sum() == pytest.approx(survey.mag_to_flux(19.0, "r"), rel=0.12)
     text = json.dumps(dataclasses.asdict(PARAMS))
-    assert mock_params.MockParams.from_dict(json.loads(text)) == PARAMS
+    assert mock.MockParams.from_dict(json.loads(text)) == PARAMS
 
 
 @pytest.mark.parametrize("change", [
@@ -124,20 +122,20 @@ def test_bad_params_raise_config_error(change):
 
 def test_bad_galaxy_arguments_raise_config_error():
     with pytest.raises(ConfigError):
-        mock_galaxies.render_galaxy(0, 3, 0)
+        mock.render_galaxy(0, 3, 0)
     with pytest.raises(ConfigError):
-        mock_galaxies.render_galaxy(-1, 0, 0)
+        mock.render_galaxy(-1, 0, 0)
     with pytest.raises(ConfigError):
-        mock_galaxies.render_galaxy(0, 0, -5)
+        mock.render_galaxy(0, 0, -5)
     with pytest.raises(ConfigError):
-        mock_galaxies.render_galaxy(0, 0, 0, params={"r_mag": (20, 21)})
+        mock.render_galaxy(0, 0, 0, params={"r_mag": (20, 21)})
 
 
 # --------------------------------------------------------------------------- planning
 
 
 def test_plan_balances_classes_per_split_with_unique_ids():
-    rows = mock_params.plan(30, 9, 12, seed=4)
+    rows = mock.plan(30, 9, 12, seed=4)
     assert [r[1] for r in rows] == list(range(51))
     assert [r[0] for r in rows] == ["train"] * 30 + ["val"] * 9 + ["test"] * 12
     for split, n in (("train", 30), ("val", 9), ("test", 12)):
@@ -146,19 +144,19 @@ def test_plan_balances_classes_per_split_with_unique_ids():
     # Shuffled, deterministically.
     train = [label for s, _, label in rows if s == "train"]
     assert train != sorted(train)
-    assert mock_params.plan(30, 9, 12, seed=4) == rows
-    assert mock_params.plan(30, 9, 12, seed=5) != rows
+    assert mock.plan(30, 9, 12, seed=4) == rows
+    assert mock.plan(30, 9, 12, seed=5) != rows
 
 
 def test_plan_honours_class_fractions_with_largest_remainder():
-    rows = mock_params.plan(100, 10, 0, seed=0, class_fractions=(0.5, 0.3, 0.2))
+    rows = mock.plan(100, 10, 0, seed=0, class_fractions=(0.5, 0.3, 0.2))
     train = np.bincount([lab for s, _, lab in rows if s == "train"], minlength=3)
     assert train.tolist() == [50, 30, 20]
     # 10 x (0.45, 0.35, 0.2) = (4.5, 3.5, 2): the tie goes to the lower class index.
-    rows = mock_params.plan(10, 0, 0, seed=0, class_fractions=[0.45, 0.35, 0.2])
+    rows = mock.plan(10, 0, 0, seed=0, class_fractions=[0.45, 0.35, 0.2])
     assert np.bincount([lab for _, _, lab in rows], minlength=3).tolist() == [5, 3, 2]
     # Uneven balanced counts stay within one of each other.
-    rows = mock_params.plan(11, 0, 0, seed=0)
+    rows = mock.plan(11, 0, 0, seed=0)
     assert np.bincount([lab for _, _, lab in rows], minlength=3).tolist() == [4, 4, 3]
 
 
@@ -173,7 +171,7 @@ def test_plan_honours_class_fractions_with_largest_remainder():
 ])
 def test_plan_rejects_bad_counts_and_fractions(kwargs):
     with pytest.raises(ConfigError) as info:
-        mock_params.plan(seed=0, **kwargs)
+        mock.plan(seed=0, **kwargs)
     assert info.value.key in ("n_train", "class_fractions")
 
 
@@ -183,7 +181,7 @@ def test_plan_rejects_bad_counts_and_fractions(kwargs):
 def _build(root, workers, seed=0, **kwargs):
     sizes = dict(n_train=6, n_val=3, n_test=3)
     sizes.update(kwargs)
-    return mock_build.build(root, seed=seed, workers=workers, shard_size=4, progress=False,
+    return mock.build(root, seed=seed, workers=workers, shard_size=4, progress=False,
                             **sizes)
 
 
@@ -207,7 +205,7 @@ def test_build_is_byte_identical_whatever_the_number_of_workers(built):
 
 def test_build_in_another_process_writes_the_same_dataset(built, tmp_path):
     one = built[0]
-    code = ("from tfgal.data import mock_build; mock_build.build(%r, n_train=6, n_val=3, "
+    code = ("from tfgal.data import mock; mock.build(%r, n_train=6, n_val=3, "
             "n_test=3, seed=0, workers=1, shard_size=4, progress=False)" % str(tmp_path / "other"))
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     other = Manifest.load(tmp_path / "other")
@@ -219,14 +217,14 @@ def test_build_in_another_process_writes_the_same_dataset(built, tmp_path):
 
 def test_build_writes_the_planned_galaxies_as_rendered(built):
     manifest = built[0]
-    rows = mock_params.plan(6, 3, 3, seed=0)
+    rows = mock.plan(6, 3, 3, seed=0)
     got = [(split, ex["galaxy_id"], ex["label"], ex[FLUX])
            for split in ("train", "val", "test")
            for path in manifest.files(split)
            for ex in read_examples(path, manifest.compression)]
     assert [g[:3] for g in got] == rows
     for split, galaxy_id, label, image in got[:4] + got[-2:]:
-        assert image.tobytes() == mock_galaxies.render_galaxy(galaxy_id, label, 0).tobytes()
+        assert image.tobytes() == mock.render_galaxy(galaxy_id, label, 0).tobytes()
 
 
 def test_build_manifest_records_counts_stretch_and_generator(built):
@@ -246,7 +244,7 @@ def test_build_manifest_records_counts_stretch_and_generator(built):
     assert manifest.stretch["n_images"] == 6 and manifest.stretch["depth"] == "Y10"
     gen = manifest.generator
     assert gen["name"] == "tfgal.mocks" and gen["seed"] == 0
-    assert mock_params.MockParams.from_dict(gen["params"]) == PARAMS
+    assert mock.MockParams.from_dict(gen["params"]) == PARAMS
     assert gen["class_fractions"] == pytest.approx([1 / 3] * 3)
     assert gen["counts"] == {"train": [2, 2, 2], "val": [1, 1, 1], "test": [1, 1, 1]}
     assert {"tfgal_version", "galsim_version"} <= set(gen)
@@ -270,7 +268,7 @@ def test_build_rejects_bad_arguments(tmp_path):
     with pytest.raises(ConfigError):
         _build(tmp_path / "c", workers=0)
     with pytest.raises(ConfigError):
-        mock_build.build(tmp_path / "d", n_train=3, n_val=0, n_test=0, seed=0, params={"r_mag": 1})
+        mock.build(tmp_path / "d", n_train=3, n_val=0, n_test=0, seed=0, params={"r_mag": 1})
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "keep.txt").write_text("x")
     with pytest.raises(OutputExists, match="not empty; rerun with --overwrite"):
@@ -305,10 +303,10 @@ def test_merge_refuses_a_damaged_part(tmp_path):
     from tfgal.errors import DataError
     out = tmp_path / "parts"
     for part in range(2):
-        mock_build.build(out, n_train=4, n_val=0, n_test=0, seed=1, workers=1, shard_size=2,
+        mock.build(out, n_train=4, n_val=0, n_test=0, seed=1, workers=1, shard_size=2,
                          progress=False, shard=(part, 2))
     victim = next(p for p in (out / shards.PARTS).iterdir() if p.name.startswith("train-00001"))
     victim.write_bytes(victim.read_bytes()[:-3] + b"xyz")
     with pytest.raises(DataError, match="checksum") as err:
-        mock_build.merge(out)
+        mock.merge(out)
     assert err.value.path == str(victim)

@@ -27,7 +27,7 @@ MISSING = ("statmorph or photutils is not installed: both are core dependencies,
 pytest.importorskip("statmorph", reason=MISSING)
 pytest.importorskip("photutils", reason=MISSING)
 
-from tfgal.data import mock_galaxies, mock_params, morphology, stretch  # noqa: E402
+from tfgal.data import mock, morphology, stretch  # noqa: E402
 from tfgal.errors import ConfigError  # noqa: E402
 
 N_PER_INDEX = 3
@@ -35,10 +35,10 @@ N_TOLERANCE = 0.10  # relative, per galaxy (see the module docstring)
 
 
 def _sersic_galaxies(n):
-    params = mock_params.MockParams(
+    params = mock.MockParams(
         r_mag=(20.5, 20.5), half_light_radius_arcsec=(1.5, 1.5), elliptical_sersic_n=(n, n),
         elliptical_axis_ratio=(0.7, 1.0), psf_fwhm_arcsec=(0.7, 0.7), centre_offset_arcsec=0.0)
-    return [mock_galaxies.render_galaxy(g, 1, 0, params) for g in range(N_PER_INDEX)]
+    return [mock.render_galaxy(g, 1, 0, params) for g in range(N_PER_INDEX)]
 
 
 def _two_components(single):
@@ -158,9 +158,8 @@ def study_config(data_dir):
 def classical_study(tmp_path_factory):
     """A one-model study of real GalSim mocks with the classical baseline."""
     from tfgal import study
-    from tfgal.data import mock_build
     root = tmp_path_factory.mktemp("classical")
-    manifest = mock_build.build(str(root / "data"), n_train=30, n_val=3, n_test=9, seed=4,
+    manifest = mock.build(str(root / "data"), n_train=30, n_val=3, n_test=9, seed=4,
                                 workers=2, shard_size=16, progress=False)
     cfg = study_config(manifest.root)
     out = str(root / "out")
@@ -262,7 +261,7 @@ def test_literature_lines_agree_with_statmorphs_statistics():
     """The Lotz et al. (2008) lines in morphology_refs are the zero lines of statmorph's
     merger and bulge statistics (its own coefficients, divided through by Gini's)."""
     import statmorph
-    from tfgal.data import morphology_refs as refs
+    from tfgal.data.morphology import literature as refs
     for (slope, intercept), name in ((refs.MERGER_LINE, "gini_m20_merger"),
                                      (refs.BULGE_LINE, "gini_m20_bulge")):
         for m20 in (-2.5, -1.5):  # on the line: statmorph's statistic is zero

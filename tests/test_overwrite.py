@@ -13,7 +13,9 @@ import test_predict
 from test_importers import write_npy
 from tfgal import cli, io
 from tfgal.attack import driver
-from tfgal.data import gallery, mock_build, npy_importer, verify
+from tfgal.data import gallery, verify
+from tfgal.data.mock import builder as mock_build
+from tfgal.data.importers import npy as npy_importer
 from tfgal.errors import OutputExists
 from tfgal.model import export
 from tfgal.model import predict as predict_lib

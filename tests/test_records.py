@@ -181,13 +181,13 @@ def test_package_map_resolves_every_name_lazily():
     for name in tfgal.data.__all__:
         assert getattr(tfgal.data, name) is not None, name
         assert name in dir(tfgal.data)
-    assert tfgal.data.build_mocks.__module__ == "tfgal.data.mock_build"
-    assert tfgal.data.import_npy.__module__ == "tfgal.data.npy_importer"
+    assert tfgal.data.build_mocks.__module__ == "tfgal.data.mock.builder"
+    assert tfgal.data.import_npy.__module__ == "tfgal.data.importers.npy"
     with pytest.raises(AttributeError):
         tfgal.data.records  # noqa: B018 (the old module is gone, with no shim)
     # The package and the mock builder stay free of TensorFlow (the pool forks) and the
     # package of GalSim.
     code = ("import sys, tfgal.data as d; d.MockParams; d.plan_mocks; d.Manifest; "
             "assert 'tensorflow' not in sys.modules and 'galsim' not in sys.modules; "
-            "import tfgal.data.mock_build; assert 'tensorflow' not in sys.modules")
+            "import tfgal.data.mock.builder; assert 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tfgal import config, survey
-from tfgal.data import Manifest, npy_importer, stretch
+from tfgal.data import Manifest, importers, stretch
 from tfgal.errors import ConfigError, DataError
 from tfgal.model import export, training
 
@@ -103,7 +103,7 @@ def test_old_manifests_refit_the_same_pair(tmp_path, monkeypatch):
     rows = stretch.sample_rows
     monkeypatch.setattr(stretch, "sample_rows", lambda n, k=4: rows(n, k))
     write_npy(tmp_path / "zenodo")
-    imported = npy_importer.import_npy(str(tmp_path / "zenodo"), str(tmp_path / "npy"),
+    imported = importers.import_npy(str(tmp_path / "zenodo"), str(tmp_path / "npy"),
                                        stretch="fit")
     assert imported.stretch["n_images"] == 4
     stored = _without_shared(imported.root)

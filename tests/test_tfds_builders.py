@@ -10,8 +10,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tfgal.data import CLASS_NAMES
-from tfgal.data import mock_params
-from tfgal.data import npy_importer
+from tfgal.data.mock import params as mock_params
+from tfgal.data.importers import npy as npy_importer
 from tfgal.data import tfds_builders
 from tfgal.errors import DataError
 
@@ -20,7 +20,7 @@ TINY = {"train": 24, "validation": 6, "test": 6}
 
 def fake_mocks():
     """Stand-ins for the mock API: plan() (mock_params) and render_galaxy() (mock_galaxies)."""
-    module = types.ModuleType("tfgal.data.mock_galaxies")
+    module = types.ModuleType("tfgal.data.mock.galaxies")
 
     def plan(n_train, n_val, n_test, seed, class_fractions=None):
         rows, gid = [], 0
@@ -44,7 +44,7 @@ def split_sizes(info):
 
 def test_tfgal_mock_tiny_with_fake_renderer(tmp_path, monkeypatch):
     fake = fake_mocks()
-    monkeypatch.setitem(sys.modules, "tfgal.data.mock_galaxies", fake)
+    monkeypatch.setitem(sys.modules, "tfgal.data.mock.galaxies", fake)
     monkeypatch.setattr(mock_params, "plan", fake.plan)
     ds, info = tfds.load("tfgal_mock/tiny", data_dir=str(tmp_path), split="validation",
                          with_info=True)

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from tfgal.data import mock_build  # noqa: E402
+from tfgal.data import mock  # noqa: E402
 
 
 def parse_args():
@@ -45,7 +45,7 @@ def parse_args():
 
 def _build(out, args, workers, beam):
     start = time.perf_counter()
-    mock_build.build(out, n_train=args.galaxies, n_val=0, n_test=0, seed=0, workers=workers,
+    mock.build(out, n_train=args.galaxies, n_val=0, n_test=0, seed=0, workers=workers,
                      shard_size=args.shard_size, progress=False, beam=beam)
     return args.galaxies / (time.perf_counter() - start)
 

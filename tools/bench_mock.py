@@ -2,7 +2,7 @@
 
 Builds the same small dataset (rendering + TFRecord writing + stretch fit) twice into a
 temporary directory, once in-process and once with a worker per core, and prints the
-rates and their ratio. `--render-only` times `mock_build.render_many` without writing.
+rates and their ratio. `--render-only` times `mock.render_many` without writing.
 
     python tools/bench_mock.py --galaxies 600
 """
@@ -17,8 +17,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfgal.data import mock_build  # noqa: E402
-from tfgal.data import mock_params  # noqa: E402
+from tfgal.data import mock  # noqa: E402
 
 
 def parse_args():
@@ -36,11 +35,11 @@ def rate(workers, args, scratch):
     """(galaxies per wall-clock second, CPU seconds per galaxy in this process)."""
     start, cpu = time.perf_counter(), time.process_time()
     if args.render_only:
-        items = [(g, label) for _, g, label in mock_params.plan(args.galaxies, 0, 0, args.seed)]
-        for _ in mock_build.render_many(items, args.seed, workers=workers):
+        items = [(g, label) for _, g, label in mock.plan(args.galaxies, 0, 0, args.seed)]
+        for _ in mock.render_many(items, args.seed, workers=workers):
             pass
     else:
-        mock_build.build(os.path.join(scratch, f"w{workers}"), n_train=args.galaxies, n_val=0,
+        mock.build(os.path.join(scratch, f"w{workers}"), n_train=args.galaxies, n_val=0,
                          n_test=0, seed=args.seed, workers=workers, progress=False)
     return (args.galaxies / (time.perf_counter() - start),
             (time.process_time() - cpu) / args.galaxies)

@@ -29,8 +29,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tfgal import survey
-from tfgal.data import mock_build
-from tfgal.data import mock_params
+from tfgal.data import mock
 from tfgal.data import morphology
 from tfgal.data import stretch
 
@@ -60,13 +59,13 @@ def params_from(overrides):
         if name.endswith("_count"):
             values = [int(v) for v in values]
         changes[name] = tuple(values) if len(values) > 1 else values[0]
-    return dataclasses.replace(mock_params.MockParams(), **changes)
+    return dataclasses.replace(mock.MockParams(), **changes)
 
 
 def render(n_train, n_test, seed, params, workers):
-    rows = mock_params.plan(n_train, 0, n_test, seed)
+    rows = mock.plan(n_train, 0, n_test, seed)
     start = time.perf_counter()
-    images = np.stack(list(mock_build.render_many([(g, lab) for _, g, lab in rows], seed, params,
+    images = np.stack(list(mock.render_many([(g, lab) for _, g, lab in rows], seed, params,
                                                   workers=workers)))
     elapsed = time.perf_counter() - start
     print(f"rendered {len(rows)} galaxies in {elapsed:.1f} s ({len(rows) / elapsed:.1f}/s)",

@@ -19,7 +19,8 @@ __all__ = ["IGNORED_KEYS", "IGNORED_PATHS", "differences", "main"]
 # and the SavedModels' byte digests (two runs of the same code into two directories save
 # byte-identical weights in another byte order, so these differ between any two runs).
 IGNORED_KEYS = frozenset({
-    "seconds", "seconds_total", "run_times", "wall_time_s", "created", "finished",
+    "seconds", "seconds_total", "seconds_per_galaxy", "run_times", "wall_time_s", "wall_s",
+    "created", "finished",
     "attacks_per_second", "export_dir", "run_dir", "command", "report", "versions",
     "fingerprint",
 })

@@ -11,20 +11,21 @@ the bare forward pass). Writes device_check.json (device, versions, date, size, 
 with its settings) and device_check.md into ``--out`` after each section and prints the table
 last. ``full`` (default with a GPU) fits 8 minutes on one GPU and 16 cores, ``small`` (default
 without) 5 minutes on 2 CPU cores. Run it through tools/device_check.sh.
+
+This file is the runner (sizes and budgets, the deadline, the report); the sections live in
+tools/device_sections/, one module per wing they exercise (data, model, attack).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import importlib.util
 import json
 import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The training subprocesses share the GPU with this process: none may take all its memory.
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
-SEED = 0
+from device_sections import SECTIONS as SECTION_FUNCTIONS  # noqa: E402
+from device_sections.common import SEED, Skip, row  # noqa: E402
+
+__all__ = ["SIZES", "SECTIONS", "Skip", "row", "run_section", "markdown", "write_report",
+           "new_report", "main"]
+
 SIZES = {
     "full": dict(deadline_s=450, mock=(3000, 500, 1000), train_overrides=(), batch=128,
                  resnet_batch=128, steps=20, rounds=3, predict_split="test", repeat=3,
@@ -54,19 +60,13 @@ SIZES = {
                   budgets=dict(data=40, quick_training=80, mixed_precision=30, attack=50,
                                training=70, pipeline=20, predict=35)),
 }
-SECTIONS = tuple(SIZES["full"]["budgets"])
-QUICK_OVERRIDES = ("log.projector=0", "log.images=0")  # logging only: minutes saved
-TOLERANCE_POINTS = 2.0
+SECTIONS = tuple(SECTION_FUNCTIONS)
 MIN_SECTION_S = 5  # a section left less than this by the deadline is skipped
 REQUIRED = ("tensorflow", "keras", "numpy", "galsim", "astropy", "tqdm")
 
 
 class SectionTimeout(BaseException):  # not an Exception: library code must not swallow it
     """A section's budget is spent."""
-
-
-class Skip(Exception):
-    """The section does not apply here; the message says why."""
 
 
 def run_section(report, name, budget_s, fn, ctx):
@@ -101,10 +101,6 @@ def run_section(report, name, budget_s, fn, ctx):
     return entry
 
 
-def row(entry, figure, value, settings=""):
-    entry["table"].append([figure, value, settings])
-
-
 def markdown(report):
     """The report as Markdown: a header line, the figures' table, the sections' times."""
     d, v = report["device"], report["versions"]
@@ -137,254 +133,6 @@ def write_report(report, out_dir):
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, os.path.join(out_dir, name))
-
-
-def section_data(ctx, entry):
-    from tfgal import data as data_wing
-    (n_train, n_val, n_test), workers = ctx.size["mock"], os.cpu_count() or 1
-    entry["settings"] = {"rendered": True, "train": n_train, "val": n_val, "test": n_test,
-                         "seed": SEED, "workers": workers}
-    start, path = time.perf_counter(), os.path.join(ctx.work, "mock")
-    data_wing.build_mocks(path, n_train=n_train, n_val=n_val, n_test=n_test, seed=SEED,
-                          workers=workers, progress=False)
-    seconds, total = time.perf_counter() - start, n_train + n_val + n_test
-    entry["results"] = {"galaxies": total, "seconds": round(seconds, 1)}
-    row(entry, "mock galaxies rendered", f"{total} in {seconds:.0f} s ({total / seconds:.1f}/s)",
-        f"{n_train}/{n_val}/{n_test}, seed {SEED}, {workers} workers")
-    ctx.data = path
-
-
-def section_quick_training(ctx, entry):
-    if not ctx.data:
-        raise Skip("no dataset: the data section failed")
-    runs = {"float32": ()}
-    if ctx.gpu and ctx.size_name == "full":
-        runs["mixed_float16"] = ("train.mixed_precision=true",)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
-        ROOT, os.environ.get("PYTHONPATH")])))
-    entry["settings"]["concurrent"] = len(runs) > 1
-    procs = {}
-    try:
-        for label, extra in runs.items():
-            sets = [f"data.dir={json.dumps(os.path.abspath(ctx.data))}",
-                    f'name="device-check-{label}"', *QUICK_OVERRIDES,
-                    *ctx.size["train_overrides"], *extra]
-            entry["settings"][label] = {"config": "pipelines/quick.toml", "overrides": sets}
-            cmd = [sys.executable, "-c", "import sys; from tfgal.cli import train_main; "
-                   "sys.exit(train_main())", "--config", f"{ROOT}/pipelines/quick.toml",
-                   "--out", f"{ctx.work}/models/{label}", "--logdir", f"{ctx.work}/runs/{label}",
-                   *[a for s in sets for a in ("--set", s)]]
-            log = open(os.path.join(ctx.work, f"train-{label}.log"), "w")
-            procs[label] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log,
-                                             start_new_session=True), log)
-        for label, (proc, log) in procs.items():
-            proc.wait()
-            log.close()
-            entry["results"][label] = _train_result(ctx, entry, label, proc.returncode)
-    finally:
-        for proc, log in procs.values():
-            if proc.poll() is None:  # out of time: end the run we started, its children too
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
-    if entry["results"]["float32"]["ok"]:
-        ctx.model = entry["results"]["float32"]["export_dir"]
-    if not all(v["ok"] for v in entry["results"].values()):
-        raise RuntimeError("tfgal-train failed: see each run's log_tail in the results")
-
-
-def _train_result(ctx, entry, label, returncode):
-    with open(os.path.join(ctx.work, f"train-{label}.log"), errors="replace") as f:
-        log = f.read()
-    out = {"ok": False, "returncode": returncode, "device_line": next(
-        (ln for ln in log.splitlines() if ln.startswith("tfgal: TensorFlow")), None)}
-    summary = os.path.join(ctx.work, "runs", label, "summary.json")
-    if returncode == 0 and os.path.exists(summary):
-        with open(summary) as f:
-            s = json.load(f)
-        acc = s.get("test_accuracy") or {}
-        out.update(ok=True, export_dir=s["export_dir"], test_accuracy=acc,
-                   val_accuracy=s.get("val_accuracy"), wall_s=s.get("wall_time_s"))
-        row(entry, f"test accuracy {' / '.join(acc)}, {label}",
-            " / ".join(f"{a:.1%}" for a in acc.values()),
-            f"quick.toml, {out['wall_s']} s in tfgal.model.train")
-    else:
-        out["log_tail"] = log[-2000:].splitlines()
-        row(entry, f"tfgal-train {label}", f"failed (exit {returncode})")
-    return out
-
-
-def section_mixed_precision(ctx, entry):
-    if not ctx.gpu:
-        raise Skip("n/a (CPU): tfgal applies train.mixed_precision only on a GPU "
-                   "(tfgal/model/training.py)")
-    if ctx.size_name != "full":
-        raise Skip("size small trains the float32 model only")
-    runs = ctx.report["sections"].get("quick_training", {}).get("results", {})
-    if not all(runs.get(k, {}).get("ok") for k in ("float32", "mixed_float16")):
-        raise RuntimeError("needs both quick_training runs, float32 and mixed_float16")
-    a, b = runs["float32"]["test_accuracy"], runs["mixed_float16"]["test_accuracy"]
-    diff = {d: round(100 * (b[d] - a[d]), 2) for d in a}
-    within = all(abs(x) <= TOLERANCE_POINTS for x in diff.values())
-    entry["settings"] = {"tolerance_points": TOLERANCE_POINTS, "split": "test", "seed": "same"}
-    entry["results"] = dict(float32=a, mixed_float16=b, difference_points=diff,
-                            within_tolerance=within)
-    row(entry, f"mixed - float32 test accuracy, points ({' / '.join(diff)})",
-        " / ".join(f"{x:+.1f}" for x in diff.values()) + ("" if within else " NOT") +
-        f" within {TOLERANCE_POINTS:g}")
-    import warnings
-    import zipfile
-    from tfgal.attack import OnePixelAttack
-    from tfgal.data import pipeline
-    from tfgal.model import export
-    path, used = runs["mixed_float16"]["export_dir"], runs["mixed_float16"]["device_line"]
-    with zipfile.ZipFile(os.path.join(path, "assets", "classifier.keras")) as z:
-        layers = "mixed_float16" if b"mixed_float16" in z.read("config.json") else "float32"
-    classifier = export.load(path)
-    dtypes = sorted({v.dtype.name for v in classifier.serving.structured_outputs.values()})
-    data = pipeline.load_arrays(ctx.data, "test", "Y10", n=8, seed=SEED,
-                                stretch=classifier.assets.get("stretch"))
-    with warnings.catch_warnings(record=True) as caught:  # e.g. evaluator deviations
-        warnings.simplefilter("always")
-        try:  # tfgal's attack reads the export's Keras layers (classifier.keras)
-            OnePixelAttack(classifier, popsize=40, iters=2, success="class", seed=SEED).attack(
-                data["images"], data["labels"])
-            attack = "ok"
-        except Exception as e:
-            attack = f"{type(e).__name__}: {str(e)[:300]}"
-    entry["results"].update(trained_on=used, export_layers=layers, serving_dtypes=dtypes,
-                            attack_on_export=attack, warnings=[str(w.message) for w in caught])
-    row(entry, "mixed run: device; export layers; serving outputs; tfgal attack on it",
-        f"{'GPU' if used and ' GPU (' in used else 'CPU'}; {layers}; {', '.join(dtypes)}; "
-        f"{attack}", "; ".join(str(w.message)[:120] for w in caught))
-
-
-def section_attack(ctx, entry):
-    if not ctx.model:
-        raise Skip("no exported model: quick_training failed")
-    import bench_attack
-    s = ctx.size["attack"]
-    args = types.SimpleNamespace(model=ctx.model, data=ctx.data, split="test", seed=SEED, **s)
-    model, images, labels = bench_attack.load_model_and_data(args)
-    images, labels = bench_attack.pick_images(model, images, labels, s["n"])
-    if not len(images):
-        raise RuntimeError("the model classifies none of the test images correctly")
-    bounds = (float(images.min()), float(images.max()))
-    entry["settings"] = {**s, "images": len(images), "pixels": 1, "success": "class change",
-                         "value_range": [round(v, 4) for v in bounds], "split": "test",
-                         "depth": "Y10", "seed": SEED, "model": "quick_training float32",
-                         "tfgal": "OnePixelAttack, evaluator auto, init bounds",
-                         "art": "PixelAttack(th=1, es=1): DE, population 400 (fixed in ART)"}
-    runners = {"tfgal": functools.partial(bench_attack.run_tfgal, evaluator="auto"),
-               "art": bench_attack.run_art}
-    budget = f"{len(images)} images, population {s['popsize']}, {s['iters']} generations"
-    for name, run in runners.items():
-        success, queries, seconds, cpu = bench_attack.timed(run, model, images, labels, args,
-                                                            bounds)
-        r = entry["results"][name] = {
-            "success_rate": float(success.mean()), "successes": int(success.sum()),
-            "queries": int(queries), "wall_s": round(seconds, 2), "cpu_s": round(cpu, 2),
-            "us_per_query": round(1e6 * seconds / queries, 2)}
-        row(entry, f"{name}: success, wall time", f"{r['success_rate']:.1%} "
-            f"({r['successes']}/{len(images)}), {r['wall_s']} s",
-            f"{budget}; {queries} queries, {r['us_per_query']} us each")
-    t, a = entry["results"]["tfgal"], entry["results"]["art"]
-    speedup, equal = a["wall_s"] / t["wall_s"], t["successes"] == a["successes"]
-    entry["results"].update(speedup_vs_art=round(speedup, 2), success_equal=equal)
-    row(entry, "tfgal speed-up over ART; success equal", f"x{speedup:.1f}; "
-        f"{'yes' if equal else 'no'}", "success = class change")
-
-
-def _manifest(ctx):
-    from tfgal import data as data_wing
-    if ctx.data:
-        return data_wing.Manifest.load(ctx.data)
-    from bench_pipeline import synthetic_dataset  # the data section failed: synthetic stamps
-    return synthetic_dataset(os.path.join(ctx.work, "synthetic"), 512)
-
-
-def section_training(ctx, entry):
-    import keras
-    import tensorflow as tf
-    import bench_train
-    from tfgal.data import pipeline
-    tf.config.experimental.enable_op_determinism()  # tfgal-train's default; process-wide
-    manifest, size = _manifest(ctx), ctx.size
-    steps, rounds = size["steps"], size["rounds"]
-    entry["settings"] = {"step": "CE + MMD (weight 0.01), MorphologyModel.train_step, one "
-                                 "iterator", "images_counted": "source + target",
-                         "steps_per_round": steps, "rounds": rounds, "statistic": "median",
-                         "op_determinism": True, "jit_compile": False, "data": manifest.root}
-    for arch in ("convnet", "resnet18"):
-        b = size["batch"] if arch == "convnet" else size["resnet_batch"]
-        batches = pipeline.make_paired_dataset(manifest, "train", batch_size=b, repeat=True,
-                                               seed=SEED).prefetch(4)
-        for policy in ("float32", "mixed_float16"):
-            key = f"{arch}/{policy}"
-            if policy != "float32" and not ctx.gpu:
-                entry["results"][key] = "n/a (CPU)"
-                row(entry, f"train step {key}", "n/a (CPU)", "tfgal uses it on a GPU only")
-                continue
-            keras.mixed_precision.set_global_policy(policy)
-            try:
-                model = bench_train.make_model(arch, manifest, 0.01, None, jit_compile=False)
-                bench_train.prepare_steps(model)
-                iterator = iter(batches)
-                bench_train.step_rate(model, iterator, 1, 1)  # traces, fills shuffle buffers
-                rates = [bench_train.step_rate(model, iterator, steps, 2 * b)
-                         for _ in range(rounds)]
-            finally:
-                keras.mixed_precision.set_global_policy("float32")
-            median = statistics.median(rates)
-            entry["results"][key] = {"images_per_s": round(median, 1), "batch_per_domain": b,
-                                     "rounds": [round(r, 1) for r in rates]}
-            row(entry, f"train step {key}", f"{median:.1f} images/s",
-                f"{b} + {b} per step, median of {rounds} x {steps} steps")
-
-
-def section_pipeline(ctx, entry):
-    import bench_train
-    from tfgal.data import pipeline
-    manifest, b = _manifest(ctx), ctx.size["batch"]
-    steps, rounds = 4 * ctx.size["steps"], ctx.size["rounds"]
-    entry["settings"] = {"pipeline": f"make_paired_dataset, train split, {b} Y10 + {b} Y1 a "
-                                     f"batch, {steps} batches a round (as bench_train)",
-                         "rounds": rounds, "statistic": "median"}
-    batches = pipeline.make_paired_dataset(manifest, "train", batch_size=b, repeat=True,
-                                           seed=SEED).prefetch(4)
-    rate = statistics.median(bench_train.pipeline_rate(batches, steps, 2 * b)
-                             for _ in range(rounds))
-    trained = ctx.report["sections"].get("training", {}).get("results", {})
-    ratios = {k: round(rate / v["images_per_s"], 2) for k, v in trained.items()
-              if isinstance(v, dict)}
-    entry["results"] = {"paired_images_per_s": round(rate, 1), "pipeline_over_training": ratios}
-    row(entry, "paired training pipeline", f"{rate:.1f} images/s",
-        ", ".join(f"x{v} {k}" for k, v in ratios.items()) or "no training rate to compare")
-
-
-def section_predict(ctx, entry):
-    if not ctx.model:
-        raise Skip("no exported model: quick_training failed")
-    import bench_predict
-    from tfgal.model import predict as predict_lib
-    args = types.SimpleNamespace(model=ctx.model, data=ctx.data, split=ctx.size["predict_split"],
-                                 batch_size=predict_lib.DEFAULT_BATCH_SIZE,
-                                 repeat=ctx.size["repeat"])
-    entry["settings"] = {"split": args.split, "batch": args.batch_size, "repeat": args.repeat,
-                         "statistic": "best", "format": "FITS", "model": "quick_training float32"}
-    m = bench_predict.measure(args)
-    best = {k: round(v, 1) for k, v in m["best"].items()}
-    entry["results"] = {"galaxies": m["n_galaxies"], "depth": m["depth"],
-                        "first_call_galaxies_per_s": round(m["cold"], 1),
-                        "predict_over_forward": round(best["predict"] / best["forward"], 2),
-                        **{f"{k.replace('+', '_with_')}_galaxies_per_s": v
-                           for k, v in best.items()}}
-    where = f"{m['n_galaxies']} galaxies ({args.split}), batch {args.batch_size}"
-    row(entry, "tfgal-predict, catalogue written", f"{best['predict']} galaxies/s "
-        f"(x{best['predict'] / best['forward']:.2f} of bare forward)", where)
-    row(entry, "bare forward / pipeline alone / first call",
-        f"{best['forward']} / {best['pipeline']} / {m['cold']:.1f} galaxies/s",
-        f"best of {args.repeat}")
 
 
 def new_report(size=None):
@@ -481,7 +229,7 @@ def main(argv=None):
         for name in SECTIONS:
             budget = min(size["budgets"][name],
                          size["deadline_s"] - (time.perf_counter() - started))
-            entry = run_section(report, name, budget, globals()[f"section_{name}"], ctx)
+            entry = run_section(report, name, budget, SECTION_FUNCTIONS[name], ctx)
             report["wall_s"] = round(time.perf_counter() - started, 1)
             write_report(report, args.out)
             note = entry.get("error") or entry.get("reason")

@@ -17,7 +17,7 @@ EXAMPLES = [
 
 
 def parser():
-    from tfgal.data import manifest, npy_importer  # TensorFlow-free modules
+    from tfgal.data import importers, manifest  # TensorFlow-free modules
     from tfgal.data import gallery
     p0 = common.new_parser("tfgal-data", "Build, import and check tfgal datasets.", EXAMPLES)
     sub = p0.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -62,8 +62,8 @@ def parser():
     p = command("import-npy", "import the study's published .npy files")
     storage_args(p)
     p.add_argument("--source", required=True, help="directory with images_Y10_train.npy ...")
-    p.add_argument("--stretch", choices=npy_importer.STRETCH_CHOICES,
-                   default=npy_importer.STRETCH_CHOICES[0],
+    p.add_argument("--stretch", choices=importers.STRETCH_CHOICES,
+                   default=importers.STRETCH_CHOICES[0],
                    help="fit a stretch on train Y10, or keep values (already stretched); "
                         "auto: identity when every value lies in [0, 1]")
 

@@ -1,27 +1,34 @@
-"""The data wing: dataset storage, mock galaxies, importers, noise and input pipelines.
+"""The data wing: dataset storage, mock galaxies, importers, corruptions, noise, pipelines.
 
-Package map, by layer (each name's module in `_EXPORTS`)::
+The wing's map: top-level core modules and four rooms, in tiers. A module imports within
+its own unit (its room, or its tier's core) and from lower tiers, never sideways or
+upwards (tests/test_layout.py checks it)::
 
-    manifest       Manifest schema, load / save / update, constants, the split table
-    codec          tf.train.Example encode / parse / read back, image checks, `verify`
-    writer         atomic record files, shard names, DatasetWriter
-    shards         a dataset built in parts (job arrays) and merged
-    stretch        the arcsinh stretch, fitted once per dataset
-    mock_params    MockParams (ranges and why), the split plan
-    mock_galaxies  GalSim physics of one mock galaxy
-    pools          process pools' worker count and start method (mock_build, morphology)
-    mock_build     many galaxies in a process pool -> a dataset
-    beam_mock      the same dataset rendered on Apache Beam (the beam extra)
-    npy_importer   the study's published .npy files -> a dataset
-    fits_importer  tables of FITS cutouts -> a dataset
-    noise          Poisson noise on the fly (TensorFlow)
-    corruptions    physical corruptions (seeing, trails, ...) at five severities, and plans
-    gallery        one galaxy per class under every corruption and severity (a figure)
-    morphology     classical morphology: photutils segmentation + statmorph
-    morphology_refs  literature ranges per class of those statistics, with references
-    observation    a batch of galaxies -> stretched images at a depth; the square's symmetries
-    pipeline       tf.data pipelines: shards (or memory) -> observed, stretched batches
-    tfds_builders  TensorFlow Datasets builders (imported on demand only)
+    tier 0, the storage core (a dataset on disk) and helpers every unit may use
+      manifest       Manifest schema, load / save / update, constants, the split table
+      codec          tf.train.Example encode / parse / read back, image checks, `verify`
+      writer         atomic record files, shard names, DatasetWriter
+      shards         a dataset built in parts (job arrays) and merged
+      stretch        the arcsinh stretch, fitted once per dataset
+      pools          process pools' worker count and start method (mocks, morphology)
+      display        gri images as RGB (gallery, attack figure, study plots)
+    tier 1, what makes datasets and what corrupts images
+      mock/          the GalSim generator: params, galaxies, files, builder, beam
+      importers/     the study's .npy files (npy) and FITS cutouts (fits)
+      corruptions/   physical corruptions: physics (the ops), registry (tables, plans)
+    tier 2, the pipeline core (observing stored galaxies)
+      noise          Poisson noise on the fly (TensorFlow)
+      observation    a batch of galaxies -> stretched images at a depth, corrupted by a plan
+      pipeline       tf.data pipelines: shards (or memory) -> observed, stretched batches
+    tier 3, what reads galaxies through the pipeline or the rooms
+      gallery        one galaxy per class under every corruption and severity (a figure)
+      morphology/    classical morphology: measurements (statmorph), literature ranges
+      tfds_builders  the mock set and the study's files as TFDS datasets (on demand only)
+
+Rooms hold what changes together: a new mock property touches mock/ only, a new corruption
+corruptions/ only. The gallery draws corruptions through the pipeline, which applies them,
+so it sits above both rather than in corruptions/ (there the room and the pipeline would
+import each other).
 
 Names are resolved on first use (PEP 562): ``import tfgal.data`` loads neither
 TensorFlow nor GalSim, so the mock renderer can still fork its worker pool (forking
@@ -41,12 +48,12 @@ _EXPORTS = {
     "make_batch_parser": "codec", "verify": "codec",
     "DatasetWriter": "writer",
     # mock galaxies: parameters and plan, one galaxy, whole datasets
-    "MockParams": "mock_params", "plan_mocks": ("mock_params", "plan"),
-    "render_galaxy": "mock_galaxies",
-    "build_mocks": ("mock_build", "build"), "merge_mocks": ("mock_build", "merge"),
+    "MockParams": "mock.params", "plan_mocks": ("mock.params", "plan"),
+    "render_galaxy": "mock.galaxies",
+    "build_mocks": ("mock.builder", "build"), "merge_mocks": ("mock.builder", "merge"),
     # importers of survey data
-    "import_npy": "npy_importer", "import_fits": "fits_importer",
-    "STRETCH_CHOICES": "npy_importer",
+    "import_npy": "importers.npy", "import_fits": "importers.fits",
+    "STRETCH_CHOICES": "importers.npy",
     # noise and tf.data pipelines (TensorFlow)
     "poisson_observe": "noise",
     "make_dataset": "pipeline", "make_paired_dataset": "pipeline", "load_arrays": "pipeline",
@@ -54,8 +61,8 @@ _EXPORTS = {
     "augment_batch": "observation",
     "naming_corrupt_records": "pipeline",
     # classical morphology (statmorph)
-    "measure_morphology": ("morphology", "measure"),
-    "observe_flux": ("morphology", "observe"),
+    "measure_morphology": ("morphology.measurements", "measure"),
+    "observe_flux": ("morphology.measurements", "observe"),
 }
 
 __all__ = list(_EXPORTS)

@@ -48,7 +48,7 @@ IDENTITY = {"kind": "identity"}
 STRETCH_SAMPLE = 512  # training images a stretch is fitted on (builders and importers)
 FLOOR_SIGMA = 3.0  # the target floor: sky-noise sigmas below zero at the noisiest depth
 BAND_MODES = ("per-band", "shared")  # config data.stretch_bands
-MOCKS = "tfgal.mocks"  # mock_build.GENERATOR_NAME (not imported: it needs GalSim)
+MOCKS = "tfgal.mocks"  # mock.builder.GENERATOR_NAME (not imported: it needs GalSim)
 
 
 def sample_rows(n, k=STRETCH_SAMPLE):

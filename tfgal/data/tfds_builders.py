@@ -2,14 +2,14 @@
 
 Importing this module registers two builders with TFDS; both work offline:
 
-* ``tfgal_mock``: the mock galaxies of `tfgal.data.mock_galaxies`, rendered noiseless (e-/s per
+* ``tfgal_mock``: the mock galaxies of `tfgal.data.mock.galaxies`, rendered noiseless (e-/s per
   pixel) into feature ``flux``. Configs "tiny" (24/6/6 galaxies) and "default"
   (3000/500/1000), seed 0. Noise is added on the fly downstream, as for tfgal datasets.
   Given Beam options or a runner (``tfds build tfgal_mock --beam_pipeline_options=...``,
   or ``DownloadConfig(beam_runner=...)``), it renders on Apache Beam, as TFDS's own large
   datasets do; otherwise in this process. Both give the same examples.
 * ``deep_adversaries``: the study's published files (Zenodo 10.5281/zenodo.5514180),
-  read from TFDS's manual directory with the same validation as `tfgal.data.npy_importer`.
+  read from TFDS's manual directory with the same validation as `tfgal.data.importers.npy`.
   Features ``image_y10`` and ``image_y1`` hold the same galaxy at both depths.
 
 Both name their splits train / validation / test (tfgal's "val" is TFDS's
@@ -24,9 +24,9 @@ import importlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfgal.data import mock_params
-from tfgal.data import npy_importer
+from tfgal.data.importers import npy as npy_importer
 from tfgal.data.manifest import CLASS_NAMES
+from tfgal.data.mock import params as mock_params
 from tfgal.errors import DataError
 
 __all__ = ["TFDS_SPLITS", "IMAGE_SIZE", "TfgalMockConfig", "TfgalMock", "DeepAdversaries"]
@@ -116,7 +116,7 @@ def _mock_example(row, seed):
 
 def _galaxies():
     # Imported late: the module renders with GalSim, which the npy builder never needs.
-    return importlib.import_module("tfgal.data.mock_galaxies")
+    return importlib.import_module("tfgal.data.mock.galaxies")
 
 
 class DeepAdversaries(tfds.core.GeneratorBasedBuilder):

@@ -41,7 +41,8 @@ import tensorflow as tf
 
 from tfgal import io, locks, survey
 from tfgal import progress as _progress
-from tfgal.data import fits_importer, pipeline
+from tfgal.data import pipeline
+from tfgal.data.importers import fits as fits_importer
 from tfgal.data import stretch as stretch_lib
 from tfgal.data.codec import check_image
 from tfgal.data.manifest import Manifest

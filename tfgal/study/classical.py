@@ -41,7 +41,6 @@ import numpy as np
 
 from tfgal import io, seeds, survey
 from tfgal.data import morphology
-from tfgal.data.morphology_refs import REFERENCES
 from tfgal.errors import ConfigError, DataError
 from tfgal.study import latent as latent_lib
 from tfgal.study import markdown as md
@@ -478,4 +477,4 @@ def mock_check_markdown(results):
         "about the mocks; seeing also lowers the concentration of galaxies only a few PSF "
         "widths across.", "",
         md.figure(results, "morphology", "per-class morphology of the mocks"), "",
-        "References: " + "; ".join(f"{REFERENCES[k]}" for k in sorted(refs)) + "."])
+        "References: " + "; ".join(f"{morphology.REFERENCES[k]}" for k in sorted(refs)) + "."])

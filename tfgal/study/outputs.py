@@ -9,8 +9,7 @@ import numpy as np
 
 from tfgal.attack import apply_pixels
 from tfgal.data import pipeline
-from tfgal.data.morphology import FLAG_BAD
-from tfgal.data.morphology_refs import LITERATURE
+from tfgal.data.morphology import FLAG_BAD, LITERATURE
 from tfgal.study import corruption, plots
 from tfgal.study.attacks import Attack, attacked, figure_labels
 from tfgal.study.models import trained

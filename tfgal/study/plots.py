@@ -415,7 +415,7 @@ def morphology_classes(values, labels, class_names, literature, path, *, depth="
 
     `values`: {statistic: [N]} of statmorph measurements (NaN where unmeasured or, for
     "sersic_n", where the fit failed; "ok" selects the measured galaxies); `literature`: {class: {statistic: range with .low,
-    .high}} (`tfgal.data.morphology_refs.LITERATURE`), drawn as bars above the histograms.
+    .high}} (`tfgal.data.morphology.literature.LITERATURE`), drawn as bars above the histograms.
     Panels: Sersic n, concentration, asymmetry, and the Gini-M20 plane with the merger and
     E/S0/Sa lines of Lotz et al. (2008).
     """

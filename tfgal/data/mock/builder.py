@@ -1,9 +1,9 @@
 """Building mock datasets: many galaxies rendered in a process pool, written in shards.
 
-`build` renders the galaxies of `mock_params.plan` (in plan order) and writes them as a
-tfgal dataset, locally or on Apache Beam (`tfgal.data.beam_mock`); `merge` finishes a
-dataset rendered in parts (`tfgal.data.shards`). A galaxy's pixels depend only on (seed,
-galaxy_id, label) and every record file is written by `render_file`'s writer, so `build`
+`build` renders the galaxies of `params.plan` (in plan order) and writes them as a tfgal
+dataset, locally or on Apache Beam (`tfgal.data.mock.beam`); `merge` finishes a dataset
+rendered in parts (`tfgal.data.shards`). A galaxy's pixels depend only on (seed,
+galaxy_id, label) and every record file is written by `files.write_file`, so `build`
 writes the same bytes whatever the number of workers, the process start method, the
 sharding or the Beam runner.
 
@@ -26,13 +26,13 @@ from tfgal import io, locks, survey
 from tfgal import progress as progress_lib
 from tfgal.data import pools, shards
 from tfgal.data import stretch
-from tfgal.data.manifest import (CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, MANIFEST_NAME, SPLITS,
-                                  Manifest)
-from tfgal.data.mock_galaxies import STAMP_PIXELS, render_galaxy
-from tfgal.data.mock_params import MockParams, check_class_fractions, plan
+from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, MANIFEST_NAME, Manifest
+from tfgal.data.mock.files import file_jobs, split_rows, write_file
+from tfgal.data.mock.galaxies import STAMP_PIXELS, render_galaxy
+from tfgal.data.mock.params import MockParams, check_class_fractions, plan
 from tfgal.errors import ConfigError
 
-__all__ = ["GENERATOR_NAME", "render_many", "build", "merge", "file_jobs", "render_file"]
+__all__ = ["GENERATOR_NAME", "render_many", "build", "merge"]
 
 GENERATOR_NAME = "tfgal.mocks"  # stored in manifests: keep it, existing datasets carry it
 
@@ -95,7 +95,7 @@ def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=No
       progress: show a progress bar (galaxies done, rate) on stderr.
       shard: (I, N) to render only part I of N into `out` (for job arrays or several
         machines; `merge(out)` then writes the manifest); None for the whole dataset.
-      beam: render on Apache Beam (`tfgal.data.beam_mock`): True for the local
+      beam: render on Apache Beam (`tfgal.data.mock.beam`): True for the local
         DirectRunner with `workers` processes, or a string (or list) of Beam flags, e.g.
         ``"--runner=FlinkRunner --flink_master=host:8081"``; None renders in a local
         process pool. Every runner writes the same bytes.
@@ -139,49 +139,14 @@ def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=No
             if beam is None:
                 _build_part(tmp, 0, 1, rows, settings, params, workers, progress)
             else:
-                from tfgal.data import beam_mock
-                beam_mock.build_part(tmp, file_jobs(rows, settings), settings, params,
-                                     options=beam, workers=workers, progress=progress)
+                from tfgal.data.mock import beam as beam_build
+                beam_build.build_part(tmp, file_jobs(rows, settings), settings, params,
+                                      options=beam, workers=workers, progress=progress)
             _merge(tmp)
             io.publish_directory(tmp, out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return Manifest.load(out)  # as every later reader sees it (JSON types)
-
-
-def _split_rows(rows):
-    """Split -> [(galaxy_id, label)], for the splits that have galaxies."""
-    by_split = {split: [] for split in SPLITS}
-    for split, galaxy_id, label in rows:
-        by_split[split].append((galaxy_id, label))
-    return {split: items for split, items in by_split.items() if items}
-
-
-def file_jobs(rows, settings, part=0, n_parts=1):
-    """The record files of part `part` of `n_parts` with their galaxies:
-    [(`shards.FileSpec`, [(galaxy_id, label), ...])], in layout order."""
-    by_split = _split_rows(rows)
-    specs = shards.layout({s: len(v) for s, v in by_split.items()}, settings["shard_size"],
-                          settings["compression"])
-    return [(spec, by_split[spec.split][spec.start:spec.stop])
-            for spec in shards.assigned(specs, part, n_parts)]
-
-
-def _write_file(out, spec, galaxies):
-    return shards.write_file(out, spec, galaxies, noiseless=True,
-                             image_shape=(STAMP_PIXELS, STAMP_PIXELS, len(survey.BANDS)),
-                             n_classes=len(CLASS_NAMES))
-
-
-def render_file(out, spec, items, seed, params):
-    """Renders the galaxies `items` of one record file and writes it; returns its entry.
-
-    The file's bytes depend only on (spec, items, seed, params) and it is written
-    atomically, so running it twice (a retried task) writes the same file.
-    """
-    galaxies = [({FLUX: render_galaxy(g, label, seed, params)}, label, g)
-                for g, label in items]
-    return _write_file(out, spec, galaxies)
 
 
 def _build_part(out, part, n_parts, rows, settings, params, workers, progress):
@@ -199,7 +164,7 @@ def _build_part(out, part, n_parts, rows, settings, params, workers, progress):
             for galaxy_id, label in file_items:
                 galaxies.append(({FLUX: next(rendered)}, label, galaxy_id))
                 bar.update()
-            entries.append(_write_file(out, spec, galaxies))
+            entries.append(write_file(out, spec, galaxies))
     shards.write_part_record(out, part, n_parts, settings, entries)
 
 
@@ -219,7 +184,7 @@ def _merge(out):
     params = MockParams.from_dict(settings["params"])
     rows = plan(settings["n_train"], settings["n_val"], settings["n_test"], settings["seed"],
                 settings["class_fractions"])
-    by_split = _split_rows(rows)
+    by_split = split_rows(rows)
 
     def fit_stretch(manifest):
         if "train" not in manifest.splits:

@@ -1,9 +1,9 @@
 """Mock datasets rendered on Apache Beam (``tfgal-data mock --beam``).
 
 The pipeline has one element per record file of the dataset's layout, each carrying its
-galaxies' (id, label); a worker renders a file's galaxies with `mock_build.render_file`
+galaxies' (id, label); a worker renders a file's galaxies with `files.render_file`
 and writes it atomically under ``OUT/.parts/``, exactly as the local build does, and the
-last step writes the part record that `mock_build.merge` reads. The driver then merges
+last step writes the part record that `builder.merge` reads. The driver then merges
 (checks every file's size and checksum, fits the stretch, writes the manifest) and
 publishes the dataset. A galaxy's pixels depend only on (seed, galaxy id, label) and a
 file's bytes only on its galaxies, so the Beam build is byte-identical to the local one
@@ -22,7 +22,8 @@ import threading
 
 from tfgal import beam as beam_lib
 from tfgal import progress as progress_lib
-from tfgal.data import mock_build, shards
+from tfgal.data import shards
+from tfgal.data.mock import files
 
 __all__ = ["COUNTER", "build_part"]
 
@@ -32,7 +33,7 @@ COUNTER = ("tfgal", "galaxies_rendered")  # a Beam metric: runners' UIs show pro
 def _render(job, out, seed, params):
     from apache_beam.metrics import Metrics
     spec, items = job
-    entry = mock_build.render_file(out, spec, items, seed, params)
+    entry = files.render_file(out, spec, items, seed, params)
     Metrics.counter(*COUNTER).inc(len(items))
     return entry
 
@@ -43,8 +44,8 @@ def _record(entries, out, settings, order):
 
 
 def build_part(out, jobs, settings, params, *, options=True, workers=None, progress=True):
-    """Renders the record files `jobs` (`mock_build.file_jobs`) into ``out/.parts/`` on
-    Beam, as part 0 of 1; `mock_build.merge(out)` finishes the dataset.
+    """Renders the record files `jobs` (`files.file_jobs`) into ``out/.parts/`` on
+    Beam, as part 0 of 1; `builder.merge(out)` finishes the dataset.
 
     Args:
       options: True for the local DirectRunner with `workers` processes (default: all

@@ -1,7 +1,7 @@
 """Mock galaxy parameters: the ranges galaxies are drawn from, why, and the split plan.
 
 Three classes, labelled as in the study (`manifest.CLASS_NAMES`): 0 spiral, 1 elliptical,
-2 merger (what each looks like: `tfgal.data.mock_galaxies`).
+2 merger (what each looks like: `tfgal.data.mock.galaxies`).
 
 Ranges (`MockParams` defaults) and why:
 

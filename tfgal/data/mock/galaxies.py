@@ -18,7 +18,7 @@ Three classes, labelled as in the study (`manifest.CLASS_NAMES`):
   tails (Gaussians strung along arcs, partly broken into knots); colours of each
   galaxy drawn from a range spanning blue to red.
 
-The ranges and the reasons for them are in `tfgal.data.mock_params`.
+The ranges and the reasons for them are in `tfgal.data.mock.params`.
 
 Every random number of a galaxy comes from `np.random.SeedSequence([seed, galaxy_id,
 label])`, so a galaxy renders the same in any process and in any order. There is no
@@ -34,7 +34,7 @@ import numpy as np
 
 from tfgal import survey
 from tfgal.data.manifest import CLASS_NAMES
-from tfgal.data.mock_params import MockParams, check_count
+from tfgal.data.mock.params import MockParams, check_count
 from tfgal.errors import ConfigError
 
 __all__ = ["STAMP_PIXELS", "render_galaxy", "describe"]

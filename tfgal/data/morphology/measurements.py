@@ -28,7 +28,7 @@ The networks see each band clipped to the stretch's [lo, hi] (e-/s) before its a
 `clip_like_stretch` gives statmorph the same clipped images, `clip_shares` says how much of
 a band the clip takes (of all pixels, of sky pixels).
 
-Literature ranges per class: `LITERATURE` (`tfgal.data.morphology_refs`), indicative only.
+Literature ranges per class: `LITERATURE` (`tfgal.data.morphology.literature`), indicative only.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from tfgal import progress as progress_lib
 from tfgal import survey
 from tfgal.data import pools
 from tfgal.data.manifest import CLASS_NAMES, Manifest
-from tfgal.data.morphology_refs import LITERATURE, REFERENCES
+from tfgal.data.morphology.literature import LITERATURE, REFERENCES
 from tfgal.errors import ConfigError, DataError
 
 __all__ = ["EXTRA", "STATISTICS", "COLUMNS", "DETECT_NSIGMA", "DETECT_NPIXELS",

@@ -33,8 +33,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tfgal.data import corruption_ops as ops
-from tfgal.data.corruption_ops import (SATURATION_E_PER_S, TRAIL_FWHM_ARCSEC, Context,
+from tfgal.data.corruptions import physics as ops
+from tfgal.data.corruptions.physics import (SATURATION_E_PER_S, TRAIL_FWHM_ARCSEC, Context,
                                        calibration_factors, per_galaxy_seeds)
 from tfgal.errors import ConfigError
 

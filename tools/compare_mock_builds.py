@@ -12,12 +12,14 @@ manifest included. A refactoring of the mock room or the storage core must leave
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import pathlib
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tfgal import io  # noqa: E402  (only its leaf: the trees compared run in subprocesses)
 
 MODES = ("local", "beam", "parts")
 
@@ -45,7 +47,7 @@ def build(tree, out, mode, sizes):
 def digests(root):
     """{relative path: SHA-256} of every file a build left (its lock aside)."""
     root = pathlib.Path(root)
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+    return {str(p.relative_to(root)): io.sha256_file(p)
             for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
 
 

@@ -12,6 +12,7 @@ import pytest
 from tfgal import survey
 from tfgal.data import CLASS_NAMES, FLUX, Manifest, MANIFEST_NAME, read_examples, verify
 from tfgal.data import mock
+from tfgal.data.manifest import PSF_FWHM, PSF_FWHM_R
 from tfgal.data import stretch
 from tfgal.errors import ConfigError, OutputExists
 
@@ -111,7 +112,7 @@ def test_params_change_the_galaxies_and_round_trip_through_json():
     {"elliptical_sersic_n": (3.0, 7.0)},          # beyond GalSim's Sersic
     {"merger_galaxy_count": (1, 2)},              # a merger needs two galaxies
     {"spiral_arm_count": (2.0, 3.5)},             # counts are integers
-    {"spiral_arm_fraction": (0.5, 0.6)},          # bulge + arms + knots >= 1
+    {"spiral_arm_fraction": (0.7, 0.8)},          # bulge + arms + knots >= 1
     {"psf_fwhm_arcsec": (0.7, float("nan"))},
 ])
 def test_bad_params_raise_config_error(change):
@@ -225,6 +226,26 @@ def test_build_writes_the_planned_galaxies_as_rendered(built):
     assert [g[:3] for g in got] == rows
     for split, galaxy_id, label, image in got[:4] + got[-2:]:
         assert image.tobytes() == mock.render_galaxy(galaxy_id, label, 0).tobytes()
+
+
+def test_build_stores_each_galaxy_own_psf_fwhm(built):
+    manifest = built[0]
+    assert manifest.psf_fwhm == PSF_FWHM_R
+    stored = {}
+    for split in ("train", "val", "test"):
+        for path in manifest.files(split):
+            for ex in read_examples(path, manifest.compression):
+                drawn = mock.describe(ex["galaxy_id"], ex["label"], 0)["psf_fwhm_arcsec"]
+                assert ex[PSF_FWHM] == float(np.float32(drawn)), ex["galaxy_id"]
+                stored[ex["galaxy_id"]] = ex[PSF_FWHM]
+    values = np.array(list(stored.values()))
+    assert np.all((values >= 0.6) & (values <= 0.8)) and np.ptp(values) > 0.05
+    # The pipeline hands them on beside the images, in the same order.
+    from tfgal.data import pipeline  # TensorFlow: only here, after the builds' pools
+    arrays = pipeline.load_arrays(manifest, "test", "Y10")
+    assert arrays[PSF_FWHM].dtype == np.float32
+    np.testing.assert_array_equal(arrays[PSF_FWHM],
+                                  [stored[g] for g in arrays["galaxy_id"].tolist()])
 
 
 def test_build_manifest_records_counts_stretch_and_generator(built):

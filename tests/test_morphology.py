@@ -37,7 +37,8 @@ N_TOLERANCE = 0.10  # relative, per galaxy (see the module docstring)
 def _sersic_galaxies(n):
     params = mock.MockParams(
         r_mag=(20.5, 20.5), half_light_radius_arcsec=(1.5, 1.5), elliptical_sersic_n=(n, n),
-        elliptical_axis_ratio=(0.7, 1.0), psf_fwhm_arcsec=(0.7, 0.7), centre_offset_arcsec=0.0)
+        elliptical_axis_ratio=(0.7, 1.0), psf_fwhm_arcsec=(0.7, 0.7), centre_offset_arcsec=0.0,
+        elliptical_shell_count=(0, 0))  # one pure Sersic profile, nothing else
     return [mock.render_galaxy(g, 1, 0, params) for g in range(N_PER_INDEX)]
 
 

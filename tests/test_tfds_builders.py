@@ -34,7 +34,10 @@ def fake_mocks():
         rng = np.random.default_rng([galaxy_id, seed])
         return (rng.random((100, 100, 3)) + label).astype(np.float32)
 
-    module.plan, module.render_galaxy = plan, render_galaxy
+    def render(galaxy_id, label, seed, params=None):
+        return render_galaxy(galaxy_id, label, seed), {"psf_fwhm_arcsec": 0.6 + label / 10}
+
+    module.plan, module.render_galaxy, module.render = plan, render_galaxy, render
     return module
 
 
@@ -57,6 +60,7 @@ def test_tfgal_mock_tiny_with_fake_renderer(tmp_path, monkeypatch):
         np.testing.assert_array_equal(e["flux"], fake.render_galaxy(e["galaxy_id"],
                                                                     e["label"], 0))
         assert e["label"] == (e["galaxy_id"] - 1000) % 3
+        assert e["psf_fwhm_arcsec"] == pytest.approx(0.6 + e["label"] / 10)
     builder = tfds.builder("tfgal_mock", data_dir=str(tmp_path / "fresh"))
     assert builder.builder_config.name == "default"
     assert (builder.builder_config.n_train, builder.builder_config.n_val,
@@ -73,6 +77,11 @@ def test_tfgal_mock_tiny_with_real_renderer(tmp_path):
     assert flux.shape == (24, 100, 100, 3) and flux.dtype == np.float32
     assert np.all(np.isfinite(flux)) and flux.min() >= 0 and flux.max() > 0
     assert len({e["galaxy_id"] for e in examples}) == 24
+    # Each galaxy's own seeing, as the generator drew it.
+    from tfgal.data import mock
+    for e in examples[:3]:
+        assert e["psf_fwhm_arcsec"] == pytest.approx(mock.describe(
+            int(e["galaxy_id"]), int(e["label"]), 0)["psf_fwhm_arcsec"], rel=1e-6)
 
 
 def write_study_files(directory, sizes, hw=100, seed=0):

@@ -8,8 +8,13 @@ Each example is one galaxy and holds one or more images of it, named:
 
 Features of an example: ``image/<name>`` (bytes, raw little-endian float32, HWC),
 ``shape`` (int64 [3]), ``label`` (int64), ``galaxy_id`` (int64), ``image_names`` (bytes
-list naming the images held). TensorFlow is imported inside the functions that need it,
-so the writers' callers (the mock renderer's fork-started pool) stay free of it.
+list naming the images held), and, where the galaxy's seeing is known (mock data),
+``psf_fwhm_arcsec`` (one float32: the r-band FWHM of the PSF its images were rendered
+with, in arcsec). The manifest's ``psf_fwhm`` says whether every record holds it, and
+the parsers read it only then; an example written without it has the bytes it had before
+the feature existed (imported survey data store none). TensorFlow is imported inside the
+functions that need it, so the writers' callers (the mock renderer's fork-started pool)
+stay free of it.
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ import os
 import numpy as np
 
 from tfgal import io, survey
-from tfgal.data.manifest import MANIFEST_NAME, Manifest
+from tfgal.data.manifest import MANIFEST_NAME, PSF_FWHM, Manifest
 from tfgal.errors import DataError
 
 __all__ = ["serialize_example", "feature_spec", "make_parser", "make_batch_parser",
-           "read_examples", "check_image", "verify"]
+           "read_examples", "check_image", "check_psf_fwhm", "verify"]
 
 
 def _bytes_feature(values):
@@ -36,8 +41,17 @@ def _int_feature(values):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
 
-def serialize_example(images, label, galaxy_id):
-    """One galaxy as a serialized `tf.train.Example`; `images` maps name -> HWC float32."""
+def _float_feature(values):
+    import tensorflow as tf
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def serialize_example(images, label, galaxy_id, psf_fwhm_arcsec=None):
+    """One galaxy as a serialized `tf.train.Example`; `images` maps name -> HWC float32.
+
+    `psf_fwhm_arcsec`: the galaxy's own r-band PSF FWHM (arcsec), stored as feature
+    ``psf_fwhm_arcsec``; None stores none (the bytes are then those of older tfgals).
+    """
     import tensorflow as tf
     shape = None
     features = {}
@@ -50,22 +64,28 @@ def serialize_example(images, label, galaxy_id):
     features["label"] = _int_feature([int(label)])
     features["galaxy_id"] = _int_feature([int(galaxy_id)])
     features["image_names"] = _bytes_feature([n.encode() for n in images])
+    if psf_fwhm_arcsec is not None:
+        features[PSF_FWHM] = _float_feature([float(psf_fwhm_arcsec)])
     example = tf.train.Example(features=tf.train.Features(feature=features))
     # deterministic: the feature map in a fixed order, so every process writes the same bytes
     return example.SerializeToString(deterministic=True)
 
 
-def feature_spec(image_names):
+def feature_spec(image_names, psf_fwhm=False):
+    """The parse spec of examples holding `image_names` (and the PSF FWHM if `psf_fwhm`)."""
     import tensorflow as tf
     spec = {f"image/{n}": tf.io.FixedLenFeature([], tf.string) for n in image_names}
     spec["shape"] = tf.io.FixedLenFeature([3], tf.int64)
     spec["label"] = tf.io.FixedLenFeature([], tf.int64)
     spec["galaxy_id"] = tf.io.FixedLenFeature([], tf.int64)
+    if psf_fwhm:
+        spec[PSF_FWHM] = tf.io.FixedLenFeature([], tf.float32)
     return spec
 
 
 def make_parser(manifest, image_names=None):
-    """A graph function: serialized example -> dict(images..., label, galaxy_id).
+    """A graph function: serialized example -> dict(images..., label, galaxy_id, and
+    psf_fwhm_arcsec (float32) when the manifest says the records hold it).
 
     Images come back float32 HWC with the manifest's static shape, under their names.
     """
@@ -80,13 +100,16 @@ def make_batch_parser(manifest, image_names=None):
 def _parser(manifest, image_names, batched):
     import tensorflow as tf
     names = tuple(image_names or manifest.images)
-    spec = feature_spec(names)
+    psf = manifest.psf_fwhm is not None
+    spec = feature_spec(names, psf_fwhm=psf)
     shape = ((-1,) if batched else ()) + tuple(manifest.image_shape)
     parse_fn = tf.io.parse_example if batched else tf.io.parse_single_example
 
     def parse(serialized):
         parsed = parse_fn(serialized, spec)
         out = {"label": tf.cast(parsed["label"], tf.int32), "galaxy_id": parsed["galaxy_id"]}
+        if psf:
+            out[PSF_FWHM] = parsed[PSF_FWHM]
         for name in names:
             flat = tf.io.decode_raw(parsed[f"image/{name}"], tf.float32, little_endian=True)
             out[name] = tf.reshape(flat, shape)
@@ -96,7 +119,8 @@ def _parser(manifest, image_names, batched):
 
 
 def read_examples(path, compression=None):
-    """Iterates a shard in NumPy: yields dict(image names..., label, galaxy_id).
+    """Iterates a shard in NumPy: yields dict(image names..., label, galaxy_id, and
+    psf_fwhm_arcsec (a float) for records that hold it).
 
     A corrupt or truncated file raises `DataError` naming the file and record index.
     """
@@ -111,7 +135,8 @@ def read_examples(path, compression=None):
             raw = next(iterator)
         except StopIteration:
             return
-        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError) as e:
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError,
+                tf.errors.InvalidArgumentError) as e:
             raise DataError(f"corrupt or truncated record: {e.message.splitlines()[0]}",
                             path=path, index=index) from None
         try:
@@ -133,6 +158,8 @@ def _example_to_numpy(example, path, index):
         for name in names:
             raw = feats[f"image/{name}"].bytes_list.value[0]
             out[name] = np.frombuffer(raw, dtype="<f4").reshape(shape)
+        if PSF_FWHM in feats:
+            out[PSF_FWHM] = float(feats[PSF_FWHM].float_list.value[0])
     except (KeyError, IndexError, ValueError) as e:
         raise DataError(f"record lacks tfgal features or has a bad shape: {e!r}", path=path,
                         index=index) from None
@@ -157,6 +184,19 @@ def check_image(image, *, noiseless, shape, where):
     return image.astype(np.float32, copy=False)
 
 
+def check_psf_fwhm(value, *, where):
+    """Validates a galaxy's PSF FWHM (arcsec); `where` is (path, index) for the message."""
+    try:
+        fwhm = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{PSF_FWHM} {value!r} is not a number", path=where[0],
+                        index=where[1]) from None
+    if not (np.isfinite(fwhm) and fwhm > 0):
+        raise DataError(f"{PSF_FWHM} {fwhm} is not a positive finite FWHM", path=where[0],
+                        index=where[1])
+    return fwhm
+
+
 def verify(root):
     """Reads every record of a dataset, checking sizes, checksums, shapes and labels.
 
@@ -175,6 +215,12 @@ def verify(root):
                 if not 0 <= label < len(manifest.class_names):
                     raise DataError(f"label {label} out of range", path=path, index=n_)
                 counts[label] += 1
+                if manifest.psf_fwhm is not None:
+                    if PSF_FWHM not in example:
+                        raise DataError(f"record lacks {PSF_FWHM}, which the manifest's "
+                                        "psf_fwhm says every record holds", path=path,
+                                        index=n_)
+                    check_psf_fwhm(example[PSF_FWHM], where=(path, n_))
                 for name in manifest.images:
                     if name not in example:
                         raise DataError(f"record lacks image {name!r}", path=path, index=n_)

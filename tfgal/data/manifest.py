@@ -13,6 +13,12 @@ generator's parameters, and, per split, every shard's name, record count, byte s
 SHA-256 with the split's count and counts per class (`split_table`, the one place that
 table is built). It is written last and atomically, so a directory without one is not a
 dataset.
+
+``psf_fwhm`` says whether every record holds its galaxy's own PSF FWHM (feature
+``psf_fwhm_arcsec``, `PSF_FWHM`): ``{"band": "r", "units": "arcsec"}`` (`PSF_FWHM_R`) for
+mock datasets, whose galaxies each have their own seeing; absent (None) for imported
+survey data and for datasets written before it existed. A None field is left out of the
+JSON, so such manifests read and write as before.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from tfgal import io
 from tfgal.errors import DataError, ManifestError
 
 __all__ = ["SCHEMA_VERSION", "MANIFEST_NAME", "CLASS_NAMES", "FLUX", "SPLITS",
-           "DEFAULT_SHARD_SIZE", "FILE_KEYS", "Manifest", "load_manifest", "update_manifest",
-           "split_table"]
+           "DEFAULT_SHARD_SIZE", "FILE_KEYS", "PSF_FWHM", "PSF_FWHM_R", "Manifest",
+           "load_manifest", "update_manifest", "split_table"]
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -35,6 +41,8 @@ FLUX = "flux"  # name of the noiseless image
 SPLITS = ("train", "val", "test")
 DEFAULT_SHARD_SIZE = 256  # galaxies per shard: ~30 MB raw, several shards per worker
 FILE_KEYS = ("name", "count", "bytes", "sha256")  # a shard's entry in the split table
+PSF_FWHM = "psf_fwhm_arcsec"  # the record feature holding a galaxy's own PSF FWHM
+PSF_FWHM_R = {"band": "r", "units": "arcsec"}  # the one PSF description this tfgal reads
 
 
 def split_table(files, class_counts):
@@ -60,6 +68,7 @@ class Manifest:
     generator: dict | None = None
     schema_version: int = SCHEMA_VERSION
     extra: dict = dataclasses.field(default_factory=dict)
+    psf_fwhm: dict | None = None  # PSF_FWHM_R when every record holds feature PSF_FWHM
 
     @property
     def noiseless(self):
@@ -102,6 +111,8 @@ class Manifest:
         obj["image_shape"] = list(self.image_shape)
         obj["class_names"] = list(self.class_names)
         obj["bands"] = list(self.bands)
+        if obj["psf_fwhm"] is None:  # manifests without PSFs stay as they were
+            del obj["psf_fwhm"]
         return obj
 
     @classmethod
@@ -137,6 +148,10 @@ class Manifest:
         obj["image_shape"] = tuple(obj["image_shape"])
         obj["class_names"] = tuple(obj["class_names"])
         obj["bands"] = tuple(obj["bands"])
+        if obj.get("psf_fwhm") not in (None, PSF_FWHM_R):
+            raise ManifestError(f"psf_fwhm {obj['psf_fwhm']!r}: this tfgal reads only "
+                                f"{PSF_FWHM_R} (r-band FWHMs in arcsec)", path=path,
+                                index="psf_fwhm")
         return cls(root=root, **obj)
 
     def save(self):

@@ -4,6 +4,10 @@ and the square's symmetries that augment them.
 Each galaxy's noise is seeded by (root seed, depth, galaxy id[, salt]), so what a galaxy
 looks like never depends on batching, shard order or the number of workers; the pipelines
 (`tfgal.data.pipeline`) decide which galaxies, salts and batches come here.
+
+Where the records hold each galaxy's own PSF FWHM (mock data; the manifest's
+``psf_fwhm``), the parsed batch carries it (``psf_fwhm_arcsec`` [B]) and the corruption
+plan's ops get it, so seeing widens each galaxy's own PSF.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from tfgal.data import corruptions as corruptions_lib
 from tfgal.data import noise
 from tfgal.data import stretch as stretch_lib
 from tfgal.data.codec import make_batch_parser
-from tfgal.data.manifest import FLUX
+from tfgal.data.manifest import FLUX, PSF_FWHM
 from tfgal.errors import ConfigError, DataError
 
 __all__ = ["NOISELESS", "Observation", "resolve_depth", "stretcher", "augment", "fold_in",
@@ -65,7 +69,8 @@ class Observation:
     deviates are drawn from its own seed (galaxy id, depth, salt) so that results do not
     depend on batching, and the Poisson transform and stretch run as one fused XLA
     kernel over the batch. With `depth_range` each galaxy is observed at its own depth
-    (exposures [B, 1, 1, C] broadcast into the same kernel).
+    (exposures [B, 1, 1, C] broadcast into the same kernel). A corruption plan gets each
+    galaxy's own PSF FWHM from its record where the records hold it.
     """
 
     def __init__(self, manifest, depth, *, seed, mode, stretch_params, augment_seed=None,
@@ -129,18 +134,22 @@ class Observation:
     def __call__(self, serialized, salts, severity=None):
         """Serialized examples [B] and salts [B] -> (images [B, H, W, C], labels, ids,
         exposures [B, C] with a depth range, else None, severities [B] with a corruption
-        plan, else None). `severity` [B]: a sweep's per-galaxy severities."""
+        plan, else None, each galaxy's own r-band PSF FWHM [B] where the records hold it,
+        else None). `severity` [B]: a sweep's per-galaxy severities."""
         return self.observe(self.parse(serialized), salts, severity)
 
     def observe(self, parsed, salts, severity=None):
-        """`__call__` on records already parsed (a dict of batched tensors)."""
+        """`__call__` on records already parsed (a dict of batched tensors; with
+        ``psf_fwhm_arcsec`` [B] where the records hold it)."""
         images, ids = parsed[self.image_key], parsed["galaxy_id"]
         if self.plan is not None:
             choice, level = self.plan.assign(self.seed, ids, salts, severity)
+            # Each galaxy's own PSF where the records hold it, else the Context's for all.
+            own_fwhm = parsed.get(PSF_FWHM)
 
             def corrupt(stage, x):
                 return self.plan.apply(stage, x, choice, level, ids, salts, self.seed,
-                                       self.corruption_ctx, self.noiseless)
+                                       self.corruption_ctx, self.noiseless, own_fwhm)
             if self.noiseless:  # before the noise (and before flips: they are random anyway)
                 images = corrupt("flux", images)
         exposure = None
@@ -170,7 +179,7 @@ class Observation:
         if self.display_stage:
             images = corrupt("display", images)
         return (images, parsed["label"], ids, exposure if self.depth_base is not None else None,
-                level if self.plan is not None else None)
+                level if self.plan is not None else None, parsed.get(PSF_FWHM))
 
     def _per_galaxy(self, args):
         image, galaxy_id, salt = args

@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from tfgal import seeds
 from tfgal.data.codec import make_batch_parser, make_parser, read_examples
-from tfgal.data.manifest import Manifest
+from tfgal.data.manifest import PSF_FWHM, Manifest
 from tfgal.data.observation import (NOISELESS, Observation, augment, augment_batch, fold_in,
                                     resolve_depth, stretcher)
 from tfgal.errors import DataError
@@ -180,7 +180,9 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
       stretch: stretch params overriding the manifest's.
       input_context: a `tf.distribute.InputContext`; shards files across pipelines.
       with_ids: yield dicts {"images", "labels", "galaxy_id"} instead of (images, labels),
-        plus "exposure_s" [B, C] (each galaxy's drawn exposure) with a `depth_range`.
+        plus "exposure_s" [B, C] (each galaxy's drawn exposure) with a `depth_range`, and
+        "psf_fwhm_arcsec" [B] (each galaxy's own r-band PSF FWHM) where the records hold
+        it (the manifest's ``psf_fwhm``).
       depth_range: (lo, hi) depths: each galaxy observed at its own depth, log-uniform in
         exposure between them (see the module docstring); `depth` then only names the
         stored image of data with noise baked in. None: every galaxy at `depth`.
@@ -221,10 +223,10 @@ def make_dataset(data, split, depth="Y10", *, batch_size=128, training=False, se
     sweep = corruption is not None and bool(corruption.sweep_levels)
 
     def finish(serialized, salts, severity=None):
-        images, labels, ids, exposure, level = observation(serialized, salts, severity)
+        observed = observation(serialized, salts, severity)
         if not with_ids:
-            return images, labels
-        out = _observed(images, labels, ids, exposure)
+            return observed[:2]
+        out, level = _observed(observed), observed[4]
         return out if level is None else {**out, "severity": level}
     count = manifest.count(split)
     if training:
@@ -269,8 +271,8 @@ def _memory_stream(manifest, split, observation, *, fixed, seed, batch_size, rep
     """
     ds = serialized_dataset(manifest, split, input_context=input_context).batch(256)
     if fixed:
-        ds = ds.map(lambda serialized: _observed(*observation(
-            serialized, tf.zeros(tf.shape(serialized), tf.int64))[:4]))
+        ds = ds.map(lambda serialized: _observed(observation(
+            serialized, tf.zeros(tf.shape(serialized), tf.int64))))
     else:
         ds = ds.map(make_batch_parser(manifest, [observation.image_key]))
     count = pipeline_count(manifest, split, input_context)
@@ -293,15 +295,19 @@ def _memory_stream(manifest, split, observation, *, fixed, seed, batch_size, rep
                 out["images"] = augment_batch(out["images"], fold_in(
                     tf.constant([augment_seed, 0], tf.int64), salts[0]))
         else:
-            out = _observed(*observation.observe(element, salts)[:4])
+            out = _observed(observation.observe(element, salts))
         return out if with_ids else (out["images"], out["labels"])
 
     return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def _observed(images, labels, ids, exposure):
+def _observed(observed):
+    """The dict of an `Observation`'s result, less the severities."""
+    images, labels, ids, exposure, _, own_fwhm = observed
     out = {"images": images, "labels": labels, "galaxy_id": ids}
-    return out if exposure is None else {**out, "exposure_s": exposure}
+    if exposure is not None:
+        out["exposure_s"] = exposure
+    return out if own_fwhm is None else {**out, PSF_FWHM: own_fwhm}
 
 
 def make_paired_dataset(data, split, source_depth="Y10", target_depth="Y1", *,
@@ -352,9 +358,11 @@ def load_arrays(data, split, depth="Y10", *, n=None, seed=0, noise_mode="fast", 
                 batch_size=256, corruption=None):
     """A split (or its first `n` galaxies, in file order) as NumPy arrays.
 
-    Returns dict(images=float32 NHWC stretched, labels=int32, galaxy_id=int64, and
-    severity=int32 with a `corruption` plan). Noise for mock data is seeded per galaxy, so
-    the same galaxy gets the same image in every call.
+    Returns dict(images=float32 NHWC stretched, labels=int32, galaxy_id=int64,
+    severity=int32 with a `corruption` plan, and psf_fwhm_arcsec=float32 [n], each
+    galaxy's own r-band PSF FWHM, where the records hold it: e.g. to measure each galaxy
+    with its own PSF). Noise for mock data is seeded per galaxy, so the same galaxy gets
+    the same image in every call.
     """
     if n is not None:  # observe no more galaxies than asked for (noise is per galaxy)
         batch_size = max(1, min(batch_size, int(n)))
@@ -365,11 +373,13 @@ def load_arrays(data, split, depth="Y10", *, n=None, seed=0, noise_mode="fast", 
     if corruption is not None:
         parts["severity"] = []
     manifest = _manifest(data)
+    if manifest.psf_fwhm is not None:
+        parts[PSF_FWHM] = []
     with naming_corrupt_records(manifest, [split]):
         for batch in ds:
             for key in parts:
                 parts[key].append(batch[key].numpy())
     empty = {"images": np.zeros((0, *manifest.image_shape), np.float32),
              "labels": np.zeros((0,), np.int32), "galaxy_id": np.zeros((0,), np.int64),
-             "severity": np.zeros((0,), np.int32)}
+             "severity": np.zeros((0,), np.int32), PSF_FWHM: np.zeros((0,), np.float32)}
     return {k: np.concatenate(v) if v else empty[k] for k, v in parts.items()}

@@ -21,7 +21,7 @@ import shutil
 import numpy as np
 
 from tfgal import io, survey
-from tfgal.data.codec import check_image, read_examples, serialize_example
+from tfgal.data.codec import check_image, check_psf_fwhm, read_examples, serialize_example
 from tfgal.data.manifest import Manifest, split_table
 from tfgal.data.writer import shard_name, write_records_file
 from tfgal.errors import DataError
@@ -78,17 +78,23 @@ def _parts_dir(out):
 
 
 def write_file(out, spec, galaxies, *, noiseless, image_shape, n_classes):
-    """Writes one record file of `(images, label, galaxy_id)` atomically; returns its entry."""
+    """Writes one record file atomically; returns its entry.
+
+    `galaxies`: `(images, label, galaxy_id, psf_fwhm_arcsec)` each, the last the galaxy's
+    own r-band PSF FWHM or None to store none (`codec.serialize_example`).
+    """
     folder = _parts_dir(out)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, spec.name)
     counts = np.zeros(n_classes, np.int64)
     rows = []
-    for images, label, galaxy_id in galaxies:
+    for images, label, galaxy_id, psf_fwhm in galaxies:
         checked = {name: check_image(image, noiseless=noiseless, shape=image_shape,
                                      where=(path, galaxy_id))
                    for name, image in images.items()}
-        rows.append(serialize_example(checked, label, galaxy_id))
+        if psf_fwhm is not None:
+            psf_fwhm = check_psf_fwhm(psf_fwhm, where=(path, galaxy_id))
+        rows.append(serialize_example(checked, label, galaxy_id, psf_fwhm))
         counts[label] += 1
     entry = write_records_file(path, rows, spec.compression)
     return {**entry, "split": spec.split, "class_counts": counts.tolist()}
@@ -131,10 +137,11 @@ def collect(out):
 
 
 def merge(out, *, images, image_shape, class_names, split_counts, shard_size, compression,
-          fit_stretch, generator):
+          fit_stretch, generator, psf_fwhm=None):
     """Writes the manifest of a dataset whose parts are complete; returns the Manifest.
 
-    `fit_stretch(manifest)` returns the stretch params (it may read the records).
+    `fit_stretch(manifest)` returns the stretch params (it may read the records);
+    `psf_fwhm`: the manifest's (`manifest.PSF_FWHM_R` when every record holds its PSF).
     """
     out = os.fspath(out)
     build, entries = collect(out)
@@ -155,7 +162,8 @@ def merge(out, *, images, image_shape, class_names, split_counts, shard_size, co
     manifest = Manifest(
         root=out, image_shape=tuple(image_shape), class_names=tuple(class_names),
         bands=survey.BANDS, pixel_scale_arcsec=survey.PIXEL_SCALE_ARCSEC,
-        images=images, splits=splits, compression=compression, generator=generator)
+        images=images, splits=splits, compression=compression, generator=generator,
+        psf_fwhm=psf_fwhm)
     manifest.stretch = fit_stretch(manifest)
     manifest.save()
     shutil.rmtree(_parts_dir(out), ignore_errors=True)

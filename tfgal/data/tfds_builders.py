@@ -59,8 +59,10 @@ class TfgalMockConfig(tfds.core.BuilderConfig):
 class TfgalMock(tfds.core.GeneratorBasedBuilder):
     """Noiseless mock LSST galaxies (spiral / elliptical / merger) from `tfgal.data`."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release.",
+                     "2.0.0": "Mock version 2 (galaxies that measure like real ones) and each "
+                              "galaxy's r-band PSF FWHM."}
     BUILDER_CONFIGS = [
         TfgalMockConfig(name="tiny", description="24/6/6 galaxies, for tests",
                         n_train=24, n_val=6, n_test=6, seed=0),
@@ -77,6 +79,8 @@ class TfgalMock(tfds.core.GeneratorBasedBuilder):
                 "flux": _image_feature(),
                 "label": tfds.features.ClassLabel(names=CLASS_NAMES),
                 "galaxy_id": tfds.features.Scalar(dtype=np.int64),
+                "psf_fwhm_arcsec": tfds.features.Scalar(
+                    dtype=np.float32, doc="the galaxy's own r-band PSF FWHM, arcsec"),
             }),
             supervised_keys=("flux", "label"),
             citation=CITATION,
@@ -110,8 +114,9 @@ class TfgalMock(tfds.core.GeneratorBasedBuilder):
 
 def _mock_example(row, seed):
     galaxy_id, label = row
-    flux = _galaxies().render_galaxy(galaxy_id, label, seed)
-    return galaxy_id, {"flux": flux, "label": label, "galaxy_id": galaxy_id}
+    flux, props = _galaxies().render(galaxy_id, label, seed)
+    return galaxy_id, {"flux": flux, "label": label, "galaxy_id": galaxy_id,
+                       "psf_fwhm_arcsec": np.float32(props["psf_fwhm_arcsec"])}
 
 
 def _galaxies():

@@ -17,8 +17,9 @@ import uuid
 import numpy as np
 
 from tfgal import io, locks, survey
-from tfgal.data.codec import check_image, serialize_example
-from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, Manifest, split_table
+from tfgal.data.codec import check_image, check_psf_fwhm, serialize_example
+from tfgal.data.manifest import (CLASS_NAMES, DEFAULT_SHARD_SIZE, PSF_FWHM, PSF_FWHM_R,
+                                 Manifest, split_table)
 from tfgal.errors import DataError
 
 __all__ = ["shard_name", "write_records_file", "DatasetWriter"]
@@ -71,12 +72,16 @@ class DatasetWriter:
         refused with `OutputExists`).
       lock: hold `out_dir`'s lock (`tfgal.locks`) in the block; False when the caller
         already holds it (a second hold in one process is refused too).
+      psf_fwhm: every galaxy comes with its own r-band PSF FWHM (`add`'s
+        `psf_fwhm_arcsec`), stored in its record; the manifest then says so. False
+        (imported survey data): none is stored.
     """
 
     def __init__(self, out_dir, *, images, image_shape=(100, 100, len(survey.BANDS)),
                  class_names=CLASS_NAMES, bands=survey.BANDS,
                  pixel_scale_arcsec=survey.PIXEL_SCALE_ARCSEC, shard_size=DEFAULT_SHARD_SIZE,
-                 compression="GZIP", overwrite=False, source=None, lock=True):
+                 compression="GZIP", overwrite=False, source=None, lock=True,
+                 psf_fwhm=False):
         self._named = os.fspath(out_dir)  # as the user named it, for messages
         self.out_dir = os.path.abspath(self._named)
         io.refuse_existing(self._named, overwrite)  # early; again under the lock on entry
@@ -94,6 +99,7 @@ class DatasetWriter:
         self.overwrite = overwrite
         self.source = source  # shown in error messages (e.g. the input file)
         self.lock = lock
+        self.psf_fwhm = bool(psf_fwhm)
         self._tmp = None
         self._held = None  # the lock's ExitStack while in the block
         self._rows = {}  # split -> list of serialized examples pending for the open shard
@@ -126,8 +132,10 @@ class DatasetWriter:
                 self._held = None
         return False
 
-    def add(self, split, images, label, galaxy_id, *, index=None):
-        """Adds one galaxy. `index` (e.g. the row in an input file) is used in errors."""
+    def add(self, split, images, label, galaxy_id, *, index=None, psf_fwhm_arcsec=None):
+        """Adds one galaxy. `index` (e.g. the row in an input file) is used in errors;
+        `psf_fwhm_arcsec`: its own r-band PSF FWHM, required exactly when the writer was
+        made with `psf_fwhm`."""
         where = (self.source or self.out_dir, index if index is not None else galaxy_id)
         if set(images) != set(self.images):
             raise DataError(f"galaxy has images {sorted(images)}, the dataset declares "
@@ -138,11 +146,18 @@ class DatasetWriter:
                             path=where[0], index=where[1])
         if galaxy_id in self._ids:
             raise DataError(f"duplicate galaxy id {galaxy_id}", path=where[0], index=where[1])
+        if (psf_fwhm_arcsec is not None) != self.psf_fwhm:
+            raise DataError(f"galaxy {'lacks' if self.psf_fwhm else 'has'} {PSF_FWHM}, but the "
+                            f"writer was made with psf_fwhm={self.psf_fwhm}", path=where[0],
+                            index=where[1])
+        if self.psf_fwhm:
+            psf_fwhm_arcsec = check_psf_fwhm(psf_fwhm_arcsec, where=where)
         self._ids.add(galaxy_id)
         checked = {name: check_image(img, noiseless=not self.images[name].get("noise"),
                                      shape=self.image_shape, where=where)
                    for name, img in images.items()}
-        self._rows.setdefault(split, []).append(serialize_example(checked, label, galaxy_id))
+        self._rows.setdefault(split, []).append(
+            serialize_example(checked, label, galaxy_id, psf_fwhm_arcsec))
         counts = self._counts.setdefault(split, np.zeros(len(self.class_names), np.int64))
         counts[label] += 1
         if len(self._rows[split]) >= self.shard_size:
@@ -174,7 +189,7 @@ class DatasetWriter:
             root=self._tmp, image_shape=self.image_shape, class_names=self.class_names,
             bands=self.bands, pixel_scale_arcsec=self.pixel_scale_arcsec, images=self.images,
             splits=splits, compression=self.compression, stretch=stretch, generator=generator,
-            extra=extra or {})
+            extra=extra or {}, psf_fwhm=dict(PSF_FWHM_R) if self.psf_fwhm else None)
         manifest.save()
         io.publish_directory(self._tmp, self.out_dir)
         self._tmp = None

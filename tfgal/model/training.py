@@ -43,6 +43,7 @@ from tfgal import console, io, locks
 from tfgal import config as config_lib, seeds
 from tfgal import data as data_wing
 from tfgal.data import pipeline
+from tfgal.data.mock import builder as mock_builder
 from tfgal.data import stretch as stretch_lib
 from tfgal.errors import ConfigError, DataError
 from tfgal.model import adaptation, architectures, callbacks as callbacks_lib, export
@@ -67,6 +68,7 @@ def ensure_dataset(data_cfg, seed):
     root = data_cfg.dir
     if os.path.exists(os.path.join(root, data_wing.MANIFEST_NAME)) or not data_cfg.mock:
         manifest = data_wing.Manifest.load(root)
+        _note_old_mocks(manifest, root)
     else:
         print(f"tfgal: no dataset at {root} ({_relative_note(root)}): rendering the embedded "
               f"mock set there ({data_cfg.mock_train} train, {data_cfg.mock_val} val, "
@@ -79,6 +81,17 @@ def ensure_dataset(data_cfg, seed):
     manifest = stretch_lib.band_manifest(manifest, data_cfg.stretch_bands)
     return stretch_lib.clip_manifest(manifest, data_cfg.stretch_clip,
                                      (data_cfg.source_depth, data_cfg.target_depth))
+
+
+def _note_old_mocks(manifest, root):
+    """A note when a reused mock set holds an older generator's galaxies."""
+    generator = manifest.generator or {}
+    version = generator.get("mock_version", 1)
+    if generator.get("name") == mock_builder.GENERATOR_NAME and version < mock_builder.MOCK_VERSION:
+        print(f"tfgal: note: {root} holds mock galaxies of generator version {version}; "
+              f"this tfgal renders version {mock_builder.MOCK_VERSION} (see README, 'Mock "
+              "galaxies'). Delete it, or set data.dir elsewhere, to render the current ones.",
+              file=sys.stderr, flush=True)
 
 
 def _relative_note(path):

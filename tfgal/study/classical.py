@@ -172,8 +172,9 @@ class Morphology(Stage):
             ctx.log(f"morphology: statmorph on {s.morphology_train_n} training galaxies at "
                     f"{ctx.source}")
             train = morphology.observe(m, "train", ctx.source, s.morphology_train_n, **observe)
+            # Each galaxy's own seeing where the records hold it (mock version 2 on).
             train_table = morphology.measure(shown(train["images"]), depth=ctx.source,
-                                             **measure)
+                                             psf=train.get("psf_fwhm_arcsec"), **measure)
             forest = fit(train_table, train["labels"], seeds.derive(ctx.cfg.seed, "classical"))
             _write(_file(ctx, "training", ctx.source), train_table, train, names,
                    predict_proba(forest, train_table, len(names)), s.morphology_clip)
@@ -186,7 +187,8 @@ class Morphology(Stage):
                     raise DataError(f"the {depth.name} images are not the same galaxies",
                                     path=m.root)
                 labels, ids = obs["labels"], obs["galaxy_id"]
-                table = morphology.measure(shown(obs["images"]), depth=depth, **measure)
+                table = morphology.measure(shown(obs["images"]), depth=depth,
+                                           psf=obs.get("psf_fwhm_arcsec"), **measure)
                 p = predict_proba(forest, table, len(names))
                 _write(_file(ctx, s.split, depth), table, obs, names, p, s.morphology_clip)
                 probs.append(p)

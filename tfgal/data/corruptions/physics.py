@@ -3,8 +3,11 @@
 Each op is ``fn(x, params, seeds, ctx)``: images [B, H, W, C] float32, the severity's
 parameters per galaxy [B, P] (a row of the corruption's table in
 `tfgal.data.corruptions`), stateless seeds per galaxy [B, 2] and a `Context`; it returns
-the corrupted batch. The registry, severities, refusals and plans are in
-`tfgal.data.corruptions`, which documents the units.
+the corrupted batch. The ops that depend on the images' own PSF (`seeing`, `neighbour`)
+also take ``own_fwhm_r`` [B]: each galaxy's own r-band PSF FWHM in arcsec, read from its
+record where the records hold it (mocks); None gives every galaxy the `Context`'s
+dataset-wide value (`Context.own_fwhm`). The registry, severities, refusals and plans
+are in `tfgal.data.corruptions`, which documents the units.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ FFT_PAD = 24                            # pixels of zeros around a stamp before 
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What the corruptions need to know about the data: bands, pixels, units, stretch."""
+    """What the corruptions need to know about the data: bands, pixels, units, stretch.
+
+    `own_fwhm_r` is the dataset-wide r-band PSF FWHM (arcsec), used for galaxies whose
+    records do not store their own.
+    """
 
     bands: tuple = survey.BANDS
     pixel_scale: float = survey.PIXEL_SCALE_ARCSEC
@@ -45,9 +52,18 @@ class Context:
     def band_values(self, fn):
         return tf.constant([fn(b) for b in self.bands], tf.float32)
 
+    def own_fwhm(self, x, per_galaxy=None):
+        """Each galaxy's own r-band PSF FWHM [B] (arcsec) for batch `x`: `per_galaxy` [B]
+        where given (from the records), else `own_fwhm_r` for all."""
+        if per_galaxy is not None:
+            return tf.reshape(tf.cast(per_galaxy, tf.float32), [-1])
+        return tf.fill(tf.shape(x)[:1], tf.constant(self.own_fwhm_r, tf.float32))
+
     @classmethod
     def of(cls, manifest, stretch_params=None):
-        """The context of a dataset: its bands, pixel scale, PSF and stretch range."""
+        """The context of a dataset: its bands, pixel scale, PSF and stretch range; the PSF
+        is the middle of the mock generator's seeing range (what records without their
+        own fall back to)."""
         from tfgal.data import stretch as stretch_lib
         params = (manifest.generator or {}).get("params", {})
         fwhm = params.get("psf_fwhm_arcsec")
@@ -113,11 +129,13 @@ def _band_fwhm(ctx, fwhm_r):
 # --------------------------------------------------------------------------- flux stage
 
 
-def seeing(x, params, seeds, ctx):
-    """Gaussian kernel of FWHM sqrt(F^2 - F_own^2) per band: the PSF FWHM becomes F
-    (exactly for a Gaussian PSF, within a few per cent for the mocks' Kolmogorov one)."""
+def seeing(x, params, seeds, ctx, own_fwhm_r=None):
+    """Gaussian kernel of FWHM sqrt(F^2 - F_own_i^2) per galaxy i and band, F_own_i its own
+    PSF FWHM (`own_fwhm_r` [B], r band; None: the Context's): each galaxy's PSF FWHM
+    becomes F (exactly for a Gaussian PSF, within a few per cent for the mocks' Kolmogorov
+    one). A galaxy already at F or worse is left as it is."""
     target = _band_fwhm(ctx, params[:, 0])
-    own = _band_fwhm(ctx, tf.fill(tf.shape(params[:, :1])[:1], ctx.own_fwhm_r))
+    own = _band_fwhm(ctx, ctx.own_fwhm(x, own_fwhm_r))
     fwhm_px = tf.sqrt(tf.maximum(tf.square(target) - tf.square(own), 0.0)) / ctx.pixel_scale
     sigma = (fwhm_px / (2.0 * math.sqrt(2.0 * math.log(2.0))))[:, :, None, None]  # [B, C, 1, 1]
     return _fft_filter(x, lambda ky, kx: tf.cast(
@@ -211,9 +229,10 @@ def cosmic_rays(x, params, seeds, ctx):
 MOFFAT_BETA, SPIKE_FRACTION, SPIKE_SIGMA_PX = 3.0, 2e-3, 0.5
 
 
-def neighbour(x, params, seeds, ctx):
+def neighbour(x, params, seeds, ctx, own_fwhm_r=None):
     """A star of AB magnitude m (all bands) at distance d from the stamp centre: a Moffat
-    (beta 3) core at the images' seeing, four diffraction spikes, saturation at
+    (beta 3) core at the galaxy's own seeing (`own_fwhm_r` [B], r band, arcsec, None: the
+    Context's; the star shares its exposure), four diffraction spikes, saturation at
     SATURATION_E_PER_S and the excess bled along its column. Only adds flux."""
     mag, dist = params[:, 0], params[:, 1]
     u = uniform(seeds, [1])
@@ -225,7 +244,7 @@ def neighbour(x, params, seeds, ctx):
     zp = ctx.band_values(lambda b: survey.ZERO_POINT_MAG[b])
     flux = tf.pow(10.0, -0.4 * (mag[:, None] - zp))                          # [B, C]
     flux = tf.where(mag[:, None] > 0, flux, 0.0)[:, None, None, :]
-    fwhm_px = _band_fwhm(ctx, tf.fill(tf.shape(mag), ctx.own_fwhm_r)) / ctx.pixel_scale
+    fwhm_px = _band_fwhm(ctx, ctx.own_fwhm(x, own_fwhm_r)) / ctx.pixel_scale
     alpha = (fwhm_px / (2.0 * tf.sqrt(2.0 ** (1.0 / MOFFAT_BETA) - 1.0)))[:, None, None, :]
     r2 = (tf.square(dy) + tf.square(dx))[..., None]
     core = (MOFFAT_BETA - 1.0) / (math.pi * alpha**2) * tf.pow(1.0 + r2 / alpha**2, -MOFFAT_BETA)

@@ -24,6 +24,12 @@ Physical constants: LSST sky noise at Y10 (`survey.sky_sigma`) is the unit of ad
 amplitudes, so a severity means the same signal-to-noise against the deep survey in every
 band; seeing follows the mocks' lambda^-1/5 scaling; saturation is 100,000 e- in one 15 s
 snap (6,667 e-/s).
+
+The images' own PSF: seeing widens each galaxy's own PSF to the target FWHM, and a
+neighbour star is drawn at it. Mock records store each galaxy's r-band FWHM (drawn
+0.6-0.8"; the manifest's ``psf_fwhm``), which the pipeline passes to `corrupt` and
+`Plan.apply` as ``own_fwhm_r`` [B]; for records without it (``own_fwhm_r=None``) every
+galaxy gets the dataset-wide `Context.own_fwhm_r`.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ class Corruption:
 
     `columns` name the table's parameters with units; `table[s]` holds severity s's values
     (s = 1..5; row 0, added by `table`, is the identity). `fn(x, params [B, P], seeds
-    [B, 2], ctx)` returns the corrupted batch.
+    [B, 2], ctx)` returns the corrupted batch; with `psf` it also takes `own_fwhm_r`, each
+    galaxy's own r-band PSF FWHM [B] (arcsec).
     """
 
     name: str
@@ -64,6 +71,7 @@ class Corruption:
     refused: str = ""        # why it cannot act on images with noise baked in ("" = it can)
     flux_units: bool = True  # needs pixels in flux units (refused on pre-stretched data)
     identity: tuple = ()     # the row of severity 0 (default: zeros)
+    psf: bool = False        # fn reads each galaxy's own PSF FWHM (keyword own_fwhm_r)
 
     @property
     def table(self):
@@ -83,9 +91,10 @@ _NOISE_REFUSAL = ("it needs the noiseless image: on images with noise baked in i
 CORRUPTIONS = {c.name: c for c in (
     Corruption(
         "seeing", "flux", ("r-band PSF FWHM [arcsec]",), ((1.0,), (1.2,), (1.4,), (1.7,), (2.0,)),
-        "worse atmospheric seeing than the images' own (mocks: 0.6-0.8\")", ops.seeing,
+        "worse atmospheric seeing than each galaxy's own (mocks: their own, drawn "
+        "0.6-0.8\" and stored per record)", ops.seeing,
         refused=_NOISE_REFUSAL.format(what="blurring smooths the noise"),
-        identity=(0.0,)),
+        identity=(0.0,), psf=True),
     Corruption(
         "sky", "flux", ("offset and gradient [sigma_Y10]",), ((0.25,), (0.5,), (1.0,), (2.0,),
                                                              (4.0,)),
@@ -103,7 +112,8 @@ CORRUPTIONS = {c.name: c for c in (
         "neighbour", "flux", ("star r [AB mag]", "distance [arcsec]"),
         ((19.0, 7.0), (17.5, 7.0), (16.0, 7.0), (14.5, 7.0), (13.0, 7.0)),
         "a bright star nearby: Moffat core, diffraction spikes, saturation and bleed trail",
-        ops.neighbour, refused=_NOISE_REFUSAL.format(what="its light needs its own noise")),
+        ops.neighbour, refused=_NOISE_REFUSAL.format(what="its light needs its own noise"),
+        psf=True),
     Corruption(
         "misregistration", "flux", ("g and i shift against r [pixels]",),
         ((0.1,), (0.2,), (0.35,), (0.5,), (1.0,)),
@@ -157,12 +167,17 @@ def table_rows():
     return rows
 
 
-def corrupt(x, name, severity, seeds, ctx):
-    """Corruption `name` at per-galaxy `severity` [B] (0: untouched, exactly) of batch `x`."""
+def corrupt(x, name, severity, seeds, ctx, own_fwhm_r=None):
+    """Corruption `name` at per-galaxy `severity` [B] (0: untouched, exactly) of batch `x`.
+
+    `own_fwhm_r`: each galaxy's own r-band PSF FWHM [B] (arcsec), as the records store it;
+    None: `ctx.own_fwhm_r` for every galaxy.
+    """
     c = CORRUPTIONS[name]
     severity = tf.cast(severity, tf.int32)
     params = tf.gather(tf.constant(c.table), severity)
-    y = c.fn(x, params, seeds, ctx)
+    extra = {"own_fwhm_r": own_fwhm_r} if c.psf else {}
+    y = c.fn(x, params, seeds, ctx, **extra)
     return tf.where((severity > 0)[:, None, None, None], y, x)
 
 
@@ -223,23 +238,27 @@ class Plan:
         level = tf.minimum(1 + tf.cast(u[:, 2] * SEVERITIES, tf.int32), SEVERITIES)
         return choice, tf.where(on, level, 0)
 
-    def apply(self, stage, x, choice, severity, ids, salts, root, ctx, noiseless):
-        """The plan's corruptions acting at `stage` on batch `x`."""
+    def apply(self, stage, x, choice, severity, ids, salts, root, ctx, noiseless,
+              own_fwhm_r=None):
+        """The plan's corruptions acting at `stage` on batch `x`; `own_fwhm_r`: each
+        galaxy's own r-band PSF FWHM [B] where the records hold it (see `corrupt`)."""
         for j, name in enumerate(self.names):
             if CORRUPTIONS[name].stage_on(noiseless) != stage:
                 continue
             level = tf.where(tf.equal(choice, j), severity, 0)
             x = tf.cond(tf.reduce_any(level > 0),
-                        lambda: _corrupt_some(x, name, level, ids, salts, root, ctx),
+                        lambda: _corrupt_some(x, name, level, ids, salts, root, ctx,
+                                              own_fwhm_r),
                         lambda: x)
         return x
 
 
-def _corrupt_some(x, name, level, ids, salts, root, ctx):
+def _corrupt_some(x, name, level, ids, salts, root, ctx, own_fwhm_r=None):
     """`corrupt` on only the galaxies with a severity (a mixed plan corrupts a few per
     batch: the others cost nothing), scattered back into the batch."""
     where = tf.where(level > 0)
     some = tf.gather_nd(x, where)
     seeds = per_galaxy_seeds(root, name, tf.gather_nd(ids, where), tf.gather_nd(salts, where))
-    done = corrupt(some, name, tf.gather_nd(level, where), seeds, ctx)
+    own = None if own_fwhm_r is None else tf.gather_nd(own_fwhm_r, where)
+    done = corrupt(some, name, tf.gather_nd(level, where), seeds, ctx, own)
     return tf.tensor_scatter_nd_update(x, where, done)

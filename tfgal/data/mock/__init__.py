@@ -21,8 +21,10 @@ from tfgal import lazy_exports
 
 _EXPORTS = {
     "MockParams": "params", "plan": "params", "check_class_fractions": "params",
-    "STAMP_PIXELS": "galaxies", "render_galaxy": "galaxies", "describe": "galaxies",
-    "GENERATOR_NAME": "builder", "render_many": "builder", "build": "builder",
+    "STAMP_PIXELS": "galaxies", "render_galaxy": "galaxies", "render": "galaxies",
+    "describe": "galaxies",
+    "GENERATOR_NAME": "builder", "MOCK_VERSION": "builder", "render_many": "builder",
+    "build": "builder",
     "merge": "builder",
 }
 

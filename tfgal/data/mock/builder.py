@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import shutil
@@ -26,15 +27,19 @@ from tfgal import io, locks, survey
 from tfgal import progress as progress_lib
 from tfgal.data import pools, shards
 from tfgal.data import stretch
-from tfgal.data.manifest import CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, MANIFEST_NAME, Manifest
-from tfgal.data.mock.files import file_jobs, split_rows, write_file
+from tfgal.data.manifest import (CLASS_NAMES, DEFAULT_SHARD_SIZE, FLUX, MANIFEST_NAME,
+                                 PSF_FWHM_R, Manifest)
+from tfgal.data.mock.files import file_jobs, render_record, split_rows, write_file
 from tfgal.data.mock.galaxies import STAMP_PIXELS, render_galaxy
 from tfgal.data.mock.params import MockParams, check_class_fractions, plan
 from tfgal.errors import ConfigError
 
-__all__ = ["GENERATOR_NAME", "render_many", "build", "merge"]
+__all__ = ["GENERATOR_NAME", "MOCK_VERSION", "render_many", "build", "merge"]
 
 GENERATOR_NAME = "tfgal.mocks"  # stored in manifests: keep it, existing datasets carry it
+# Stored in manifests; raised when the same seed renders different galaxies. Version 1
+# (none stored) is the generator before per-galaxy PSFs and the realism check.
+MOCK_VERSION = 2
 
 
 def render_many(items, seed, params=MockParams(), *, workers=None, chunksize=None):
@@ -45,11 +50,16 @@ def render_many(items, seed, params=MockParams(), *, workers=None, chunksize=Non
       workers: processes (None: all cores; 1: in this process).
       chunksize: galaxies per task sent to a worker (default: a few tasks per worker).
     """
+    return _pooled(render_galaxy, items, seed, params, workers, chunksize)
+
+
+def _pooled(render_one, items, seed, params, workers, chunksize):
+    """`render_one(galaxy_id, label, seed, params)` of every item, in order, in a pool."""
     items = [(int(g), int(lab)) for g, lab in items]
     workers = pools.check_workers(workers)
     if workers == 1 or len(items) <= 1:
         for galaxy_id, label in items:
-            yield render_galaxy(galaxy_id, label, seed, params)
+            yield render_one(galaxy_id, label, seed, params)
         return
     if chunksize is None:
         # Small enough to balance the load and keep the writer busy, large enough that
@@ -57,7 +67,8 @@ def render_many(items, seed, params=MockParams(), *, workers=None, chunksize=Non
         chunksize = max(1, min(16, len(items) // (8 * workers)))
     context = multiprocessing.get_context(pools.start_method())
     with context.Pool(workers, initializer=_init_worker, initargs=(seed, params)) as pool:
-        yield from pool.imap(_render_item, items, chunksize=chunksize)
+        yield from pool.imap(functools.partial(_render_item, render_one), items,
+                             chunksize=chunksize)
 
 
 _WORKER = {}
@@ -67,8 +78,8 @@ def _init_worker(seed, params):
     _WORKER.update(seed=seed, params=params)
 
 
-def _render_item(item):
-    return render_galaxy(item[0], item[1], _WORKER["seed"], _WORKER["params"])
+def _render_item(render_one, item):
+    return render_one(item[0], item[1], _WORKER["seed"], _WORKER["params"])
 
 
 def build(out, *, n_train, n_val, n_test, seed, workers=None, class_fractions=None,
@@ -157,12 +168,12 @@ def _build_part(out, part, n_parts, rows, settings, params, workers, progress):
     desc = "rendering" if n_parts == 1 else f"rendering part {part}/{n_parts}"
     # closing(): an error while writing stops the worker pool at once, not at exit.
     with progress_lib.bar(len(items), desc, enabled=progress) as bar, \
-            contextlib.closing(render_many(items, settings["seed"], params,
-                                           workers=workers)) as rendered:
+            contextlib.closing(_pooled(render_record, items, settings["seed"], params,
+                                       workers, None)) as rendered:
         for spec, file_items in jobs:
             galaxies = []
-            for galaxy_id, label in file_items:
-                galaxies.append(({FLUX: next(rendered)}, label, galaxy_id))
+            for _ in file_items:  # the records of `render_record`, as the Beam build's
+                galaxies.append(next(rendered))
                 bar.update()
             entries.append(write_file(out, spec, galaxies))
     shards.write_part_record(out, part, n_parts, settings, entries)
@@ -197,7 +208,7 @@ def _merge(out):
         image_shape=(STAMP_PIXELS, STAMP_PIXELS, len(survey.BANDS)),
         class_names=CLASS_NAMES, split_counts={s: len(v) for s, v in by_split.items()},
         shard_size=settings["shard_size"], compression=settings["compression"],
-        fit_stretch=fit_stretch,
+        fit_stretch=fit_stretch, psf_fwhm=dict(PSF_FWHM_R),
         generator=_generator_info(rows, settings["seed"], params, settings["class_fractions"]))
 
 
@@ -205,7 +216,8 @@ def _generator_info(rows, seed, params, class_fractions):
     counts = {}
     for split, _, label in rows:
         counts.setdefault(split, [0] * len(CLASS_NAMES))[label] += 1
-    return {"name": GENERATOR_NAME, "tfgal_version": tfgal.__version__,
+    return {"name": GENERATOR_NAME, "mock_version": MOCK_VERSION,
+            "tfgal_version": tfgal.__version__,
             "galsim_version": galsim.__version__, "seed": int(seed),
             "params": dataclasses.asdict(params),
             "class_fractions": list(check_class_fractions(class_fractions)),

@@ -8,15 +8,16 @@ arcsec (stamp centre at the origin), angles in degrees in `MockParams`, magnitud
 
 Three classes, labelled as in the study (`manifest.CLASS_NAMES`):
 
-* 0 spiral: a sheared exponential disc (random inclination, cos i uniform), a compact
-  Sersic bulge, log-spiral arms (an analytic pattern drawn as an InterpolatedImage) and
-  star-forming knots placed along the arms by `galsim.RandomKnots`; blue arms and knots,
-  a bluish disc, a red bulge.
-* 1 elliptical: one truncated Sersic profile, n = 3-5, axis ratio 0.5-1; red.
-* 2 merger: two or three overlapping Sersic galaxies (companions 0.15-0.6 of the
-  primary's flux, 0.3-1.2 system half-light radii away) with one or two curved tidal
-  tails (Gaussians strung along arcs, partly broken into knots); colours of each
-  galaxy drawn from a range spanning blue to red.
+* 0 spiral: a sheared exponential disc (random inclination, cos i uniform), a small
+  Sersic bulge (2-20% of the light), log-spiral arms (an analytic pattern drawn as an
+  InterpolatedImage) and star-forming knots placed along the arms by
+  `galsim.RandomKnots`; blue arms and knots, a bluish disc, a red bulge.
+* 1 elliptical: one truncated Sersic profile, n = 4-6, axis ratio 0.5-1, with faint
+  shells on one side (Gaussians on arcs, drawn in pixel space); red.
+* 2 merger: two or three compact Sersic galaxies (companions 0.25-1 of the primary's
+  flux, at least 1.5" apart), star-forming clumps over their bodies, and one or two
+  curved tidal tails (Gaussians strung along arcs, partly broken into knots); colours of
+  each galaxy drawn from a range spanning blue to red.
 
 The ranges and the reasons for them are in `tfgal.data.mock.params`.
 
@@ -37,7 +38,7 @@ from tfgal.data.manifest import CLASS_NAMES
 from tfgal.data.mock.params import MockParams, check_count
 from tfgal.errors import ConfigError
 
-__all__ = ["STAMP_PIXELS", "render_galaxy", "describe"]
+__all__ = ["STAMP_PIXELS", "render_galaxy", "render", "describe"]
 
 STAMP_PIXELS = 100
 # Arms and tails are computed on a grid this many times finer than the pixels so that
@@ -58,6 +59,13 @@ def render_galaxy(galaxy_id, label, seed, params=MockParams()):
     """The noiseless image of one galaxy: float32 (100, 100, 3), g r i, e-/s per pixel."""
     components, props = _design(galaxy_id, label, seed, params)
     return _draw(components, props["psf_fwhm_arcsec"])
+
+
+def render(galaxy_id, label, seed, params=MockParams()):
+    """(image, properties) of one galaxy: `render_galaxy`'s image and `describe`'s dict,
+    designed once."""
+    components, props = _design(galaxy_id, label, seed, params)
+    return _draw(components, props["psf_fwhm_arcsec"]), props
 
 
 def describe(galaxy_id, label, seed, params=MockParams()):
@@ -82,17 +90,41 @@ def _design(galaxy_id, label, seed, params):
 
 def _common(rng, p):
     """Properties every class draws from the same distributions."""
-    r_mag = rng.uniform(*p.r_mag)
-    log_radius = rng.uniform(*np.log10(p.half_light_radius_arcsec))
+    r_mag = _counts_magnitude(rng, p.r_mag, p.r_mag_count_slope)
     return {
         "r_mag": float(r_mag),
-        "half_light_radius_arcsec": float(10**log_radius),
+        "half_light_radius_arcsec": _size(rng, p, r_mag),
         "position_angle_rad": float(np.deg2rad(rng.uniform(*p.position_angle_deg))),
         "psf_fwhm_arcsec": float(rng.uniform(*p.psf_fwhm_arcsec)),
         "centre_arcsec": tuple(float(v) for v in rng.uniform(
             -p.centre_offset_arcsec, p.centre_offset_arcsec, 2)),
         "galsim_seed": int(rng.integers(1, 2**31 - 1)),
     }
+
+
+def _counts_magnitude(rng, bounds, slope):
+    """A magnitude in `bounds` with density proportional to 10^(slope m): galaxy number
+    counts rise so towards faint magnitudes (slope 0 is uniform)."""
+    u = rng.uniform()
+    if slope == 0:
+        return bounds[0] + u * (bounds[1] - bounds[0])
+    lo, hi = (10.0 ** (slope * b) for b in bounds)  # inverse of the cumulative counts
+    return math.log10(lo + u * (hi - lo)) / slope
+
+
+def _size(rng, p, r_mag):
+    """A half-light radius scattered log-normally about R proportional to L^slope, kept
+    within the `half_light_radius_arcsec` bounds by redrawing."""
+    log_median = (math.log10(p.size_at_r21_arcsec)
+                  - 0.4 * p.size_luminosity_slope * (r_mag - 21.0))
+    low, high = np.log10(p.half_light_radius_arcsec)
+    if low == high:
+        return float(p.half_light_radius_arcsec[0])
+    for _ in range(1000):
+        log_radius = rng.normal(log_median, p.size_scatter_dex)
+        if low <= log_radius <= high:
+            break
+    return float(10 ** float(np.clip(log_radius, low, high)))
 
 
 def _band_fluxes(r_flux, g_minus_r, r_minus_i):
@@ -111,14 +143,56 @@ def _sersic(n, half_light_radius):
 
 
 def _elliptical(rng, props, p):
+    """A smooth Sersic galaxy with faint shells on one side: most nearby ellipticals show
+    such tidal debris in deep images (Tal et al. 2009: 73%), the source of their small
+    but non-zero asymmetry (Conselice 2003: A = 0.02 +- 0.02)."""
     r_flux = survey.mag_to_flux(props["r_mag"], "r")
     hlr = props["half_light_radius_arcsec"]
-    shape = _sersic(rng.uniform(*p.elliptical_sersic_n), hlr).shear(
-        q=rng.uniform(*p.elliptical_axis_ratio),
-        beta=props["position_angle_rad"] * galsim.radians)
+    beta = props["position_angle_rad"]
+    body = _sersic(rng.uniform(*p.elliptical_sersic_n), hlr).shear(
+        q=rng.uniform(*p.elliptical_axis_ratio), beta=beta * galsim.radians)
     colour = _band_fluxes(r_flux, rng.uniform(*p.elliptical_g_minus_r),
                           rng.uniform(*p.elliptical_r_minus_i))
-    return [(shape.shift(*props["centre_arcsec"]), colour)]
+    f_shell = rng.uniform(*p.elliptical_shell_fraction)
+    components = [(body.shift(*props["centre_arcsec"]), (1.0 - f_shell) * colour)]
+    n_shell = _integer(rng, p.elliptical_shell_count)
+    if n_shell and f_shell > 0:
+        side = rng.uniform(0, 2 * np.pi)
+        arcs = [_shell_arc(rng, p, props["centre_arcsec"], side, hlr) for _ in range(n_shell)]
+        components.append((_Blobs(*(np.concatenate(a) for a in zip(*arcs))),
+                           f_shell * colour))
+    props.update(shell_fraction=float(f_shell), n_shells=n_shell)
+    return components
+
+
+def _shell_arc(rng, p, centre, side, hlr, n_points=12):
+    """(x, y, sigma, weight) of Gaussians strung on an arc around `centre`, opening
+    towards angle `side`: one shell."""
+    radius = hlr * rng.uniform(*p.elliptical_shell_radius_hlr)
+    half_span = math.radians(rng.uniform(*p.elliptical_shell_span_deg)) / 2
+    angle = side + rng.uniform(-0.3, 0.3) + np.linspace(-half_span, half_span, n_points)
+    sigma = np.full(n_points, rng.uniform(*p.merger_tail_width_arcsec))
+    return (centre[0] + radius * np.cos(angle), centre[1] + radius * np.sin(angle), sigma,
+            np.ones(n_points))
+
+
+class _Blobs:
+    """Faint round Gaussians wider than the PSF's core, drawn in pixel space through a
+    Gaussian of the PSF's FWHM: no FFT (shells cost ellipticals more than their body)."""
+
+    def __init__(self, x, y, sigma, weight):
+        self.x, self.y, self.sigma = x, y, sigma
+        self.weight = weight / weight.sum()
+
+    def draw(self, fwhm):
+        # Pixel response as a top hat's variance; unit total flux before the stamp's edge.
+        step = survey.PIXEL_SCALE_ARCSEC
+        sigma = np.sqrt(self.sigma**2 + (fwhm / 2.3548) ** 2 + step**2 / 12.0)
+        axis = (np.arange(STAMP_PIXELS) - (STAMP_PIXELS - 1) / 2.0) * step
+        gx = np.exp(-0.5 * ((axis[None, :] - self.x[:, None]) / sigma[:, None]) ** 2)
+        gy = np.exp(-0.5 * ((axis[None, :] - self.y[:, None]) / sigma[:, None]) ** 2)
+        norm = self.weight * step**2 / (2 * np.pi * sigma**2)
+        return np.einsum("ky,kx->yx", gy * norm[:, None], gx)
 
 
 # --------------------------------------------------------------------------- spirals
@@ -269,36 +343,62 @@ def _merger(rng, props, p):
     positions += props["centre_arcsec"] - np.average(positions, axis=0, weights=weights)
     n_tail = _integer(rng, p.merger_tail_count)
     f_tail = rng.uniform(*p.merger_tail_fraction) if n_tail else 0.0
-    fluxes = r_flux * (1.0 - f_tail) * weights / weights.sum()
-    components = []
+    f_clump = rng.uniform(*p.merger_clump_fraction)
+    fluxes = r_flux * (1.0 - f_tail - f_clump) * weights / weights.sum()
+    components, radii = [], []
     for flux, position in zip(fluxes, positions):
         n = rng.uniform(*p.merger_sersic_n)
-        radius = hlr * rng.uniform(*p.merger_size_ratio)
-        shape = _sersic(n, radius).shear(q=rng.uniform(*p.merger_axis_ratio),
-                                         beta=rng.uniform(0, np.pi) * galsim.radians)
+        radii.append(hlr * rng.uniform(*p.merger_size_ratio))
+        shape = _sersic(n, radii[-1]).shear(q=rng.uniform(*p.merger_axis_ratio),
+                                            beta=rng.uniform(0, np.pi) * galsim.radians)
         colour = _band_fluxes(flux, rng.uniform(*p.merger_g_minus_r),
                               rng.uniform(*p.merger_r_minus_i))
         components.append((shape.shift(*position), colour))
+    young = []
     if n_tail:
-        colour = _band_fluxes(r_flux * f_tail, rng.uniform(*p.merger_tail_g_minus_r),
+        young.append((f_tail, _tails(rng, p, props, positions, hlr, n_tail)))
+    if f_clump > 0:
+        young.append((f_clump, _body_clumps(rng, p, positions, radii, weights)))
+    if young:
+        total = sum(f for f, _ in young)
+        colour = _band_fluxes(r_flux * total, rng.uniform(*p.merger_tail_g_minus_r),
                               rng.uniform(*p.merger_tail_r_minus_i))
-        components.append((_tails(rng, p, props, positions, hlr, n_tail), colour))
-    props.update(n_galaxies=n_gal, n_tails=n_tail, tail_fraction=float(f_tail))
+        # Tails and clumps share one image: one FFT more per band, not two.
+        pattern = sum(f / total * part / part.sum() for f, part in young)
+        components.append((_as_profile(pattern), colour))
+    props.update(n_galaxies=n_gal, n_tails=n_tail, tail_fraction=float(f_tail),
+                 clump_fraction=float(f_clump))
     return components
+
+
+def _body_clumps(rng, p, positions, radii, weights):
+    """Star-forming clumps over the merging galaxies' bodies: interactions trigger
+    clumpy star formation (Lotz et al. 2004: merger smoothness S 0.1-0.9)."""
+    n = _integer(rng, p.merger_clump_count)
+    # Each clump picks a galaxy by flux and lands within a Gaussian twice its half-light
+    # radius around it: drawn directly, no photon shooting.
+    host = rng.choice(len(weights), size=n, p=np.asarray(weights) / np.sum(weights))
+    xy = positions[host] + rng.normal(size=(n, 2)) * (2.0 / 1.18 * np.asarray(radii))[host,
+                                                                                  None]
+    sigma = np.full(n, rng.uniform(*p.merger_clump_sigma_arcsec))
+    return _gaussians(xy[:, 0], xy[:, 1], sigma, rng.exponential(size=n))
 
 
 def _merger_positions(rng, p, hlr, n_gal, angle):
     """Primary at the origin, companions `merger_separation_hlr` system radii away."""
     positions = np.zeros((n_gal, 2))
     for k in range(1, n_gal):
-        distance = hlr * rng.uniform(*p.merger_separation_hlr)
+        # No closer than `merger_min_separation_arcsec`: a pair inside ~2 seeing FWHM blends
+        # into one source that neither eye nor statmorph can call a merger.
+        distance = max(hlr * rng.uniform(*p.merger_separation_hlr),
+                       p.merger_min_separation_arcsec)
         direction = angle + (k - 1) * rng.uniform(0.5 * np.pi, 1.5 * np.pi)
         positions[k] = distance * np.array([math.cos(direction), math.sin(direction)])
     return positions
 
 
 def _tails(rng, p, props, positions, hlr, n_tail):
-    """`n_tail` tidal tails (smooth arcs plus knots along them) as one unit-flux profile."""
+    """`n_tail` tidal tails (smooth arcs plus knots along them) as one unit-sum pattern."""
     start = rng.uniform(0, 2 * np.pi)
     curl = math.radians(rng.uniform(*p.merger_tail_curl_deg)) * rng.choice([-1.0, 1.0])
     # Tails leave from alternate galaxies in opposite directions, curling the same way:
@@ -307,7 +407,7 @@ def _tails(rng, p, props, positions, hlr, n_tail):
                                 curl, hlr) for k in range(n_tail))
     knots = _knot_pattern(rng, p, pattern, _integer(rng, p.merger_tail_knot_count),
                           props["galsim_seed"])
-    return _as_profile(_mix(pattern, knots, rng.uniform(*p.merger_tail_knot_fraction)))
+    return _mix(pattern, knots, rng.uniform(*p.merger_tail_knot_fraction))
 
 
 def _tail_pattern(rng, p, root, direction, curl, hlr, n_points=48):
@@ -335,12 +435,18 @@ def _psf(fwhm_r, band):
 def _draw(components, fwhm_r):
     """Draws (profile, fluxes per band) components through each band's PSF."""
     out = np.empty((STAMP_PIXELS, STAMP_PIXELS, len(survey.BANDS)), np.float32)
+    profiles = [(shape, fluxes) for shape, fluxes in components
+                if not isinstance(shape, _Blobs)]
     for b, band in enumerate(survey.BANDS):
-        galaxy = galsim.Add([shape * fluxes[b] for shape, fluxes in components])
+        galaxy = galsim.Add([shape * fluxes[b] for shape, fluxes in profiles])
         image = galsim.ImageF(STAMP_PIXELS, STAMP_PIXELS, scale=survey.PIXEL_SCALE_ARCSEC)
         galsim.Convolve(galaxy, _psf(fwhm_r, band), gsparams=GSPARAMS).drawImage(
             image=image, method="auto")
         out[..., b] = image.array
+        for shape, fluxes in components:
+            if isinstance(shape, _Blobs):
+                out[..., b] += (fluxes[b] * shape.draw(survey.seeing_fwhm(fwhm_r, band))
+                                ).astype(np.float32)
     # FFT ringing leaves tiny negatives far from the galaxy: not real flux.
     np.maximum(out, 0.0, out=out)
     return out

@@ -3,25 +3,44 @@
 Three classes, labelled as in the study (`manifest.CLASS_NAMES`): 0 spiral, 1 elliptical,
 2 merger (what each looks like: `tfgal.data.mock.galaxies`).
 
-Ranges (`MockParams` defaults) and why:
+Ranges (`MockParams` defaults) and why (mock version 2; `tools/check_mock_realism.py`
+measures the result against real galaxies with statmorph, README "Mock galaxies"):
 
-* Total r magnitude 21-24.5 (uniform), half-light radius 1.2-3.5 arcsec (log-uniform),
-  position angle 0-180 deg and r-band seeing 0.6-0.8 arcsec FWHM are drawn from the SAME
-  distributions for every class, so flux, size or seeing alone do not give the class
-  away. The radius is that of the whole galaxy (a spiral's disc grows with its bulge
-  fraction to keep it) or, for a merger, of the system, whose galaxies are 0.65-0.95
-  times smaller, so that measured half-light radii agree between classes.
-* The classes look alike where they are bright and differ where they are faint: spiral
-  bulges hold 10-40% of the light, so spiral cores are about as concentrated as
-  ellipticals' and mergers' (Sersic n 2-4.5); what tells the classes apart is the arms
-  and knots (20-47% of a spiral's light), the tails (8-20% of a merger's light) and the
-  faint companions, or their absence around a smooth elliptical.
-* The magnitude range puts those faint features between the two depths. The sky alone
-  gives a per-pixel noise of 0.065 e-/s in r at Y10 (5520 s) and 0.20 e-/s at Y1 (552 s).
-  An r = 23 spiral's arms spread ~30 e-/s over a few hundred pixels, ~0.1 e-/s per pixel:
-  an arm of ~50 pixels has S/N ~12 at Y10 but ~4 at Y1, so Y1 leaves smooth blobs of
-  similar size. Brighter than r ~ 20 the structure survives Y1; fainter than r ~ 25 it
-  is lost even at Y10.
+* Shared by every class, so that flux, size or seeing alone do not give the class away
+  (in nature early types are somewhat more compact at a given luminosity: a difference
+  from the real sky, kept so that the classes differ in morphology only):
+  - r magnitude 21-24.5 drawn from dN/dm proportional to 10^(0.3 m), about the slope of
+    galaxy number counts in R at 21-25 (Metcalfe et al. 2001: 0.3-0.37): a magnitude-
+    limited sample has about 11 times more galaxies per magnitude at 24.5 than at 21.
+  - Half-light radius log-normal, 0.15 dex of scatter, about R proportional to L^0.3, 2.6"
+    at r = 21 (Shen et al. 2003, late types: slope 0.21 faint to 0.53 bright, scatter
+    0.13-0.22 dex), redrawn until within 1.2-3.5": galaxies resolved at 0.7" seeing, as
+    a morphology sample must be (the normalisation is that choice: real r = 21-24.5
+    galaxies are mostly smaller, which the study's TNG galaxies, nearby, are not).
+  - Position angle 0-180 deg and r-band seeing 0.6-0.8" FWHM (each galaxy's own PSF, kept
+    in the records as psf_fwhm_arcsec).
+* Spirals are disc-dominated: bulge-to-total 0.02-0.2 with bulge Sersic n 1.5-3.5 (late
+  types: Gadotti 2009, Fisher & Drory 2008; Graham & Worley 2008 give B/T ~ 0.1 for
+  Sb-Sc), so the whole galaxy fits Sersic n < 2.5 (Shen et al. 2003); arms hold 15-35% and
+  knots 5-12% of the light.
+* Ellipticals are Sersic n 4-6 (luminous ellipticals: Caon et al. 1993, Graham & Driver
+  2005) with 1-3 faint shells on one side holding 0.5-2% of the light: most ellipticals
+  show such tidal debris in deep images (Tal et al. 2009: 73%), and it gives them the small
+  asymmetry real ones have (Conselice 2003: A = 0.02 +- 0.02).
+* Mergers are major mergers, companions 1:4-1:1 in flux (Lotz et al. 2008, 2011), of
+  compact galaxies (n 3-5, 0.5-0.8 of the system's radius) 0.6-1.5 system radii and at
+  least 1.5" (about two seeing FWHM) apart, 15-30% of their light in star-forming clumps
+  over the bodies and 3-8% in tidal tails: the clumps and separated nuclei put them
+  above the Gini-M20 merger line (Lotz et al. 2004, 2008) with asymmetry 0.3-0.5
+  (Conselice 2003: A > 0.35 for mergers).
+* At high S/N statmorph puts 12 of the 14 (class, statistic) medians inside the
+  literature's ranges (tests/test_mock_realism.py). Outside: elliptical concentration
+  (C ~ 3.8 against 4.1-4.7: at 0.6-0.8" seeing the PSF caps C for these radii; the same
+  galaxies at 0.2" seeing give 4.4) and merger smoothness (S ~ 0.06 against 0.1-0.9: the
+  clumps are blurred by the seeing).
+* The magnitude range puts faint features between the two depths. The sky alone gives a
+  per-pixel noise of 0.065 e-/s in r at Y10 (5520 s) and 0.20 e-/s at Y1 (552 s): an arm
+  of ~50 pixels of an r = 23 spiral has S/N ~12 at Y10 but ~4 at Y1.
 * Colours overlap on purpose (g-r: ellipticals 0.5-0.9; spiral discs 0.45-0.85 with
   arms 0.2-0.55; merger galaxies 0.35-0.9): spirals are bluer on average, as in nature,
   but colour alone is a weak cue.
@@ -54,17 +73,24 @@ _PLAN_STREAM = 0x91A7  # spawn key of the label shuffles in `plan`
 
 @dataclasses.dataclass(frozen=True)
 class MockParams:
-    """Ranges the mock galaxies are drawn from; each (low, high) is sampled uniformly.
+    """Ranges the mock galaxies are drawn from; each (low, high) is sampled uniformly
+    except r_mag and half_light_radius_arcsec, the bounds of their own distributions.
 
     Shared by all classes:
-      r_mag: total r-band AB magnitude of the whole system.
-      half_light_radius_arcsec: half-light radius of a galaxy (bulge and disc together
-        for spirals; the scale of the whole system for mergers), arcsec; log-uniform.
+      r_mag: bounds of the total r-band AB magnitude of the whole system.
+      r_mag_count_slope: the magnitudes' density rises as 10^(slope m) (0: uniform).
+      half_light_radius_arcsec: bounds of the half-light radius of a galaxy (bulge and
+        disc together for spirals; the scale of the whole system for mergers), arcsec.
+      size_at_r21_arcsec, size_luminosity_slope, size_scatter_dex: the radius is drawn
+        log-normally (scatter in dex) about size_at_r21 * L^slope (L relative to r = 21).
       position_angle_deg: position angle of the major axis, degrees.
       psf_fwhm_arcsec: r-band seeing FWHM, arcsec; g and i scale as lambda^-0.2.
       centre_offset_arcsec: largest shift of the galaxy centre from the stamp centre.
     Ellipticals:
       elliptical_sersic_n: Sersic index.
+      elliptical_shell_count, elliptical_shell_fraction: shells (arcs on one side) and
+        their share of the light; elliptical_shell_radius_hlr, elliptical_shell_span_deg:
+        their radius in half-light radii and the angle each spans (width as tails').
       elliptical_axis_ratio: projected minor / major axis ratio.
       elliptical_g_minus_r, elliptical_r_minus_i: colours, mag.
     Spirals:
@@ -89,13 +115,15 @@ class MockParams:
       merger_flux_ratio: flux of each companion / the primary's.
       merger_size_ratio: half-light radius of each galaxy / the system's.
       merger_separation_hlr: distance of each companion from the primary, in units of the
-        system's half-light radius.
+        system's half-light radius; merger_min_separation_arcsec: its floor.
       merger_sersic_n: Sersic index of each galaxy.
       merger_axis_ratio: axis ratio of each galaxy.
       merger_tail_count: number of tidal tails (integers, inclusive).
       merger_tail_fraction: share of the total flux in the tails.
       merger_tail_knot_fraction: share of the tails' flux in knots along them.
       merger_tail_length_hlr: tail length in system half-light radii.
+      merger_clump_fraction, merger_clump_count, merger_clump_sigma_arcsec: star-forming
+        clumps over the galaxies' bodies: share of the light, number, Gaussian sigma.
       merger_tail_curl_deg: angle each tail turns through along its length, degrees.
       merger_tail_width_arcsec: Gaussian sigma of a tail's cross-section at its root.
       merger_g_minus_r, merger_r_minus_i: colours of each galaxy, mag.
@@ -103,21 +131,29 @@ class MockParams:
     """
 
     r_mag: tuple = (21.0, 24.5)
+    r_mag_count_slope: float = 0.3
     half_light_radius_arcsec: tuple = (1.2, 3.5)
+    size_at_r21_arcsec: float = 2.6
+    size_luminosity_slope: float = 0.3
+    size_scatter_dex: float = 0.15
     position_angle_deg: tuple = (0.0, 180.0)
     psf_fwhm_arcsec: tuple = (0.6, 0.8)
     centre_offset_arcsec: float = 0.3
 
-    elliptical_sersic_n: tuple = (3.0, 5.0)
+    elliptical_sersic_n: tuple = (4.0, 6.0)
+    elliptical_shell_count: tuple = (1, 3)
+    elliptical_shell_fraction: tuple = (0.005, 0.02)
+    elliptical_shell_radius_hlr: tuple = (0.8, 2.0)
+    elliptical_shell_span_deg: tuple = (60.0, 150.0)
     elliptical_axis_ratio: tuple = (0.5, 1.0)
     elliptical_g_minus_r: tuple = (0.5, 0.9)
     elliptical_r_minus_i: tuple = (0.25, 0.45)
 
     spiral_inclination_deg: tuple = (0.0, 70.0)
     spiral_disc_thickness: float = 0.15
-    spiral_bulge_fraction: tuple = (0.1, 0.4)
+    spiral_bulge_fraction: tuple = (0.02, 0.2)
     spiral_bulge_radius_ratio: tuple = (0.1, 0.25)
-    spiral_bulge_sersic_n: tuple = (2.0, 4.0)
+    spiral_bulge_sersic_n: tuple = (1.5, 3.5)
     spiral_arm_fraction: tuple = (0.15, 0.35)
     spiral_knot_fraction: tuple = (0.05, 0.12)
     spiral_arm_count: tuple = (2, 3)
@@ -131,15 +167,19 @@ class MockParams:
     knot_sigma_arcsec: tuple = (0.05, 0.15)
 
     merger_galaxy_count: tuple = (2, 3)
-    merger_flux_ratio: tuple = (0.15, 0.6)
-    merger_size_ratio: tuple = (0.65, 0.95)
-    merger_separation_hlr: tuple = (0.3, 1.2)
-    merger_sersic_n: tuple = (2.0, 4.5)
+    merger_flux_ratio: tuple = (0.25, 1.0)
+    merger_size_ratio: tuple = (0.5, 0.8)
+    merger_separation_hlr: tuple = (0.6, 1.5)
+    merger_min_separation_arcsec: float = 1.5
+    merger_sersic_n: tuple = (3.0, 5.0)
     merger_axis_ratio: tuple = (0.4, 1.0)
     merger_tail_count: tuple = (1, 2)
-    merger_tail_fraction: tuple = (0.08, 0.2)
-    merger_tail_knot_fraction: tuple = (0.0, 0.4)
+    merger_tail_fraction: tuple = (0.03, 0.08)
+    merger_tail_knot_fraction: tuple = (0.3, 0.7)
     merger_tail_knot_count: tuple = (5, 15)
+    merger_clump_fraction: tuple = (0.15, 0.3)
+    merger_clump_count: tuple = (10, 30)
+    merger_clump_sigma_arcsec: tuple = (0.05, 0.15)
     merger_tail_length_hlr: tuple = (1.5, 4.0)
     merger_tail_curl_deg: tuple = (40.0, 120.0)
     merger_tail_width_arcsec: tuple = (0.25, 0.6)
@@ -152,7 +192,9 @@ class MockParams:
     # fractions and axis ratios live in [0, 1], a merger needs two galaxies.
     _LIMITS = {
         "half_light_radius_arcsec": (1e-3, 6.0), "psf_fwhm_arcsec": (0.05, 5.0),
-        "elliptical_sersic_n": (0.3, 6.2), "spiral_bulge_sersic_n": (0.3, 6.2),
+        "elliptical_sersic_n": (0.3, 6.2), "elliptical_shell_count": (0, 10),
+        "elliptical_shell_fraction": (0.0, 0.5), "elliptical_shell_radius_hlr": (0.05, 5.0),
+        "elliptical_shell_span_deg": (1.0, 360.0), "spiral_bulge_sersic_n": (0.3, 6.2),
         "merger_sersic_n": (0.3, 6.2), "elliptical_axis_ratio": (0.05, 1.0),
         "merger_axis_ratio": (0.05, 1.0), "spiral_inclination_deg": (0.0, 89.0),
         "spiral_bulge_fraction": (0.0, 1.0), "spiral_arm_fraction": (0.0, 1.0),
@@ -160,7 +202,9 @@ class MockParams:
         "merger_tail_knot_fraction": (0.0, 1.0), "merger_flux_ratio": (1e-3, 1.0),
         "spiral_arm_count": (1, 8), "spiral_knot_count": (1, 500),
         "merger_galaxy_count": (2, 6), "merger_tail_count": (0, 4),
-        "merger_tail_knot_count": (1, 100), "spiral_arm_pitch_deg": (1.0, 60.0),
+        "merger_tail_knot_count": (1, 100), "merger_clump_fraction": (0.0, 0.9),
+        "merger_clump_count": (1, 200), "merger_clump_sigma_arcsec": (0.01, 2.0),
+        "spiral_arm_pitch_deg": (1.0, 60.0),
         "spiral_arm_sharpness": (0.5, 20.0), "knot_sigma_arcsec": (0.01, 2.0),
         "merger_size_ratio": (0.05, 2.0), "merger_tail_width_arcsec": (0.05, 5.0),
     }
@@ -176,6 +220,20 @@ class MockParams:
         if not 0.0 <= self.spiral_disc_thickness < 1.0:
             raise ConfigError(f"spiral_disc_thickness must be in [0, 1); received "
                               f"{self.spiral_disc_thickness}", key="spiral_disc_thickness")
+        for name, low, high in (("r_mag_count_slope", -1.0, 1.0),
+                                ("size_at_r21_arcsec", 1e-3, 20.0),
+                                ("size_luminosity_slope", -2.0, 2.0),
+                                ("size_scatter_dex", 0.0, 1.0),
+                                ("merger_min_separation_arcsec", 0.0, 10.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and low <= value <= high):
+                raise ConfigError(f"{name} must be a number in [{low:g}, {high:g}]; "
+                                  f"received {value!r}", key=name)
+        if self.merger_tail_fraction[1] + self.merger_clump_fraction[1] >= 1.0:
+            raise ConfigError("merger tail + clump fractions can reach "
+                              f"{self.merger_tail_fraction[1] + self.merger_clump_fraction[1]:g}"
+                              "; they must stay below 1 to leave light in the galaxies",
+                              key="merger_clump_fraction")
         if not 0.0 <= self.centre_offset_arcsec <= 5.0:
             raise ConfigError(f"centre_offset_arcsec must be in [0, 5]; received "
                               f"{self.centre_offset_arcsec}", key="centre_offset_arcsec")

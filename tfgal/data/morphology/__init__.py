@@ -2,6 +2,8 @@
 
     measurements  photutils segmentation + statmorph (Gini, M20, CAS, Sérsic n, ...) of
                   a batch in a process pool, the class table beside the literature
+    realism       the same mock galaxies measured at high S/N, Y10 and Y1 beside the
+                  literature (does the generator make real-looking classes?)
     literature    per-class ranges of those statistics from the literature, each with its
                   reference, and the dividing lines (Gini-M20, A > 0.35, n = 2.5)
 

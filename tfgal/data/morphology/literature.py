@@ -15,8 +15,10 @@ check, `quoted`: what the paper gives and how the interval is derived from it (a
 * ``concentration``, ``asymmetry``, ``smoothness``: the CAS system: Conselice's (2003)
   mean ± 1 sd per type of nearby galaxies for ellipticals, early-type discs (S0-Sb),
   late-type discs (Sbc-Sd) and ULIRGs (the merger sample); A > 0.35 is his merger
-  criterion. The spiral interval spans early- and late-type discs (the mock spirals have
-  10-40% bulges).
+  criterion. The spiral interval spans early- and late-type discs (set for mock version 1,
+  whose spirals had 10-40% bulges). Version 2's spirals (B/T 0.02-0.2) are late types:
+  their C and A also fall in the late-type intervals alone, their S (~0.03) only in the
+  early types' (the late types' 0.29 +- 0.13 was measured on resolved nearby discs).
 * ``sersic_n``: n = 2.5 separates late (below) from early types in SDSS (Shen et al.
   2003); exponential discs have n ~ 1 and de Vaucouleurs ellipticals n ~ 4, with n rising
   with luminosity (Graham & Driver 2005). Mergers have no characteristic n.

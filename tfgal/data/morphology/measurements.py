@@ -207,10 +207,18 @@ def _check_images(images, bands, band):
     return images
 
 
-def _psf_setting(psf, band, pixel_scale):
-    """(PSF array or None, description) from measure's `psf` argument."""
+def _psf_setting(psf, band, pixel_scale, n):
+    """(PSF array, a list of `n` of them, or None; description) from measure's `psf`."""
     if psf is False:
         return None, "none (Sersic n not deconvolved)"
+    if not isinstance(psf, (int, float, bool, type(None))) and np.ndim(psf) == 1:
+        fwhm = np.asarray(psf, np.float64)
+        if fwhm.shape != (n,) or not np.all(np.isfinite(fwhm) & (fwhm > 0)):
+            raise DataError(f"psf as per-galaxy FWHMs needs {n} positive values (one per "
+                            f"image); received shape {fwhm.shape}", index="psf")
+        return ([psf_image(f, band, pixel_scale=pixel_scale) for f in fwhm],
+                f"Kolmogorov, each galaxy's own r-band FWHM ({fwhm.min():.3g}-"
+                f"{fwhm.max():.3g} arcsec)" if n else "per galaxy (none)")
     if psf is None or psf is True or isinstance(psf, (int, float)):
         fwhm = survey.SEEING_FWHM_ARCSEC if psf is None or psf is True else float(psf)
         return (psf_image(fwhm, band, pixel_scale=pixel_scale),
@@ -236,7 +244,8 @@ def measure(images_observed, *, depth, band="r", bands=survey.BANDS,
       pixel_scale: arcsec per pixel (radii are returned in arcsec).
       psf: None: the mocks' mean PSF (Kolmogorov, r-band FWHM 0.7", the middle of their
         0.6-0.8") so that statmorph's Sersic fit is PSF-convolved and its n deconvolved; a
-        number: that r-band FWHM; a 2-D array: that PSF image; False: no PSF.
+        number: that r-band FWHM; a 1-D array of N numbers: each galaxy's own r-band FWHM
+        (as mock records store it); a 2-D array: that PSF image; False: no PSF.
       workers: processes (None: all cores; 1: in this process). Results do not depend on it.
         Once TensorFlow is loaded (e.g. by `observe`) they are spawned, not forked, and a
         spawned worker imports the caller's script: guard it with
@@ -257,13 +266,15 @@ def measure(images_observed, *, depth, band="r", bands=survey.BANDS,
     b = list(bands).index(band)
     parsed = survey.Depth.parse(depth)
     sky, exposure = _sky_exposure(parsed, band)
-    psf_array, psf_text = _psf_setting(psf, band, pixel_scale)
+    n = images.shape[0]
+    psf_array, psf_text = _psf_setting(psf, band, pixel_scale, n)
     settings = {"sky": sky, "exposure": exposure, "pixel_scale": float(pixel_scale),
                 "sigma": float(np.sqrt(sky / exposure)), "psf": psf_array}
-    n = images.shape[0]
     workers = (getattr(pool, "_processes", None) if pool is not None
                else _check_workers(workers, max(n, 1)))
-    items = ((i, images[i, :, :, b], settings) for i in range(n))
+    per_galaxy = isinstance(psf_array, list)
+    items = ((i, images[i, :, :, b], {**settings, "psf": psf_array[i]} if per_galaxy
+              else settings) for i in range(n))
     rows, failed = [None] * n, 0
     start = time.perf_counter()
     with progress_lib.bar(n, f"statmorph {band} {parsed.name}", unit="galaxy",
@@ -343,8 +354,9 @@ def observe(data, split, depth, n, seed=0, corruption=None, noise_mode="fast"):
     `corruption`: a `corruptions.Plan`, or (name, severity); corruptions of the stretched
     display image (jpeg) have no flux-unit image to measure and are refused.
 
-    Returns dict(images [n, H, W, C] float32 e-/s, labels int32, galaxy_id int64, and
-    severity with a corruption).
+    Returns dict(images [n, H, W, C] float32 e-/s, labels int32, galaxy_id int64,
+    psf_fwhm_arcsec where the records hold each galaxy's seeing (pass it to `measure`'s
+    psf), and severity with a corruption).
     """
     from tfgal.data import corruptions, pipeline, stretch
     if corruption is not None and not isinstance(corruption, corruptions.Plan):

@@ -4,7 +4,7 @@ The same mock galaxies are measured by statmorph (`measurements.measure`, each g
 its own PSF) at three depths:
 
 * ``high``: the noiseless stamp with a small noise floor, the sky noise of `HIGH_SN_YEARS`
-  of the survey (ten times below Y10's): the generator's own morphology, as a bright,
+  of the survey (a hundredth of Y10's): the generator's own morphology, as a bright,
   well-observed galaxy of that shape would show it at LSST's pixels and seeing;
 * ``Y10`` and ``Y1``: what the survey's depth does to the measurement.
 
@@ -113,7 +113,7 @@ _NAMES = {"sersic_n": "Sérsic n", "concentration": "C", "asymmetry": "A",
 
 
 def markdown(summary, title="", depths=DEPTHS):
-    """The like-for-like table: one row per cell, median [16%, 84%] per depth (a star
+    """The like-for-like table: one row per cell, median [16%, 84%] per depth (a tick
     where the median is inside the range), the literature's range and its sample."""
     head = ["class", "statistic"] + [_depth_label(d) for d in depths] + ["literature"]
     lines = ([f"**{title}**", ""] if title else []) + [
